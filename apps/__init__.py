@@ -1,0 +1,1 @@
+"""End-to-end reference applications, one sub-package each (``sparkzoo.apps.<name>``)."""

@@ -1,0 +1,1 @@
+"""LSTM time-series anomaly detection (the Baosight use case)."""

@@ -1,0 +1,1 @@
+"""Fraud detection on payment transactions (the UnionPay use case)."""

@@ -1,0 +1,1 @@
+"""Image similarity search with embeddings and binary codes (the MLSlistings use case)."""

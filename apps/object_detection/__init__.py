@@ -1,0 +1,1 @@
+"""Detect -> crop -> embed -> HDFS pipeline (the JD.com use case)."""

@@ -1,0 +1,1 @@
+"""NCF / Wide & Deep recommendation on MovieLens."""

@@ -1,0 +1,1 @@
+"""Real offline data sets, generators and preprocessing (``sparkzoo.datasets``)."""

@@ -1,0 +1,5 @@
+import sys
+
+from sparkzoo.cli import main
+
+sys.exit(main())

@@ -1,0 +1,62 @@
+"""The ``sparkzoo`` command line. Each subcommand is a function ``cmd_<name>(args) -> int``."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+
+
+def cmd_info(args: argparse.Namespace) -> int:
+    """Print the versions of the stack; exit 1 when something is missing or mis-built."""
+    from sparkzoo.info import as_dicts, collect, format_report
+
+    components = collect()
+    print(json.dumps(as_dicts(components), indent=2) if args.json else format_report(components))
+    return 0 if all(c.ok for c in components) else 1
+
+
+def cmd_check(args: argparse.Namespace) -> int:
+    """Start Spark, bring a Horovod ring up in a barrier stage and allreduce a tensor."""
+    from sparkzoo.spark import init_spark
+    from sparkzoo.trainer.selftest import allreduce_check
+
+    spark = init_spark(args.master, app_name="sparkzoo-check")
+    print(f"Spark {spark.version} on {spark.sparkContext.master}: "
+          f"{args.np} barrier tasks -> Horovod ring (Gloo) -> allreduce(sum)")
+    try:
+        result = allreduce_check(spark, args.np)
+    except ValueError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    finally:
+        spark.stop()
+    for row in sorted(result.ranks, key=lambda r: r["rank"]):
+        print(f"  rank {row['rank']}/{row['size']} (local rank {row['local_rank']} on "
+              f"{row['hostname']}): allreduced {row['allreduced']}")
+    print(f"expected {result.expected}: {'OK' if result.ok else 'WRONG'}")
+    return 0 if result.ok else 1
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="sparkzoo", description=__doc__.splitlines()[0])
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    info = sub.add_parser("info", help="versions of Python, TensorFlow, Horovod, Spark, Java ...")
+    info.add_argument("--json", action="store_true", help="machine-readable output")
+    info.set_defaults(func=cmd_info)
+
+    check = sub.add_parser("check", help="smoke-test Spark + Horovod: barrier tasks allreduce")
+    check.add_argument("--np", type=int, default=2, help="number of Horovod ranks (default 2)")
+    check.add_argument("--master", default=None, help="Spark master (default: $SPARK_MASTER or local[*])")
+    check.set_defaults(func=cmd_check)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    return args.func(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,172 @@
+"""What ``sparkzoo info`` reports: the versions of the stack and anything missing or mis-built."""
+
+from __future__ import annotations
+
+import importlib.metadata
+import importlib.util
+import os
+import platform
+import re
+import shutil
+import subprocess
+import sys
+from dataclasses import asdict, dataclass
+
+import sparkzoo
+
+# What the stack is verified with (../shared/ARCHITECTURE.md).
+EXPECTED_TENSORFLOW = "2.15."
+EXPECTED_HOROVOD = "0.28.1"
+FIX_SETUP = "run `make setup` (scripts/setup.sh) from the sparkzoo checkout"
+
+
+@dataclass
+class Component:
+    """One line of the report. ``problem`` is set when the component is missing or mis-built."""
+
+    name: str
+    version: str | None
+    detail: str = ""
+    problem: str = ""
+
+    @property
+    def ok(self) -> bool:
+        return not self.problem
+
+
+def _dist_version(dist: str) -> str | None:
+    try:
+        return importlib.metadata.version(dist)
+    except importlib.metadata.PackageNotFoundError:
+        return None
+
+
+def _tensorflow() -> list[Component]:
+    try:
+        import tensorflow as tf
+    except Exception as exc:  # ImportError, or a broken install raising anything
+        return [Component("TensorFlow", None, problem=f"cannot import tensorflow ({exc}); "
+                          f"install sparkzoo[cpu] or sparkzoo[gpu], or {FIX_SETUP}"),
+                Component("Keras", None, problem="needs TensorFlow")]
+    tf_comp = Component("TensorFlow", tf.__version__)
+    if not tf.__version__.startswith(EXPECTED_TENSORFLOW):
+        tf_comp.problem = (f"sparkzoo needs TensorFlow {EXPECTED_TENSORFLOW}x "
+                           f"(Horovod 0.28.1 does not build against newer); {FIX_SETUP}")
+    gpus = tf.config.list_physical_devices("GPU")
+    tf_comp.detail = f"{len(gpus)} GPU(s)" if gpus else "CPU only"
+    return [tf_comp, Component("Keras", tf.keras.__version__, "tf.keras")]
+
+
+def _horovod() -> Component:
+    version = _dist_version("horovod")
+    if version is None:
+        return Component("Horovod", None, problem=f"not installed; {FIX_SETUP}")
+    comp = Component("Horovod", version)
+    frameworks = [name for name, module in (("tensorflow", "horovod.tensorflow.mpi_lib"),
+                                            ("pytorch", "horovod.torch.mpi_lib_v2"),
+                                            ("mxnet", "horovod.mxnet.mpi_lib"))
+                  if _has_module(module)]
+    if "tensorflow" not in frameworks:
+        comp.detail = f"frameworks: {', '.join(frameworks) or 'none'}"
+        comp.problem = ("built without TensorFlow (install TensorFlow first, then rebuild Horovod "
+                        f"with HOROVOD_WITH_TENSORFLOW=1); {FIX_SETUP}")
+        return comp
+    try:
+        import horovod.tensorflow as hvd
+    except Exception as exc:
+        comp.problem = (f"its TensorFlow extension does not load ({exc}); it was probably built "
+                        f"against another TensorFlow; {FIX_SETUP}")
+        return comp
+    controllers = [n for n, built in (("gloo", hvd.gloo_built()), ("mpi", hvd.mpi_built())) if built]
+    ops = [n for n, built in (("gloo", hvd.gloo_built()), ("mpi", hvd.mpi_built()),
+                              ("nccl", hvd.nccl_built()), ("ccl", hvd.ccl_built())) if built]
+    comp.detail = (f"frameworks: {', '.join(frameworks)}; controllers: {', '.join(controllers) or 'none'}; "
+                   f"tensor ops: {', '.join(ops) or 'none'}")
+    if "gloo" not in controllers:
+        comp.problem = f"built without Gloo (rebuild with HOROVOD_WITH_GLOO=1); {FIX_SETUP}"
+    elif version != EXPECTED_HOROVOD:
+        comp.problem = f"sparkzoo is verified with Horovod {EXPECTED_HOROVOD}"
+    return comp
+
+
+def _has_module(name: str) -> bool:
+    try:
+        return importlib.util.find_spec(name) is not None
+    except ModuleNotFoundError:
+        return False
+
+
+def java_version() -> tuple[str | None, str]:
+    """(version, path) of the ``java`` Spark will use: ``$JAVA_HOME/bin/java`` or the one on PATH."""
+    java_home = os.environ.get("JAVA_HOME")
+    java = os.path.join(java_home, "bin", "java") if java_home else shutil.which("java")
+    if not java or not os.path.exists(java):
+        return None, ""
+    out = subprocess.run([java, "-version"], capture_output=True, text=True, timeout=30)
+    match = re.search(r'version "([^"]+)"', out.stderr + out.stdout)
+    return (match.group(1) if match else "unknown"), java
+
+
+def _java() -> Component:
+    version, path = java_version()
+    if version is None:
+        return Component("Java", None, problem="no java on PATH or in $JAVA_HOME: Spark needs Java 17 "
+                                               "(Debian: apt-get install openjdk-17-jdk-headless)")
+    major = version.split(".")[0] if not version.startswith("1.") else version.split(".")[1]
+    comp = Component("Java", version, path)
+    if major not in {"8", "11", "17"}:
+        comp.problem = "Spark 3.5 runs on Java 8, 11 or 17 (sparkzoo is tested on 17)"
+    return comp
+
+
+def _package(name: str, dist: str, module: str) -> Component:
+    version = _dist_version(dist)
+    if version is None:
+        return Component(name, None, problem=f"{dist} is not installed; {FIX_SETUP}")
+    try:
+        importlib.import_module(module)
+    except Exception as exc:
+        return Component(name, version, problem=f"installed but `import {module}` fails: {exc}")
+    return Component(name, version)
+
+
+def collect() -> list[Component]:
+    """Every component of the stack, in the order ``sparkzoo info`` prints them."""
+    components = [
+        Component("sparkzoo", sparkzoo.__version__, os.path.dirname(sparkzoo.__file__)),
+        Component("Python", platform.python_version(), sys.executable,
+                  "" if sys.version_info[:2] == (3, 11) else "sparkzoo needs Python 3.11"),
+        *_tensorflow(),
+        _horovod(),
+        _package("PySpark", "pyspark", "pyspark"),
+        _java(),
+        _package("MLflow", "mlflow", "mlflow"),
+        _package("OpenCV", "opencv-python-headless", "cv2"),
+        _package("NumPy", "numpy", "numpy"),
+        _package("PyArrow", "pyarrow", "pyarrow"),
+    ]
+    pyspark = next(c for c in components if c.name == "PySpark")
+    if pyspark.ok and not (pyspark.version or "").startswith("3.5."):
+        pyspark.problem = "sparkzoo needs pyspark 3.5 (barrier mapInArrow)"
+    return components
+
+
+def format_report(components: list[Component]) -> str:
+    width = max(len(c.name) for c in components) + 2
+    lines = []
+    for c in components:
+        status = c.version or "MISSING"
+        line = f"{c.name:<{width}}{status}"
+        if c.detail:
+            line += f"  ({c.detail})"
+        if c.problem:
+            line += f"\n{'':<{width}}PROBLEM: {c.problem}"
+        lines.append(line)
+    bad = [c.name for c in components if not c.ok]
+    lines.append("")
+    lines.append(f"problems: {', '.join(bad)}" if bad else "all components present and built correctly")
+    return "\n".join(lines)
+
+
+def as_dicts(components: list[Component]) -> list[dict]:
+    return [asdict(c) | {"ok": c.ok} for c in components]

@@ -1,0 +1,77 @@
+"""The sparkzoo console script."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from sparkzoo.cli import build_parser
+from sparkzoo.info import Component, format_report
+
+SPARKZOO = str(Path(sys.executable).parent / "sparkzoo")
+
+
+def test_report_names_problems():
+    report = format_report([Component("TensorFlow", "2.15.1"),
+                            Component("Horovod", "0.28.1", problem="built without Gloo")])
+    assert "PROBLEM: built without Gloo" in report
+    assert report.splitlines()[-1] == "problems: Horovod"
+
+
+def test_report_all_good():
+    assert format_report([Component("Python", "3.11.7")]).endswith(
+        "all components present and built correctly")
+
+
+def test_missing_component_says_missing():
+    assert "MISSING" in format_report([Component("Java", None, problem="no java")])
+
+
+def test_unknown_subcommand_is_an_error():
+    with pytest.raises(SystemExit):
+        build_parser().parse_args(["frobnicate"])
+
+
+@pytest.mark.slow
+def test_info_reports_the_verified_stack():
+    out = subprocess.run([SPARKZOO, "info", "--json"], capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stdout + out.stderr
+    comps = {c["name"]: c for c in json.loads(out.stdout)}
+    assert comps["TensorFlow"]["version"] == "2.15.1"
+    assert comps["Keras"]["version"].startswith("2.15")
+    hvd = comps["Horovod"]
+    assert hvd["version"] == "0.28.1"
+    assert "frameworks: tensorflow" in hvd["detail"] and "controllers: gloo" in hvd["detail"]
+    assert comps["PySpark"]["version"].startswith("3.5.")
+    assert comps["Java"]["version"] and comps["MLflow"]["version"] and comps["OpenCV"]["version"]
+    assert all(c["ok"] for c in comps.values())
+
+
+@pytest.mark.slow
+def test_info_flags_a_missing_java(tmp_path):
+    env = {"PATH": str(tmp_path), "JAVA_HOME": str(tmp_path / "nojava")}
+    out = subprocess.run([sys.executable, "-m", "sparkzoo", "info"], capture_output=True,
+                         text=True, timeout=300, env=env)
+    assert out.returncode == 1
+    assert "Java" in out.stdout and "PROBLEM: no java" in out.stdout
+
+
+@pytest.mark.slow
+def test_check_runs_an_allreduce_on_local_spark():
+    out = subprocess.run([SPARKZOO, "check", "--np", "2", "--master", "local[2]"],
+                         capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stdout + out.stderr[-3000:]
+    assert "rank 0/2" in out.stdout and "rank 1/2" in out.stdout
+    assert out.stdout.strip().endswith("OK")
+
+
+@pytest.mark.slow
+def test_check_refuses_more_ranks_than_slots():
+    out = subprocess.run([SPARKZOO, "check", "--np", "4", "--master", "local[2]"],
+                         capture_output=True, text=True, timeout=300)
+    assert out.returncode == 2
+    assert "4 Horovod ranks" in out.stderr and "2 task slots" in out.stderr
