@@ -103,6 +103,6 @@ fi
 say "installing sparkzoo (editable) with the $extra and dev extras"
 pip install -q -e ".[$extra,dev]"
 
-"$venv/bin/horovodrun" --check-build | sed 's/^/[setup]   /'
+TF_CPP_MIN_LOG_LEVEL=2 "$venv/bin/horovodrun" --check-build | sed 's/^/[setup]   /'
 echo "$want_stamp" > "$stamp"
 say "done in $(( $(date +%s) - start ))s"

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 
 
@@ -22,8 +23,10 @@ def cmd_check(args: argparse.Namespace) -> int:
     from sparkzoo.trainer.selftest import allreduce_check
 
     spark = init_spark(args.master, app_name="sparkzoo-check")
-    print(f"Spark {spark.version} on {spark.sparkContext.master}: "
-          f"{args.np} barrier tasks -> Horovod ring (Gloo) -> allreduce(sum)")
+    print(
+        f"Spark {spark.version} on {spark.sparkContext.master}: "
+        f"{args.np} barrier tasks -> Horovod ring (Gloo) -> allreduce(sum)"
+    )
     try:
         result = allreduce_check(spark, args.np)
     except ValueError as exc:
@@ -32,8 +35,10 @@ def cmd_check(args: argparse.Namespace) -> int:
     finally:
         spark.stop()
     for row in sorted(result.ranks, key=lambda r: r["rank"]):
-        print(f"  rank {row['rank']}/{row['size']} (local rank {row['local_rank']} on "
-              f"{row['hostname']}): allreduced {row['allreduced']}")
+        print(
+            f"  rank {row['rank']}/{row['size']} (local rank {row['local_rank']} on "
+            f"{row['hostname']}): allreduced {row['allreduced']}"
+        )
     print(f"expected {result.expected}: {'OK' if result.ok else 'WRONG'}")
     return 0 if result.ok else 1
 
@@ -48,12 +53,15 @@ def build_parser() -> argparse.ArgumentParser:
 
     check = sub.add_parser("check", help="smoke-test Spark + Horovod: barrier tasks allreduce")
     check.add_argument("--np", type=int, default=2, help="number of Horovod ranks (default 2)")
-    check.add_argument("--master", default=None, help="Spark master (default: $SPARK_MASTER or local[*])")
+    check.add_argument(
+        "--master", default=None, help="Spark master (default: $SPARK_MASTER or local[*])"
+    )
     check.set_defaults(func=cmd_check)
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # TensorFlow's C++ start-up chatter
     args = build_parser().parse_args(argv)
     return args.func(args)
 

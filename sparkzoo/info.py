@@ -11,6 +11,7 @@ import shutil
 import subprocess
 import sys
 from dataclasses import asdict, dataclass
+from pathlib import Path
 
 import sparkzoo
 
@@ -45,16 +46,24 @@ def _tensorflow() -> list[Component]:
     try:
         import tensorflow as tf
     except Exception as exc:  # ImportError, or a broken install raising anything
-        return [Component("TensorFlow", None, problem=f"cannot import tensorflow ({exc}); "
-                          f"install sparkzoo[cpu] or sparkzoo[gpu], or {FIX_SETUP}"),
-                Component("Keras", None, problem="needs TensorFlow")]
+        return [
+            Component(
+                "TensorFlow",
+                None,
+                problem=f"cannot import tensorflow ({exc}); "
+                f"install sparkzoo[cpu] or sparkzoo[gpu], or {FIX_SETUP}",
+            ),
+            Component("Keras", None, problem="needs TensorFlow"),
+        ]
     tf_comp = Component("TensorFlow", tf.__version__)
     if not tf.__version__.startswith(EXPECTED_TENSORFLOW):
-        tf_comp.problem = (f"sparkzoo needs TensorFlow {EXPECTED_TENSORFLOW}x "
-                           f"(Horovod 0.28.1 does not build against newer); {FIX_SETUP}")
+        tf_comp.problem = (
+            f"sparkzoo needs TensorFlow {EXPECTED_TENSORFLOW}x "
+            f"(Horovod 0.28.1 does not build against newer); {FIX_SETUP}"
+        )
     gpus = tf.config.list_physical_devices("GPU")
     tf_comp.detail = f"{len(gpus)} GPU(s)" if gpus else "CPU only"
-    return [tf_comp, Component("Keras", tf.keras.__version__, "tf.keras")]
+    return [tf_comp, Component("Keras", _dist_version("keras"), "tf.keras")]
 
 
 def _horovod() -> Component:
@@ -62,26 +71,39 @@ def _horovod() -> Component:
     if version is None:
         return Component("Horovod", None, problem=f"not installed; {FIX_SETUP}")
     comp = Component("Horovod", version)
-    frameworks = [name for name, module in (("tensorflow", "horovod.tensorflow.mpi_lib"),
-                                            ("pytorch", "horovod.torch.mpi_lib_v2"),
-                                            ("mxnet", "horovod.mxnet.mpi_lib"))
-                  if _has_module(module)]
+    frameworks = _horovod_frameworks()
     if "tensorflow" not in frameworks:
         comp.detail = f"frameworks: {', '.join(frameworks) or 'none'}"
-        comp.problem = ("built without TensorFlow (install TensorFlow first, then rebuild Horovod "
-                        f"with HOROVOD_WITH_TENSORFLOW=1); {FIX_SETUP}")
+        comp.problem = (
+            "built without TensorFlow (install TensorFlow first, then rebuild Horovod "
+            f"with HOROVOD_WITH_TENSORFLOW=1); {FIX_SETUP}"
+        )
         return comp
     try:
         import horovod.tensorflow as hvd
     except Exception as exc:
-        comp.problem = (f"its TensorFlow extension does not load ({exc}); it was probably built "
-                        f"against another TensorFlow; {FIX_SETUP}")
+        comp.problem = (
+            f"its TensorFlow extension does not load ({exc}); it was probably built "
+            f"against another TensorFlow; {FIX_SETUP}"
+        )
         return comp
-    controllers = [n for n, built in (("gloo", hvd.gloo_built()), ("mpi", hvd.mpi_built())) if built]
-    ops = [n for n, built in (("gloo", hvd.gloo_built()), ("mpi", hvd.mpi_built()),
-                              ("nccl", hvd.nccl_built()), ("ccl", hvd.ccl_built())) if built]
-    comp.detail = (f"frameworks: {', '.join(frameworks)}; controllers: {', '.join(controllers) or 'none'}; "
-                   f"tensor ops: {', '.join(ops) or 'none'}")
+    controllers = [
+        n for n, built in (("gloo", hvd.gloo_built()), ("mpi", hvd.mpi_built())) if built
+    ]
+    ops = [
+        n
+        for n, built in (
+            ("gloo", hvd.gloo_built()),
+            ("mpi", hvd.mpi_built()),
+            ("nccl", hvd.nccl_built()),
+            ("ccl", hvd.ccl_built()),
+        )
+        if built
+    ]
+    comp.detail = (
+        f"frameworks: {', '.join(frameworks)}; controllers: {', '.join(controllers) or 'none'}; "
+        f"tensor ops: {', '.join(ops) or 'none'}"
+    )
     if "gloo" not in controllers:
         comp.problem = f"built without Gloo (rebuild with HOROVOD_WITH_GLOO=1); {FIX_SETUP}"
     elif version != EXPECTED_HOROVOD:
@@ -89,11 +111,16 @@ def _horovod() -> Component:
     return comp
 
 
-def _has_module(name: str) -> bool:
-    try:
-        return importlib.util.find_spec(name) is not None
-    except ModuleNotFoundError:
-        return False
+def _horovod_frameworks() -> list[str]:
+    """Frameworks whose Horovod extension library was built (found without importing them)."""
+    spec = importlib.util.find_spec("horovod")
+    root = Path(spec.submodule_search_locations[0]) if spec else None
+    libraries = {
+        "tensorflow": "tensorflow/mpi_lib.*",
+        "pytorch": "torch/mpi_lib_v2.*",
+        "mxnet": "mxnet/mpi_lib.*",
+    }
+    return [name for name, pattern in libraries.items() if root and any(root.glob(pattern))]
 
 
 def java_version() -> tuple[str | None, str]:
@@ -110,8 +137,12 @@ def java_version() -> tuple[str | None, str]:
 def _java() -> Component:
     version, path = java_version()
     if version is None:
-        return Component("Java", None, problem="no java on PATH or in $JAVA_HOME: Spark needs Java 17 "
-                                               "(Debian: apt-get install openjdk-17-jdk-headless)")
+        return Component(
+            "Java",
+            None,
+            problem="no java on PATH or in $JAVA_HOME: Spark needs Java 17 "
+            "(Debian: apt-get install openjdk-17-jdk-headless)",
+        )
     major = version.split(".")[0] if not version.startswith("1.") else version.split(".")[1]
     comp = Component("Java", version, path)
     if major not in {"8", "11", "17"}:
@@ -134,8 +165,12 @@ def collect() -> list[Component]:
     """Every component of the stack, in the order ``sparkzoo info`` prints them."""
     components = [
         Component("sparkzoo", sparkzoo.__version__, os.path.dirname(sparkzoo.__file__)),
-        Component("Python", platform.python_version(), sys.executable,
-                  "" if sys.version_info[:2] == (3, 11) else "sparkzoo needs Python 3.11"),
+        Component(
+            "Python",
+            platform.python_version(),
+            sys.executable,
+            "" if sys.version_info[:2] == (3, 11) else "sparkzoo needs Python 3.11",
+        ),
         *_tensorflow(),
         _horovod(),
         _package("PySpark", "pyspark", "pyspark"),
@@ -164,7 +199,9 @@ def format_report(components: list[Component]) -> str:
         lines.append(line)
     bad = [c.name for c in components if not c.ok]
     lines.append("")
-    lines.append(f"problems: {', '.join(bad)}" if bad else "all components present and built correctly")
+    lines.append(
+        f"problems: {', '.join(bad)}" if bad else "all components present and built correctly"
+    )
     return "\n".join(lines)
 
 

@@ -85,6 +85,8 @@ def init_spark(
     settings = dict(_DEFAULT_CONF)
     if master_url.startswith("local"):
         settings.update(_LOCAL_CONF)
+        # The local executor reports this address to barrier tasks; keep it on loopback.
+        os.environ.setdefault("SPARK_LOCAL_IP", "127.0.0.1")
     for key, value in conf.items():
         settings[key.replace("_", ".") if "." not in key else key] = value
     settings.setdefault("spark.pyspark.python", os.environ["PYSPARK_PYTHON"])

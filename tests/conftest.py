@@ -38,9 +38,16 @@ def spark():
     session.stop()
 
 
-def run_python(code: str, cwd: Path | None = None, env: dict | None = None,
-               timeout: int = 300) -> subprocess.CompletedProcess:
+def run_python(
+    code: str, cwd: Path | None = None, env: dict | None = None, timeout: int = 300
+) -> subprocess.CompletedProcess:
     """Run ``code`` in a fresh interpreter (this one), so imports start from nothing."""
     full_env = {**os.environ, **(env or {})}
-    return subprocess.run([sys.executable, "-c", code], cwd=cwd, env=full_env,
-                          capture_output=True, text=True, timeout=timeout)
+    return subprocess.run(
+        [sys.executable, "-c", code],
+        cwd=cwd,
+        env=full_env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -16,15 +17,20 @@ SPARKZOO = str(Path(sys.executable).parent / "sparkzoo")
 
 
 def test_report_names_problems():
-    report = format_report([Component("TensorFlow", "2.15.1"),
-                            Component("Horovod", "0.28.1", problem="built without Gloo")])
+    report = format_report(
+        [
+            Component("TensorFlow", "2.15.1"),
+            Component("Horovod", "0.28.1", problem="built without Gloo"),
+        ]
+    )
     assert "PROBLEM: built without Gloo" in report
     assert report.splitlines()[-1] == "problems: Horovod"
 
 
 def test_report_all_good():
     assert format_report([Component("Python", "3.11.7")]).endswith(
-        "all components present and built correctly")
+        "all components present and built correctly"
+    )
 
 
 def test_missing_component_says_missing():
@@ -54,16 +60,25 @@ def test_info_reports_the_verified_stack():
 @pytest.mark.slow
 def test_info_flags_a_missing_java(tmp_path):
     env = {"PATH": str(tmp_path), "JAVA_HOME": str(tmp_path / "nojava")}
-    out = subprocess.run([sys.executable, "-m", "sparkzoo", "info"], capture_output=True,
-                         text=True, timeout=300, env=env)
+    out = subprocess.run(
+        [sys.executable, "-m", "sparkzoo", "info"],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env=env,
+    )
     assert out.returncode == 1
     assert "Java" in out.stdout and "PROBLEM: no java" in out.stdout
 
 
 @pytest.mark.slow
 def test_check_runs_an_allreduce_on_local_spark():
-    out = subprocess.run([SPARKZOO, "check", "--np", "2", "--master", "local[2]"],
-                         capture_output=True, text=True, timeout=300)
+    out = subprocess.run(
+        [SPARKZOO, "check", "--np", "2", "--master", "local[2]"],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert out.returncode == 0, out.stdout + out.stderr[-3000:]
     assert "rank 0/2" in out.stdout and "rank 1/2" in out.stdout
     assert out.stdout.strip().endswith("OK")
@@ -71,7 +86,32 @@ def test_check_runs_an_allreduce_on_local_spark():
 
 @pytest.mark.slow
 def test_check_refuses_more_ranks_than_slots():
-    out = subprocess.run([SPARKZOO, "check", "--np", "4", "--master", "local[2]"],
-                         capture_output=True, text=True, timeout=300)
+    out = subprocess.run(
+        [SPARKZOO, "check", "--np", "4", "--master", "local[2]"],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert out.returncode == 2
     assert "4 Horovod ranks" in out.stderr and "2 task slots" in out.stderr
+
+
+@pytest.mark.slow
+def test_info_flags_a_horovod_built_without_tensorflow(tmp_path):
+    # A Horovod install whose TensorFlow extension library is absent, as after a build
+    # that ran before TensorFlow was installed.
+    (tmp_path / "horovod" / "tensorflow").mkdir(parents=True)
+    (tmp_path / "horovod" / "__init__.py").write_text("__version__ = '0.28.1'\n")
+    dist = tmp_path / "horovod-0.28.1.dist-info"
+    dist.mkdir()
+    (dist / "METADATA").write_text("Metadata-Version: 2.1\nName: horovod\nVersion: 0.28.1\n")
+    out = subprocess.run(
+        [sys.executable, "-m", "sparkzoo", "info", "--json"],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env={**os.environ, "PYTHONPATH": str(tmp_path)},
+    )
+    assert out.returncode == 1
+    hvd = next(c for c in json.loads(out.stdout) if c["name"] == "Horovod")
+    assert "built without TensorFlow" in hvd["problem"]

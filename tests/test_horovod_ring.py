@@ -34,7 +34,11 @@ def test_plan_groups_interleaved_hosts():
     # partitions 0..3 land on hosts a, b, a, b: ranks go host by host, as horovodrun numbers them
     plan = plan_ranks(["a", "b", "a", "b"])
     assert [(r.hostname, r.rank, r.local_rank, r.cross_rank) for r in plan] == [
-        ("a", 0, 0, 0), ("b", 2, 0, 1), ("a", 1, 1, 0), ("b", 3, 1, 1)]
+        ("a", 0, 0, 0),
+        ("b", 2, 0, 1),
+        ("a", 1, 1, 0),
+        ("b", 3, 1, 1),
+    ]
     assert {(r.size, r.local_size, r.cross_size) for r in plan} == {(4, 2, 2)}
 
 
@@ -55,13 +59,15 @@ def test_loopback_interface_is_found():
 
 def test_interface_for_foreign_address_says_what_to_set():
     with pytest.raises(RuntimeError, match="SPARK_LOCAL_IP"):
-        interface_for_address("192.0.2.1")  # TEST-NET-1: held by no interface here
+        interface_for_address("203.0.113.77")  # TEST-NET-3: held by no interface here
 
 
 def test_env_carries_the_plan():
     env = horovod_env(plan_ranks(["h", "h"])[1], "h", 1234, "lo")
     assert env["HOROVOD_RANK"] == "1" and env["HOROVOD_SIZE"] == "2"
-    assert env["HOROVOD_GLOO_RENDEZVOUS_ADDR"] == "h" and env["HOROVOD_GLOO_RENDEZVOUS_PORT"] == "1234"
+    assert (
+        env["HOROVOD_GLOO_RENDEZVOUS_ADDR"] == "h" and env["HOROVOD_GLOO_RENDEZVOUS_PORT"] == "1234"
+    )
     assert env["HOROVOD_CONTROLLER"] == "gloo" and env["HOROVOD_GLOO_IFACE"] == "lo"
 
 
@@ -72,7 +78,9 @@ def test_rendezvous_server_listens_on_the_given_address_only_and_stops():
         assert host == "127.0.0.1" and port > 0
         req = urllib.request.Request(f"http://127.0.0.1:{port}/global/key", data=b"v", method="PUT")
         assert urllib.request.urlopen(req, timeout=5).status == 200
-        assert urllib.request.urlopen(f"http://127.0.0.1:{port}/global/key", timeout=5).read() == b"v"
+        assert (
+            urllib.request.urlopen(f"http://127.0.0.1:{port}/global/key", timeout=5).read() == b"v"
+        )
     finally:
         server.stop()
     with pytest.raises(OSError), socket.create_connection(("127.0.0.1", port), timeout=2):

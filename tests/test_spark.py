@@ -64,15 +64,25 @@ def test_spark_submit_master_wins(tmp_path: Path):
     submit = str(submit) if submit.exists() else shutil.which("spark-submit")
     assert submit, "spark-submit not found beside the interpreter or on PATH"
     script = tmp_path / "job.py"
-    script.write_text("from sparkzoo import init_spark\n"
-                      "spark = init_spark()\n"
-                      "print('MASTER=' + spark.sparkContext.master)\n"
-                      "print('ARROW=' + spark.conf.get('spark.sql.execution.arrow.pyspark.enabled'))\n"
-                      "spark.stop()\n")
-    env = {**__import__("os").environ, "PYSPARK_PYTHON": sys.executable,
-           "SPARK_MASTER": "local[2]"}  # spark-submit's --master must win over the env
-    out = subprocess.run([submit, "--master", "local[1]", "--conf", "spark.ui.enabled=false",
-                          str(script)], capture_output=True, text=True, env=env, timeout=300)
+    script.write_text(
+        "from sparkzoo import init_spark\n"
+        "spark = init_spark()\n"
+        "print('MASTER=' + spark.sparkContext.master)\n"
+        "print('ARROW=' + spark.conf.get('spark.sql.execution.arrow.pyspark.enabled'))\n"
+        "spark.stop()\n"
+    )
+    env = {
+        **__import__("os").environ,
+        "PYSPARK_PYTHON": sys.executable,
+        "SPARK_MASTER": "local[2]",
+    }  # spark-submit's --master must win over the env
+    out = subprocess.run(
+        [submit, "--master", "local[1]", "--conf", "spark.ui.enabled=false", str(script)],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=300,
+    )
     assert out.returncode == 0, out.stderr[-3000:]
     assert "MASTER=local[1]" in out.stdout
     assert "ARROW=true" in out.stdout

@@ -60,7 +60,9 @@ def plan_ranks(task_hosts: list[str]) -> list[RankInfo]:
         raise ValueError("plan_ranks needs at least one task")
     hosts: list[str] = list(dict.fromkeys(task_hosts))
     slots = [HostInfo(h, task_hosts.count(h)) for h in hosts]
-    assignment = {(s.hostname, s.local_rank): s for s in get_host_assignments(slots, len(task_hosts))}
+    assignment = {
+        (s.hostname, s.local_rank): s for s in get_host_assignments(slots, len(task_hosts))
+    }
     seen: dict[str, int] = {}
     plan = []
     for host in task_hosts:
@@ -68,8 +70,15 @@ def plan_ranks(task_hosts: list[str]) -> list[RankInfo]:
         seen[host] = local_index + 1
         slot = assignment[(host, local_index)]
         plan.append(
-            RankInfo(slot.rank, slot.size, slot.local_rank, slot.local_size,
-                     slot.cross_rank, slot.cross_size, host)
+            RankInfo(
+                slot.rank,
+                slot.size,
+                slot.local_rank,
+                slot.local_size,
+                slot.cross_rank,
+                slot.cross_size,
+                host,
+            )
         )
     return plan
 
@@ -104,13 +113,24 @@ class RendezvousServer:
         from horovod.runner.http.http_server import RendezvousHandler, RendezvousHTTPServer
 
         self._httpd = RendezvousHTTPServer((host, 0), RendezvousHandler, 0)
-        self._httpd.init([
-            SlotInfo(r.hostname, r.rank, r.local_rank, r.cross_rank, r.size, r.local_size, r.cross_size)
-            for r in plan
-        ])
+        self._httpd.init(
+            [
+                SlotInfo(
+                    r.hostname,
+                    r.rank,
+                    r.local_rank,
+                    r.cross_rank,
+                    r.size,
+                    r.local_size,
+                    r.cross_size,
+                )
+                for r in plan
+            ]
+        )
         self.port: int = self._httpd.server_address[1]
-        self._thread = threading.Thread(target=self._httpd.serve_forever, daemon=True,
-                                        name="horovod-rendezvous")
+        self._thread = threading.Thread(
+            target=self._httpd.serve_forever, daemon=True, name="horovod-rendezvous"
+        )
         self._thread.start()
 
     def stop(self) -> None:
@@ -119,7 +139,9 @@ class RendezvousServer:
         self._thread.join(timeout=5)
 
 
-def horovod_env(info: RankInfo, rendezvous_host: str, rendezvous_port: int, iface: str) -> dict[str, str]:
+def horovod_env(
+    info: RankInfo, rendezvous_host: str, rendezvous_port: int, iface: str
+) -> dict[str, str]:
     """The environment Horovod's Gloo controller reads in ``hvd.init()``."""
     return {
         "HOROVOD_CONTROLLER": "gloo",
@@ -164,8 +186,10 @@ def horovod_ring() -> Iterator[RankInfo]:
 
     ctx = BarrierTaskContext.get()
     if ctx is None:
-        raise RuntimeError("horovod_ring() must run inside a Spark barrier task "
-                           "(mapInArrow(..., barrier=True) or rdd.barrier())")
+        raise RuntimeError(
+            "horovod_ring() must run inside a Spark barrier task "
+            "(mapInArrow(..., barrier=True) or rdd.barrier())"
+        )
     hosts = [task_host(t.address) for t in ctx.getTaskInfos()]
     plan = plan_ranks(hosts)
     me = plan[ctx.partitionId()]

@@ -9,7 +9,7 @@ import pyarrow as pa
 from sparkzoo.spark import slot_count
 from sparkzoo.trainer.horovod_ring import horovod_ring
 
-_SCHEMA = "rank int, size int, local_rank int, hostname string, allreduced array<double>"
+_SCHEMA = "rank long, size long, local_rank long, hostname string, allreduced array<double>"
 
 
 @dataclass(frozen=True)
@@ -22,10 +22,13 @@ class AllreduceResult:
 
     @property
     def ok(self) -> bool:
-        return (len(self.ranks) == self.num_ranks
-                and sorted(r["rank"] for r in self.ranks) == list(range(self.num_ranks))
-                and all(r["size"] == self.num_ranks and r["allreduced"] == self.expected
-                        for r in self.ranks))
+        return (
+            len(self.ranks) == self.num_ranks
+            and sorted(r["rank"] for r in self.ranks) == list(range(self.num_ranks))
+            and all(
+                r["size"] == self.num_ranks and r["allreduced"] == self.expected for r in self.ranks
+            )
+        )
 
 
 def _allreduce_partition(batches):
@@ -38,8 +41,13 @@ def _allreduce_partition(batches):
         # rank r contributes [r+1, 2(r+1), 3(r+1)]; the sum over n ranks is k * n(n+1)/2
         mine = tf.constant([float(ring.rank + 1) * k for k in (1, 2, 3)], dtype=tf.float64)
         total = hvd.allreduce(mine, op=hvd.Sum, name="sparkzoo_selftest")
-        row = {"rank": [hvd.rank()], "size": [hvd.size()], "local_rank": [hvd.local_rank()],
-               "hostname": [ring.hostname], "allreduced": [total.numpy().tolist()]}
+        row = {
+            "rank": [hvd.rank()],
+            "size": [hvd.size()],
+            "local_rank": [hvd.local_rank()],
+            "hostname": [ring.hostname],
+            "allreduced": [total.numpy().tolist()],
+        }
     yield pa.RecordBatch.from_pydict(row)
 
 
@@ -59,7 +67,9 @@ def allreduce_check(spark, num_ranks: int = 2) -> AllreduceResult:
         )
     n = num_ranks
     expected = [k * n * (n + 1) / 2 for k in (1, 2, 3)]
-    rows = (spark.range(0, n, 1, numPartitions=n)
-            .mapInArrow(_allreduce_partition, _SCHEMA, barrier=True)
-            .collect())
+    rows = (
+        spark.range(0, n, 1, numPartitions=n)
+        .mapInArrow(_allreduce_partition, _SCHEMA, barrier=True)
+        .collect()
+    )
     return AllreduceResult(n, expected, [r.asDict() for r in rows])
