@@ -78,6 +78,7 @@ def init_spark(
     from pyspark.sql import SparkSession
 
     os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # local workers inherit it: no C++ chatter
     os.environ.setdefault("PYSPARK_DRIVER_PYTHON", sys.executable)
 
     submitted = _submitted_conf()
@@ -91,6 +92,9 @@ def init_spark(
         settings[key.replace("_", ".") if "." not in key else key] = value
     settings.setdefault("spark.pyspark.python", os.environ["PYSPARK_PYTHON"])
     settings.setdefault("spark.executorEnv.PYSPARK_PYTHON", os.environ["PYSPARK_PYTHON"])
+    settings.setdefault(
+        "spark.executorEnv.TF_CPP_MIN_LOG_LEVEL", os.environ["TF_CPP_MIN_LOG_LEVEL"]
+    )
 
     builder = SparkSession.builder.master(master_url).appName(app_name)
     for key, value in settings.items():

@@ -1,0 +1,164 @@
+"""The one engine under HorovodRunner and KerasEstimator: a function run as N Horovod ranks.
+
+``run_ranks`` turns a DataFrame (or nothing) into exactly N partitions, runs them as a Spark
+barrier stage in which every task is a Horovod rank (:mod:`.horovod_ring`), relays the ranks'
+output and messages to the driver (:mod:`.relay`), and returns rank 0's result. A failure in
+any rank is raised on the driver as :class:`RankFailedError`, with that rank's traceback.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import time
+import traceback
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import cloudpickle
+import pyarrow as pa
+
+from sparkzoo.spark import slot_count
+from sparkzoo.trainer.horovod_ring import RankInfo, horovod_ring
+from sparkzoo.trainer.relay import Message, MessageRelay, RelayClient, forwarded_output
+
+# rank_fn(batches, ring, client) -> picklable result (only rank 0's reaches the driver)
+RankFunction = Callable[[Iterator[pa.RecordBatch], RankInfo, RelayClient], Any]
+
+_RESULT_SCHEMA = "rank long, payload binary"
+
+
+class RankFailedError(RuntimeError):
+    """A Horovod rank failed; ``rank`` and the rank's ``remote_traceback`` say where and why."""
+
+    def __init__(self, rank: int | None, reason: str, remote_traceback: str = ""):
+        self.rank, self.reason, self.remote_traceback = rank, reason, remote_traceback
+        where = f"rank {rank}" if rank is not None else "a rank"
+        text = f"{where} failed: {reason}"
+        if remote_traceback:
+            text += f"\n\n--- traceback of {where} ---\n{remote_traceback.rstrip()}"
+        super().__init__(text)
+
+
+def check_slots(spark, num_ranks: int) -> None:
+    """Refuse at once when the cluster cannot run ``num_ranks`` barrier tasks together."""
+    if num_ranks < 1:
+        raise ValueError(f"the number of ranks must be >= 1, got {num_ranks}")
+    slots = slot_count(spark)
+    if num_ranks > slots:
+        raise ValueError(
+            f"asked for {num_ranks} Horovod ranks but the Spark cluster "
+            f"({spark.sparkContext.master}) has {slots} task slots; lower the number of "
+            "workers or add executors/cores"
+        )
+
+
+def driver_host(spark) -> str:
+    """The address executors reach the driver at."""
+    return spark.sparkContext.getConf().get("spark.driver.host", "127.0.0.1")
+
+
+def _barrier_task(rank_fn: RankFunction, relay_address: tuple[str, int, str]):
+    def run(batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
+        from pyspark import BarrierTaskContext
+
+        partition = BarrierTaskContext.get().partitionId()
+        with horovod_ring() as ring, RelayClient(relay_address, ring.rank) as client:
+            client.send("hello", partition=partition, pid=os.getpid(), host=ring.hostname)
+            try:
+                with forwarded_output(client):
+                    result = rank_fn(batches, ring, client)
+            except BaseException as exc:
+                client.send(
+                    "error", error=f"{type(exc).__name__}: {exc}", traceback=traceback.format_exc()
+                )
+                raise
+        if ring.rank == 0:
+            yield pa.RecordBatch.from_pydict({"rank": [0], "payload": [cloudpickle.dumps(result)]})
+
+    return run
+
+
+_PARTITION_IN_ERROR = re.compile(r"ResultTask\(\d+, (\d+)\)")
+# Errors a rank raises because a peer went away, not because of its own fault.
+_PEER_ERRORS = (
+    "HorovodInternalError",
+    "Horovod has been shut down",
+    "Connection closed by peer",
+    "Connection reset by peer",
+    "Gloo",
+    "gloo",
+)
+
+
+def _failure_from(exc: Exception, relay: MessageRelay, wait_s: float = 3.0) -> RankFailedError:
+    """Name the rank that failed: its own report if it sent one, else Spark's error text.
+
+    A rank whose peer died fails too (a Gloo error); such reports count only when Spark's
+    error does not say which task went first.
+    """
+    deadline = time.monotonic() + wait_s
+    while not relay.of_kind("error") and time.monotonic() < deadline:
+        time.sleep(0.1)  # a failing rank's report may trail Spark's error by a moment
+    errors = relay.of_kind("error")
+    own = [e for e in errors if not any(marker in e["error"] for marker in _PEER_ERRORS)]
+    if own:
+        return RankFailedError(own[0]["rank"], own[0]["error"], own[0].get("traceback", ""))
+
+    text = str(exc)
+    partition_to_rank = {m["partition"]: m["rank"] for m in relay.of_kind("hello")}
+    failed = [
+        partition_to_rank[int(p)]
+        for p in _PARTITION_IN_ERROR.findall(text)
+        if int(p) in partition_to_rank
+    ]
+    crashed = "exited unexpectedly" in text or "crashed" in text
+    if failed:
+        reason = "its Python worker died (killed, or crashed)" if crashed else "its task failed"
+        return RankFailedError(failed[0], f"{reason}: {_first_error_line(text)}")
+    if errors:
+        return RankFailedError(
+            errors[0]["rank"], errors[0]["error"], errors[0].get("traceback", "")
+        )
+    return RankFailedError(None, _first_error_line(text))
+
+
+def _first_error_line(text: str) -> str:
+    for line in text.splitlines():
+        if "Exception" in line or "Error" in line:
+            return line.strip()[:500]
+    return text.strip()[:500]
+
+
+def run_ranks(
+    spark,
+    num_ranks: int,
+    rank_fn: RankFunction,
+    df=None,
+    on_message: Callable[[Message], None] | None = None,
+) -> Any:
+    """Run ``rank_fn`` as ``num_ranks`` Horovod ranks and return rank 0's result.
+
+    With ``df``, each rank receives the Arrow batches of its own partition of
+    ``df.repartition(num_ranks)``; without, an empty iterator. ``on_message`` sees every
+    message the ranks send (output lines, epochs, ...), on the driver, as they arrive.
+    """
+    check_slots(spark, num_ranks)
+    relay = MessageRelay(driver_host(spark), on_message)
+    try:
+        if df is None:
+            source = spark.range(0, num_ranks, 1, numPartitions=num_ranks).filter("id < 0")
+        else:
+            source = df.repartition(num_ranks)
+        stage = source.mapInArrow(
+            _barrier_task(rank_fn, relay.address), _RESULT_SCHEMA, barrier=True
+        )
+        try:
+            rows = stage.collect()
+        except Exception as exc:  # Py4JJavaError, or Spark's own exception types
+            raise _failure_from(exc, relay) from None
+    finally:
+        relay.close()
+    if len(rows) != 1:
+        raise RankFailedError(0, f"rank 0 returned {len(rows)} results instead of 1")
+    return cloudpickle.loads(rows[0]["payload"])
