@@ -1,5 +1,21 @@
 """The distributed trainer (``sparkzoo.trainer``): Horovod ranks run as Spark barrier tasks.
 
-The pieces that bring a Horovod Gloo ring up inside a barrier stage live in
-:mod:`sparkzoo.trainer.horovod_ring`.
+Two front doors share one engine (:func:`sparkzoo.trainer.launcher.run_ranks`):
+
+- :class:`HorovodRunner` runs a function as N Horovod ranks (the Databricks contract);
+- :class:`KerasEstimator` fits a Keras model on a DataFrame and returns a :class:`KerasModel`
+  Transformer for distributed inference.
 """
+
+from sparkzoo.trainer.estimator import KerasEstimator, TrainingFailedError
+from sparkzoo.trainer.launcher import RankFailedError
+from sparkzoo.trainer.model import KerasModel
+from sparkzoo.trainer.runner import HorovodRunner
+
+__all__ = [
+    "HorovodRunner",
+    "KerasEstimator",
+    "KerasModel",
+    "RankFailedError",
+    "TrainingFailedError",
+]

@@ -1,0 +1,287 @@
+"""What each Horovod rank runs inside the barrier stage to train on its own partition."""
+
+from __future__ import annotations
+
+import os
+import tempfile
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from sparkzoo.trainer.checkpoint import CheckpointStore
+from sparkzoo.trainer.columns import ColumnSpec, batch_to_arrays, fit_to_shapes
+from sparkzoo.trainer.feed import PartitionBuffer, make_dataset, steps_for
+
+
+@dataclass
+class TrainingPlan:
+    """Everything a rank needs, decided and checked on the driver (pickled to the ranks)."""
+
+    model_source: Any  # bytes of a .keras file, or a zero-argument builder
+    optimizer: Any  # a serialized Keras optimizer (dict) or a name
+    loss: Any
+    metrics: list
+    features: list[ColumnSpec]
+    labels: list[ColumnSpec]
+    input_shapes: list[tuple]
+    output_shapes: list[tuple]
+    batch_size: int
+    epochs: int
+    train_rows: int
+    val_rows: int
+    run_dir: str
+    indicator: str | None = None
+    shuffle: bool = True
+    seed: int = 0
+    scale_lr: bool = True
+    warmup_epochs: float = 0.0
+    gradient_clipnorm: float | None = None
+    callbacks: list = field(default_factory=list)
+    memory_budget_bytes: int = 1 << 30
+    threads_per_worker: int | None = None
+    custom_objects: dict = field(default_factory=dict)
+
+
+def load_keras_model(model_bytes: bytes, custom_objects: dict | None = None):
+    """A Keras model from the bytes of a ``.keras`` file (uncompiled)."""
+    import tensorflow as tf
+
+    with tempfile.TemporaryDirectory() as tmp:
+        path = os.path.join(tmp, "model.keras")
+        with open(path, "wb") as handle:
+            handle.write(model_bytes)
+        return tf.keras.models.load_model(path, custom_objects=custom_objects, compile=False)
+
+
+def keras_model_bytes(model) -> bytes:
+    """The bytes of ``model`` saved as a ``.keras`` file, without optimizer state where possible.
+
+    Functional and Sequential models are cloned uncompiled first (the optimizer's slots would
+    triple the file); a subclassed model, which cannot be cloned, is saved as it is.
+    """
+    import tensorflow as tf
+
+    try:
+        plain = tf.keras.models.clone_model(model)
+        plain.set_weights(model.get_weights())
+    except (ValueError, TypeError, NotImplementedError):
+        plain = model
+    with tempfile.TemporaryDirectory() as tmp:
+        path = os.path.join(tmp, "model.keras")
+        plain.save(path)
+        with open(path, "rb") as handle:
+            return handle.read()
+
+
+def build_model(source: Any, custom_objects: dict | None = None):
+    return load_keras_model(source, custom_objects) if isinstance(source, bytes) else source()
+
+
+def _configure_threads(threads: int | None, local_size: int) -> None:
+    import tensorflow as tf
+
+    threads = threads or max(1, (os.cpu_count() or 1) // local_size)
+    try:
+        tf.config.threading.set_intra_op_parallelism_threads(threads)
+        tf.config.threading.set_inter_op_parallelism_threads(min(threads, 2))
+    except RuntimeError:
+        pass  # TensorFlow already started in this reused Python worker: keep its pools
+
+
+def _read_partition(plan: TrainingPlan, batches) -> tuple[PartitionBuffer, PartitionBuffer]:
+    train = PartitionBuffer(plan.memory_budget_bytes)
+    val = PartitionBuffer(plan.memory_budget_bytes)
+    feature_names = [s.name for s in plan.features]
+    label_names = [s.name for s in plan.labels]
+    for batch in batches:
+        if batch.num_rows == 0:
+            continue
+        xs = fit_to_shapes(
+            batch_to_arrays(batch, plan.features), plan.input_shapes, "feature", feature_names
+        )
+        ys = fit_to_shapes(
+            batch_to_arrays(batch, plan.labels), plan.output_shapes, "label", label_names
+        )
+        columns = [*xs, *ys]
+        if plan.indicator is None:
+            train.append(columns)
+            continue
+        is_val = batch.column(plan.indicator).to_numpy(zero_copy_only=False).astype(bool)
+        train.append([c[~is_val] for c in columns])
+        val.append([c[is_val] for c in columns])
+    return train, val
+
+
+def _make_optimizer(plan: TrainingPlan, size: int):
+    import tensorflow as tf
+
+    optimizer = (
+        tf.keras.optimizers.get(plan.optimizer)
+        if isinstance(plan.optimizer, str)
+        else tf.keras.optimizers.deserialize(plan.optimizer)
+    )
+    if plan.gradient_clipnorm:
+        config = optimizer.get_config() | {"clipnorm": plan.gradient_clipnorm}
+        optimizer = optimizer.__class__.from_config(config)
+    base_lr = float(tf.keras.backend.get_value(optimizer.learning_rate))
+    if plan.scale_lr:  # the linear scaling rule: the global batch grew size-fold
+        optimizer.learning_rate = base_lr * size
+    return optimizer
+
+
+def train_rank(plan: TrainingPlan, batches, ring, client) -> dict | None:
+    """Train on this rank's partition; rank 0 returns the trained model and history."""
+    import horovod.tensorflow as hvd_tf
+    import tensorflow as tf
+
+    tf.get_logger().setLevel("ERROR")
+    _configure_threads(plan.threads_per_worker, ring.local_size)
+    np.random.seed(plan.seed + ring.rank)
+
+    train_buf, val_buf = _read_partition(plan, batches)
+    client.send(
+        "partition",
+        train_rows=train_buf.rows,
+        val_rows=val_buf.rows,
+        spilled=train_buf.spilled or val_buf.spilled,
+    )
+    try:
+        counts = tf.constant([train_buf.rows, val_buf.rows if plan.indicator else 1], tf.int64)
+        fewest = hvd_tf.allreduce(counts, op=hvd_tf.Min, name="sparkzoo.partition_rows").numpy()
+        if fewest.min() == 0:
+            raise ValueError(
+                "a rank received no training or no validation rows; use fewer workers "
+                "or more data (every rank needs rows of both)"
+            )
+        return _fit(plan, ring, client, train_buf, val_buf)
+    finally:
+        train_buf.close()
+        val_buf.close()
+
+
+def _fit(plan, ring, client, train_buf, val_buf) -> dict | None:
+    import horovod.tensorflow as hvd_tf
+    import horovod.tensorflow.keras as hvd
+    import tensorflow as tf
+
+    n_x = len(plan.input_shapes)
+    train_arrays = train_buf.arrays()
+    train_ds = make_dataset(
+        train_arrays[:n_x], train_arrays[n_x:], plan.batch_size, plan.shuffle, plan.seed + ring.rank
+    )
+    steps = steps_for(plan.train_rows, plan.batch_size, ring.size)
+    validation = {}
+    if plan.indicator:
+        val_arrays = val_buf.arrays()
+        validation = {
+            "validation_data": make_dataset(
+                val_arrays[:n_x], val_arrays[n_x:], plan.batch_size, False, 0
+            ),
+            "validation_steps": steps_for(plan.val_rows, plan.batch_size, ring.size),
+        }
+
+    model = build_model(plan.model_source, plan.custom_objects)
+    optimizer = _make_optimizer(plan, ring.size)
+    model.compile(
+        optimizer=hvd.DistributedOptimizer(optimizer), loss=plan.loss, metrics=list(plan.metrics)
+    )
+
+    checkpoints = CheckpointStore(plan.run_dir)
+    history: dict[str, list] = {}
+    start_epoch = 0
+    if ring.rank == 0:
+        saved = checkpoints.load()
+        if saved is not None:
+            model.set_weights(saved.model_weights)
+            model.optimizer.build(model.trainable_variables)
+            for variable, value in zip(
+                model.optimizer.variables, saved.optimizer_weights, strict=True
+            ):
+                variable.assign(value)
+            start_epoch, history = saved.epoch, saved.history
+    start_epoch = hvd_tf.broadcast_object(start_epoch, root_rank=0, name="sparkzoo.start_epoch")
+    if start_epoch >= plan.epochs:
+        client.send("resumed", epoch=start_epoch, finished=True)
+        return _result(model, history, start_epoch) if ring.rank == 0 else None
+    if start_epoch:
+        client.send("resumed", epoch=start_epoch, finished=False)
+
+    callbacks = [
+        hvd.callbacks.BroadcastGlobalVariablesCallback(0),
+        hvd.callbacks.MetricAverageCallback(),
+    ]
+    if plan.warmup_epochs > 0:
+        callbacks.append(
+            hvd.callbacks.LearningRateWarmupCallback(
+                initial_lr=float(tf.keras.backend.get_value(model.optimizer.learning_rate)),
+                warmup_epochs=plan.warmup_epochs,
+                steps_per_epoch=steps,
+                verbose=0,
+            )
+        )
+    callbacks += list(plan.callbacks)
+    if ring.rank == 0:
+        callbacks.append(
+            _epoch_end_callback(
+                client, checkpoints, history, steps * plan.batch_size * ring.size, plan.epochs
+            )
+        )
+    model.fit(
+        train_ds,
+        steps_per_epoch=steps,
+        epochs=plan.epochs,
+        initial_epoch=start_epoch,
+        callbacks=callbacks,
+        verbose=0,
+        **validation,
+    )
+    return _result(model, history, plan.epochs) if ring.rank == 0 else None
+
+
+def _result(model, history: dict, epochs: int) -> dict:
+    return {"model_bytes": keras_model_bytes(model), "history": history, "epochs": epochs}
+
+
+def _epoch_end_class():
+    import tensorflow as tf
+
+    class EpochEnd(tf.keras.callbacks.Callback):
+        """Rank 0: report the epoch to the driver, then checkpoint it to the store."""
+
+        def __init__(self, client, checkpoints, history, samples_per_epoch, epochs):
+            super().__init__()
+            self.client, self.checkpoints, self.history = client, checkpoints, history
+            self.samples, self.epochs = samples_per_epoch, epochs
+            self._start = 0.0
+
+        def on_epoch_begin(self, epoch, logs=None):
+            self._start = time.perf_counter()
+
+        def on_epoch_end(self, epoch, logs=None):
+            seconds = time.perf_counter() - self._start
+            metrics = {k: float(v) for k, v in (logs or {}).items()}
+            for key, value in metrics.items():
+                self.history.setdefault(key, []).append(value)
+            self.checkpoints.save(
+                epoch + 1,
+                self.model.get_weights(),
+                [v.numpy() for v in self.model.optimizer.variables],
+                self.history,
+            )
+            self.client.send(
+                "epoch",
+                epoch=epoch + 1,
+                epochs=self.epochs,
+                metrics=metrics,
+                seconds=seconds,
+                samples_per_s=self.samples / max(seconds, 1e-9),
+            )
+
+    return EpochEnd
+
+
+def _epoch_end_callback(*args):
+    """The rank-0 epoch callback; its class is made here because TensorFlow loads in the rank."""
+    return _epoch_end_class()(*args)
