@@ -29,6 +29,13 @@ def spark():
     """One local[2] SparkSession for the whole test session, UI off, stopped at the end."""
     from sparkzoo import init_spark
 
+    # Functions defined in test modules are pickled by reference: executors' Python workers
+    # (children of the JVM started below) must be able to import the test modules too.
+    tests_dir = str(Path(__file__).parent)
+    os.environ["PYTHONPATH"] = os.pathsep.join(
+        filter(None, [tests_dir, os.environ.get("PYTHONPATH")])
+    )
+
     session = init_spark(
         "local[2]",
         app_name="sparkzoo-tests",

@@ -340,7 +340,7 @@ def _default_workers(spark) -> int:
 
 def _optimizer_config(optimizer: Any) -> Any:
     """A picklable form of the optimizer: its name, or Keras' serialized config."""
-    if isinstance(optimizer, str):
+    if isinstance(optimizer, (str, dict)):
         return optimizer
     import tensorflow as tf
 

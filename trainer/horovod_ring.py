@@ -26,6 +26,10 @@ from dataclasses import dataclass
 
 # How long Gloo waits for its peers before giving up (Horovod's default is 30 s).
 GLOO_TIMEOUT_SECONDS = 60
+# A rank that waits this long for its peers to submit the same tensor warns, then shuts the
+# ring down: a mismatch between ranks fails the stage instead of hanging it.
+STALL_WARNING_SECONDS = 60
+STALL_SHUTDOWN_SECONDS = 300
 
 
 @dataclass(frozen=True)
@@ -150,6 +154,8 @@ def horovod_env(
         "HOROVOD_GLOO_RENDEZVOUS_PORT": str(rendezvous_port),
         "HOROVOD_GLOO_IFACE": iface,
         "HOROVOD_GLOO_TIMEOUT_SECONDS": str(GLOO_TIMEOUT_SECONDS),
+        "HOROVOD_STALL_CHECK_TIME_SECONDS": str(STALL_WARNING_SECONDS),
+        "HOROVOD_STALL_SHUTDOWN_TIME_SECONDS": str(STALL_SHUTDOWN_SECONDS),
         "HOROVOD_HOSTNAME": info.hostname,
         "HOROVOD_RANK": str(info.rank),
         "HOROVOD_SIZE": str(info.size),

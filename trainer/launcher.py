@@ -124,10 +124,20 @@ def _failure_from(exc: Exception, relay: MessageRelay, wait_s: float = 3.0) -> R
 
 
 def _first_error_line(text: str) -> str:
-    for line in text.splitlines():
+    """The Python exception in Spark's error text (e.g. ``ModuleNotFoundError: ...``), else its
+    first error line."""
+    lines = [line.strip() for line in text.splitlines()]
+    python = [line for line in lines if _PYTHON_EXCEPTION.match(line)
+              and not line.startswith(("org.", "java.", "scala.", "py4j."))]
+    if python:
+        return python[0][:500]
+    for line in lines:
         if "Exception" in line or "Error" in line:
-            return line.strip()[:500]
+            return line.lstrip(": ")[:500]
     return text.strip()[:500]
+
+
+_PYTHON_EXCEPTION = re.compile(r"^[A-Za-z_][\w.]*(Error|Exception|Exit|Interrupt): ")
 
 
 def run_ranks(

@@ -137,6 +137,9 @@ def train_rank(plan: TrainingPlan, batches, ring, client) -> dict | None:
     import tensorflow as tf
 
     tf.get_logger().setLevel("ERROR")
+    # Layer and variable names must match across ranks (Horovod pairs tensors by name), but a
+    # reused Python worker has counted up Keras' name counters in earlier tasks.
+    tf.keras.backend.clear_session()
     _configure_threads(plan.threads_per_worker, ring.local_size)
     np.random.seed(plan.seed + ring.rank)
 
@@ -191,11 +194,13 @@ def _fit(plan, ring, client, train_buf, val_buf) -> dict | None:
     checkpoints = CheckpointStore(plan.run_dir)
     history: dict[str, list] = {}
     start_epoch = 0
+    # Build the optimizer's slots now, on every rank alike: Horovod pairs the ranks' variables
+    # by name, and slots built lazily in the first step get other names than these.
+    model.optimizer.build(model.trainable_variables)
     if ring.rank == 0:
         saved = checkpoints.load()
         if saved is not None:
             model.set_weights(saved.model_weights)
-            model.optimizer.build(model.trainable_variables)
             for variable, value in zip(
                 model.optimizer.variables, saved.optimizer_weights, strict=True
             ):

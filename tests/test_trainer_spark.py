@@ -1,0 +1,340 @@
+"""The trainer on a real local[2] Spark with real Horovod rings (marker: spark)."""
+
+from __future__ import annotations
+
+import os
+import signal
+import time
+
+import numpy as np
+import pytest
+
+from sparkzoo.trainer import (
+    HorovodRunner,
+    KerasEstimator,
+    KerasModel,
+    RankFailedError,
+    TrainingFailedError,
+)
+from sparkzoo.trainer.columns import ColumnError, prepare_columns
+
+pytestmark = pytest.mark.spark
+
+
+# ---- data and models ------------------------------------------------------------------------
+def _blobs(n: int = 800, seed: int = 0):
+    """Two separable classes in 4 dimensions: features as an array column and as scalars."""
+    import pandas as pd
+
+    rng = np.random.default_rng(seed)
+    label = rng.integers(0, 2, n)
+    x = rng.normal(size=(n, 4)).astype(np.float32) + (label[:, None] * 2 - 1) * 2.0
+    return pd.DataFrame(
+        {"features": list(x), **{f"x{i}": x[:, i] for i in range(4)}, "label": label}
+    )
+
+
+@pytest.fixture(scope="module")
+def blobs(spark):
+    return spark.createDataFrame(_blobs()).cache()
+
+
+def build_mlp():
+    import tensorflow as tf
+
+    tf.keras.utils.set_random_seed(0)
+    return tf.keras.Sequential(
+        [
+            tf.keras.layers.Input((4,)),
+            tf.keras.layers.Dense(8, activation="relu"),
+            tf.keras.layers.Dense(2, activation="softmax"),
+        ],
+        name="mlp",
+    )
+
+
+def _estimator(**overrides):
+    params = dict(
+        model=build_mlp,
+        optimizer="adam_0.01",
+        loss="sparse_categorical_crossentropy",
+        metrics=["accuracy"],
+        feature_cols=["features"],
+        label_cols=["label"],
+        batch_size=32,
+        epochs=2,
+        num_workers=2,
+        log_to_mlflow=False,
+        verbose=1,
+    )
+    params |= overrides
+    if params["optimizer"] == "adam_0.01":
+        import tensorflow as tf
+
+        params["optimizer"] = tf.keras.optimizers.Adam(0.01)
+    return KerasEstimator(**params)
+
+
+def _accuracy(model: KerasModel, df) -> float:
+    scored = model.transform(df).select("label", "prediction").toPandas()
+    predicted = np.argmax(np.stack(scored["prediction"]), axis=1)
+    return float((predicted == scored["label"]).mean())
+
+
+# ---- HorovodRunner --------------------------------------------------------------------------
+def _allreduce_rank(offset):
+    import horovod.tensorflow as hvd
+    import tensorflow as tf
+
+    print(f"rank {hvd.rank()} says hi")
+    return float(hvd.allreduce(tf.constant(hvd.rank() + offset), op=hvd.Sum).numpy())
+
+
+def test_runner_returns_rank_zeros_value_and_prefixes_output(spark, capsys):
+    assert HorovodRunner(np=2, spark=spark).run(_allreduce_rank, offset=1.0) == 3.0
+    out = capsys.readouterr().out
+    assert "[0]<stdout>: rank 0 says hi" in out and "[1]<stdout>: rank 1 says hi" in out
+
+
+def test_runner_on_the_driver_is_one_rank():
+    assert HorovodRunner(np=-1).run(_allreduce_rank, offset=5.0) == 5.0
+
+
+def _fail_on_rank_one():
+    import horovod.tensorflow as hvd
+    import tensorflow as tf
+
+    if hvd.rank() == 1:
+        raise KeyError("no such feature")
+    hvd.allreduce(tf.constant(1.0))
+
+
+def test_runner_raises_the_failing_ranks_traceback(spark):
+    with pytest.raises(RankFailedError) as caught:
+        HorovodRunner(np=2, spark=spark).run(_fail_on_rank_one)
+    assert caught.value.rank == 1
+    assert "KeyError: 'no such feature'" in str(caught.value)
+    assert "_fail_on_rank_one" in caught.value.remote_traceback
+
+
+def test_runner_refuses_more_ranks_than_slots_within_seconds(spark):
+    start = time.monotonic()
+    with pytest.raises(ValueError, match=r"asked for 5 Horovod ranks .* 2 task slots"):
+        HorovodRunner(np=5, spark=spark).run(_allreduce_rank, offset=0.0)
+    assert time.monotonic() - start < 10
+
+
+# ---- column checks before training ------------------------------------------------------------
+def test_missing_column_is_named(blobs):
+    with pytest.raises(ColumnError, match="feature column 'pixels' is not in the DataFrame"):
+        prepare_columns(blobs, ["pixels"], ["label"])
+
+
+def test_string_column_is_refused(spark):
+    df = spark.createDataFrame([("a", 1)], "text string, label int")
+    with pytest.raises(ColumnError, match="'text' has type string"):
+        prepare_columns(df, ["text"], ["label"])
+
+
+def test_ragged_arrays_are_refused(spark):
+    df = spark.createDataFrame([([1.0, 2.0], 0), ([1.0], 1)], "f array<double>, label int")
+    with pytest.raises(ColumnError, match="'f' holds arrays of 1 to 2 values"):
+        prepare_columns(df, ["f"], ["label"])
+
+
+def test_empty_dataframe_is_refused(blobs):
+    with pytest.raises(ColumnError, match="empty"):
+        prepare_columns(blobs.limit(0), ["features"], ["label"])
+
+
+def test_nan_fails_by_default_and_drop_counts(spark):
+    df = spark.createDataFrame(
+        [([1.0, float("nan")], 0), ([1.0, 2.0], 1), ([3.0, 4.0], None)],
+        "f array<double>, label int",
+    )
+    with pytest.raises(ColumnError, match=r"'f': 1 rows, 'label': 1 rows"):
+        prepare_columns(df, ["f"], ["label"])
+    prepared = prepare_columns(df, ["f"], ["label"], nan_policy="drop")
+    assert prepared.rows == 1 and prepared.dropped_rows == 2
+
+
+def test_vectors_and_nested_arrays_become_flat_arrays(spark):
+    from pyspark.ml.linalg import Vectors
+
+    df = spark.createDataFrame(
+        [(Vectors.dense([1.0, 2.0]), [[1, 2], [3, 4]], 0)], ["v", "grid", "label"]
+    )
+    prepared = prepare_columns(df, ["v", "grid"], ["label"])
+    assert [(s.kind, s.size) for s in prepared.features] == [("vector", 2), ("array", 4)]
+    row = prepared.df.first()
+    assert list(row["v"]) == [1.0, 2.0] and list(row["grid"]) == [1, 2, 3, 4]
+
+
+# ---- KerasEstimator -------------------------------------------------------------------------
+def test_fit_on_two_workers_and_transform(blobs, capsys):
+    fitted = _estimator(epochs=3, validation=0.2).fit(blobs)
+    out = capsys.readouterr().out
+    assert [line.split()[1] for line in out.splitlines() if line.startswith("epoch ")] == [
+        "1/3",
+        "2/3",
+        "3/3",
+    ]
+    assert "val_accuracy" in out and "samples/s" in out
+    assert (
+        len(fitted.history["loss"]) == 3 and fitted.history["loss"][-1] < fitted.history["loss"][0]
+    )
+    assert _accuracy(fitted, blobs) > 0.95
+
+
+def test_scalar_feature_columns_and_a_single_output(spark, blobs):
+    import tensorflow as tf
+
+    def regressor():
+        return tf.keras.Sequential([tf.keras.layers.Input((4,)), tf.keras.layers.Dense(1)])
+
+    df = blobs.selectExpr("x0", "x1", "x2", "x3", "cast(x0 + x1 + x2 + x3 as double) as total")
+    fitted = _estimator(
+        model=regressor,
+        loss="mse",
+        metrics=[],
+        feature_cols=["x0", "x1", "x2", "x3"],
+        label_cols=["total"],
+        epochs=4,
+        optimizer=tf.keras.optimizers.Adam(0.05),
+    ).fit(df)
+    scored = fitted.transform(df)
+    assert dict(scored.dtypes)["prediction"] == "double"
+    rows = scored.toPandas()
+    assert np.mean(np.abs(rows["prediction"] - rows["total"])) < 0.5
+
+
+def test_one_input_partition_and_a_spilling_partition(spark, blobs, capsys):
+    # fewer partitions than workers, and a memory budget far below a partition's size
+    fitted = _estimator(memory_budget_mb=0.001, verbose=2).fit(blobs.coalesce(1))
+    out = capsys.readouterr().out
+    assert out.count("(spilled to local disk)") == 2
+    assert _accuracy(fitted, blobs) > 0.9
+
+
+def test_validation_dataframe(spark):
+    train, val = (spark.createDataFrame(_blobs(400, seed)) for seed in (1, 2))
+    fitted = _estimator(validation=val, epochs=2).fit(train)
+    assert len(fitted.history["val_loss"]) == 2
+
+
+def test_save_and_load_give_the_same_predictions(blobs, tmp_path):
+    fitted = _estimator(epochs=1).fit(blobs)
+    path = str(tmp_path / "model")
+    fitted.save(path)
+    loaded = KerasModel.load(path)
+    before = np.stack(fitted.transform(blobs).orderBy("x0").toPandas()["prediction"])
+    after = np.stack(loaded.transform(blobs).orderBy("x0").toPandas()["prediction"])
+    np.testing.assert_allclose(before, after, rtol=1e-6)
+    with pytest.raises(FileExistsError):
+        fitted.save(path)
+
+
+def test_bad_input_fails_before_training(blobs, tmp_path):
+    with pytest.raises(ColumnError, match="'pixels'"):
+        _estimator(feature_cols=["pixels"]).fit(blobs)
+    with pytest.raises(ValueError, match="asked for 3 Horovod ranks"):
+        _estimator(num_workers=3).fit(blobs)
+    blocker = tmp_path / "not-a-dir"
+    blocker.write_text("")
+    with pytest.raises(OSError, match="cannot write to the store"):
+        _estimator(store=str(blocker)).fit(blobs)
+    with pytest.raises(ColumnError, match="shape"):
+        _estimator(feature_cols=["x0"]).fit(blobs)
+
+
+# ---- failures, retries, resume ----------------------------------------------------------------
+class KillRankOnce:
+    """A Keras callback that kills rank 1's process in epoch ``epoch`` (0-based), once."""
+
+    def __new__(cls, marker: str, epoch: int, how: str = "kill"):
+        import tensorflow as tf
+
+        class _Kill(tf.keras.callbacks.Callback):
+            def on_train_batch_end(self, batch, logs=None):
+                import horovod.tensorflow.keras as hvd
+
+                if (
+                    hvd.rank() == 1
+                    and self._epoch == epoch
+                    and batch == 2
+                    and not os.path.exists(marker)
+                ):
+                    open(marker, "w").close()
+                    if how == "kill":
+                        os.kill(os.getpid(), signal.SIGKILL)
+                    raise RuntimeError("injected failure")
+
+            def on_epoch_begin(self, e, logs=None):
+                self._epoch = e
+
+        return _Kill()
+
+
+def test_killed_rank_is_retried_from_the_last_checkpoint(blobs, tmp_path, capsys):
+    marker = str(tmp_path / "killed-once")
+    store = str(tmp_path / "store")
+    fitted = _estimator(
+        epochs=4,
+        store=store,
+        run_name="resume",
+        max_retries=1,
+        callbacks=[KillRankOnce(marker, epoch=2)],
+    ).fit(blobs)
+    captured = capsys.readouterr()
+    assert os.path.exists(marker)
+    assert "attempt 1 failed" in captured.err and "rank 1" in captured.err
+    assert "resuming run from its checkpoint after epoch 2" in captured.out
+    reported = [line.split()[1] for line in captured.out.splitlines() if line.startswith("epoch ")]
+    assert reported == ["1/4", "2/4", "3/4", "4/4"]  # epochs 1-2 once, then 3-4 after the resume
+    assert len(fitted.history["loss"]) == 4
+    assert _accuracy(fitted, blobs) > 0.9
+
+
+def test_a_finished_run_in_the_store_is_not_trained_again(blobs, tmp_path, capsys):
+    store = str(tmp_path / "store")
+    _estimator(epochs=2, store=store, run_name="done").fit(blobs)
+    capsys.readouterr()
+    again = _estimator(epochs=2, store=store, run_name="done").fit(blobs)
+    out = capsys.readouterr().out
+    assert "resuming run from its checkpoint after epoch 2" in out
+    assert not [line for line in out.splitlines() if line.startswith("epoch ")]
+    assert len(again.history["loss"]) == 2
+
+
+def test_failure_after_the_last_retry_names_the_rank(blobs, tmp_path):
+    marker = str(tmp_path / "failed")
+    with pytest.raises(TrainingFailedError) as caught:
+        _estimator(
+            epochs=2, max_retries=0, callbacks=[KillRankOnce(marker, epoch=0, how="raise")]
+        ).fit(blobs)
+    assert caught.value.cause.rank == 1
+    assert "RuntimeError: injected failure" in str(caught.value)
+
+
+# ---- MLflow -----------------------------------------------------------------------------------
+@pytest.mark.slow
+def test_mlflow_run_has_params_epoch_metrics_and_the_model(blobs, tmp_path):
+    import mlflow
+
+    uri = f"sqlite:///{tmp_path}/mlflow.db"
+    fitted = _estimator(epochs=2, log_to_mlflow=True, tracking_uri=uri, run_name="tracked").fit(
+        blobs
+    )
+    client = mlflow.MlflowClient(uri)
+    run = client.get_run(fitted.run_id)
+    assert run.info.status == "FINISHED" and run.info.run_name == "tracked"
+    assert run.data.params["batch_size"] == "32" and run.data.params["num_workers"] == "2"
+    assert [m.step for m in client.get_metric_history(fitted.run_id, "loss")] == [1, 2]
+    mlflow.set_tracking_uri(uri)
+    logged = client.search_logged_models([run.info.experiment_id])
+    assert logged, "no model logged"
+    model = mlflow.tensorflow.load_model(logged[0].model_uri)
+    x = np.stack(_blobs(5)["features"])
+    np.testing.assert_allclose(
+        model.predict(x, verbose=0), fitted.keras_model().predict(x, verbose=0), rtol=1e-5
+    )

@@ -1,0 +1,228 @@
+"""Trainer pieces that need neither Spark nor Horovod: feed, checkpoints, storage, relay."""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import sys
+import time
+
+import numpy as np
+import pytest
+
+from sparkzoo import fs
+from sparkzoo.trainer.checkpoint import CheckpointStore
+from sparkzoo.trainer.columns import ColumnError, ColumnSpec, check_shapes, fit_to_shapes
+from sparkzoo.trainer.feed import PartitionBuffer, batch_indices, steps_for
+from sparkzoo.trainer.launcher import RankFailedError, _failure_from
+from sparkzoo.trainer.relay import MessageRelay, RelayClient, forwarded_output
+
+
+# ---- feed -----------------------------------------------------------------------------------
+def _chunks(seed: int = 0):
+    rng = np.random.default_rng(seed)
+    return [
+        [rng.normal(size=(n, 3)).astype(np.float32), rng.integers(0, 5, n)] for n in (7, 0, 5, 9)
+    ]
+
+
+def test_buffer_in_memory_keeps_rows_in_order():
+    buffer = PartitionBuffer(budget_bytes=1 << 20)
+    for chunk in _chunks():
+        buffer.append(chunk)
+    x, y = buffer.arrays()
+    assert not buffer.spilled and buffer.rows == 21
+    assert not isinstance(x, np.memmap)
+    np.testing.assert_array_equal(x, np.concatenate([c[0] for c in _chunks()]))
+    np.testing.assert_array_equal(y, np.concatenate([c[1] for c in _chunks()]))
+
+
+def test_buffer_past_its_budget_spills_to_disk_and_reads_back_the_same(tmp_path):
+    buffer = PartitionBuffer(budget_bytes=100, spill_dir=str(tmp_path))
+    for chunk in _chunks():
+        buffer.append(chunk)
+    x, y = buffer.arrays()
+    assert buffer.spilled and isinstance(x, np.memmap) and x.shape == (21, 3)
+    np.testing.assert_array_equal(x, np.concatenate([c[0] for c in _chunks()]))
+    np.testing.assert_array_equal(y, np.concatenate([c[1] for c in _chunks()]))
+    assert os.listdir(tmp_path)
+    buffer.close()
+    assert os.listdir(tmp_path) == []
+
+
+def test_batches_are_full_and_each_pass_covers_every_row():
+    batches = batch_indices(10, 4, shuffle=True, seed=1)
+    first_pass = [next(batches) for _ in range(3)]  # 4 + 4 + (2 + 2 wrapped)
+    assert all(len(b) == 4 for b in first_pass)
+    assert set(np.concatenate(first_pass)[:10]) == set(range(10))
+
+
+def test_batches_are_reproducible_by_seed():
+    a, b = batch_indices(50, 8, True, 3), batch_indices(50, 8, True, 3)
+    assert all(np.array_equal(next(a), next(b)) for _ in range(10))
+
+
+def test_steps_cover_the_data_once_across_ranks():
+    assert steps_for(1000, 32, 2) == 16
+    assert steps_for(1, 32, 2) == 1
+
+
+# ---- columns --------------------------------------------------------------------------------
+def test_scalar_columns_concatenate_into_one_input():
+    xs = fit_to_shapes([np.arange(3.0), np.arange(3.0) * 10], [(2,)], "feature", ["a", "b"])
+    np.testing.assert_array_equal(xs[0], [[0, 0], [1, 10], [2, 20]])
+
+
+def test_flat_array_is_reshaped_to_an_image_input():
+    (x,) = fit_to_shapes([np.zeros((5, 784))], [(28, 28, 1)], "feature", ["pixels"])
+    assert x.shape == (5, 28, 28, 1)
+
+
+def test_class_id_label_against_softmax_output_stays_a_vector():
+    (y,) = fit_to_shapes([np.arange(4).reshape(4, 1)], [(10,)], "label", ["label"])
+    assert y.shape == (4,)
+
+
+def test_wrong_width_is_reported_with_the_column():
+    with pytest.raises(
+        ColumnError, match=r"'pixels' has 100 values per row .* shape \(28, 28, 1\)"
+    ):
+        check_shapes([ColumnSpec("pixels", "array", 100, False)], [(28, 28, 1)], "feature")
+
+
+# ---- checkpoints and storage ----------------------------------------------------------------
+def test_checkpoint_roundtrip_keeps_the_newest_two(tmp_path):
+    store = CheckpointStore(str(tmp_path / "run"))
+    assert store.load() is None and store.latest_epoch() == 0
+    for epoch in (1, 2, 3):
+        store.save(epoch, [np.full((2, 2), epoch)], [np.array(epoch * 10)], {"loss": [1.0] * epoch})
+    saved = store.load()
+    assert saved.epoch == 3 and saved.history == {"loss": [1.0] * 3}
+    np.testing.assert_array_equal(saved.model_weights[0], np.full((2, 2), 3))
+    assert saved.optimizer_weights[0] == 30
+    assert sorted(os.listdir(tmp_path / "run" / "checkpoints")) == [
+        "epoch-00002.npz",
+        "epoch-00003.npz",
+        "latest.json",
+    ]
+
+
+def test_atomic_write_leaves_no_partial_file_when_writing_fails(tmp_path, monkeypatch):
+    target = tmp_path / "a.bin"
+    fs.write_bytes(str(target), b"old")
+
+    def broken_replace(src, dst):
+        raise OSError("disk gone")
+
+    monkeypatch.setattr(os, "replace", broken_replace)
+    with pytest.raises(OSError, match="disk gone"):
+        fs.write_bytes(str(target), b"new")
+    assert target.read_bytes() == b"old"
+    assert os.listdir(tmp_path) == ["a.bin"]
+
+
+def test_unwritable_store_is_named(tmp_path):
+    blocker = tmp_path / "file"
+    blocker.write_text("x")
+    with pytest.raises(OSError, match=r"cannot write to the store .*file/run"):
+        fs.check_writable(str(blocker / "run"))
+
+
+def test_unsupported_scheme_is_refused():
+    with pytest.raises(ValueError, match="unsupported storage URI 's3://b/x'"):
+        fs.exists("s3://b/x")
+
+
+# ---- relay ----------------------------------------------------------------------------------
+def _wait_for(predicate, timeout=5.0):
+    deadline = time.monotonic() + timeout
+    while not predicate() and time.monotonic() < deadline:
+        time.sleep(0.02)
+    return predicate()
+
+
+def test_relay_delivers_messages_and_output_lines_in_order():
+    relay = MessageRelay("127.0.0.1")
+    try:
+        with RelayClient(relay.address, rank=1) as client:
+            client.send("epoch", epoch=1, metrics={"loss": np.float32(0.5)})
+            with forwarded_output(client):
+                print("line one")
+                sys.stdout.write("part")
+                sys.stdout.write("ial\n")
+                print("to stderr", file=sys.stderr)
+        assert _wait_for(lambda: len(relay.messages) == 4)
+        epoch, *lines = relay.messages
+        assert epoch == {"kind": "epoch", "rank": 1, "epoch": 1, "metrics": {"loss": 0.5}}
+        assert [(m["stream"], m["line"]) for m in lines] == [
+            ("stdout", "line one"),
+            ("stdout", "partial"),
+            ("stderr", "to stderr"),
+        ]
+    finally:
+        relay.close()
+
+
+def test_relay_ignores_a_client_without_the_token():
+    relay = MessageRelay("127.0.0.1")
+    try:
+        host, port, _ = relay.address
+        with socket.create_connection((host, port)) as sock:
+            sock.sendall(json.dumps({"kind": "epoch", "token": "wrong"}).encode() + b"\n")
+        with RelayClient(relay.address, rank=0) as client:
+            client.send("hello")
+        assert _wait_for(lambda: len(relay.messages) >= 1)
+        time.sleep(0.2)
+        assert [m["kind"] for m in relay.messages] == ["hello"]
+    finally:
+        relay.close()
+
+
+def test_client_names_an_unreachable_driver():
+    relay = MessageRelay("127.0.0.1")
+    address = relay.address
+    relay.close()
+    with pytest.raises(ConnectionError, match="rank 3 cannot reach the driver"):
+        RelayClient(address, rank=3, connect_timeout=2)
+
+
+class _Relay:
+    def __init__(self, messages):
+        self.messages = messages
+
+    def of_kind(self, kind):
+        return [m for m in self.messages if m["kind"] == kind]
+
+
+def test_failure_names_the_rank_that_raised_not_its_peer():
+    relay = _Relay(
+        [
+            {"kind": "error", "rank": 0, "error": "HorovodInternalError: Gloo connection closed"},
+            {
+                "kind": "error",
+                "rank": 1,
+                "error": "ValueError: bad batch",
+                "traceback": "Traceback...",
+            },
+        ]
+    )
+    failure = _failure_from(RuntimeError("stage failed"), relay, wait_s=0)
+    assert isinstance(failure, RankFailedError) and failure.rank == 1
+    assert "ValueError: bad batch" in str(failure) and "Traceback..." in str(failure)
+
+
+def test_failure_of_a_killed_rank_comes_from_sparks_task_id():
+    relay = _Relay(
+        [
+            {"kind": "hello", "rank": 0, "partition": 1},
+            {"kind": "hello", "rank": 1, "partition": 0},
+            {"kind": "error", "rank": 0, "error": "UnknownError: Horovod has been shut down"},
+        ]
+    )
+    spark_error = (
+        "Job aborted: Stage failed because barrier task ResultTask(7, 0) finished "
+        "unsuccessfully.\norg.apache.spark.SparkException: Python worker exited unexpectedly (crashed)"
+    )
+    failure = _failure_from(RuntimeError(spark_error), relay, wait_s=0)
+    assert failure.rank == 1 and "died" in failure.reason
