@@ -7,9 +7,9 @@ PY := $(VENV)/bin/python
 setup:  ## create .venv: TensorFlow, Horovod (TF + Gloo, built from source), sparkzoo editable + dev tools
 	bash scripts/setup.sh
 
-demo: setup  ## the stack report, then Horovod ranks as Spark barrier tasks allreducing
+demo: setup  ## the stack report, then LeNet-5 trained on MNIST by 2 Horovod workers on Spark
 	$(VENV)/bin/sparkzoo info
-	$(VENV)/bin/sparkzoo check --np 2
+	$(VENV)/bin/sparkzoo demo
 
 test: setup  ## every tier: unit, spark, hdfs, slow; fails on "no tests collected"
 	bash scripts/test.sh

@@ -43,6 +43,16 @@ def cmd_check(args: argparse.Namespace) -> int:
     return 0 if result.ok else 1
 
 
+def cmd_demo(args: argparse.Namespace) -> int:
+    """LeNet-5 on real MNIST digits, trained from a Spark DataFrame by Horovod workers."""
+    from sparkzoo.apps import quickstart
+
+    argv = ["--workers", str(args.workers), "--epochs", str(args.epochs)]
+    if args.master:
+        argv += ["--master", args.master]
+    return quickstart.main(argv)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="sparkzoo", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
@@ -57,6 +67,14 @@ def build_parser() -> argparse.ArgumentParser:
         "--master", default=None, help="Spark master (default: $SPARK_MASTER or local[*])"
     )
     check.set_defaults(func=cmd_check)
+
+    demo = sub.add_parser("demo", help="train LeNet-5 on MNIST with 2 Horovod workers on Spark")
+    demo.add_argument("--workers", type=int, default=2, help="Horovod ranks (default 2)")
+    demo.add_argument("--epochs", type=int, default=12, help="epochs (default 12)")
+    demo.add_argument(
+        "--master", default=None, help="Spark master (default: $SPARK_MASTER or local[*])"
+    )
+    demo.set_defaults(func=cmd_demo)
     return parser
 
 

@@ -127,8 +127,12 @@ def _first_error_line(text: str) -> str:
     """The Python exception in Spark's error text (e.g. ``ModuleNotFoundError: ...``), else its
     first error line."""
     lines = [line.strip() for line in text.splitlines()]
-    python = [line for line in lines if _PYTHON_EXCEPTION.match(line)
-              and not line.startswith(("org.", "java.", "scala.", "py4j."))]
+    python = [
+        line
+        for line in lines
+        if _PYTHON_EXCEPTION.match(line)
+        and not line.startswith(("org.", "java.", "scala.", "py4j."))
+    ]
     if python:
         return python[0][:500]
     for line in lines:
