@@ -47,7 +47,7 @@ def train_and_evaluate(
 
     train, test = mnist_frames(spark)
     estimator = KerasEstimator(
-        model=lambda: lenet5((28, 28, 1), 10),
+        model=lambda: lenet5((28, 28, 1), 10, dropout=0.25, random_shift=0.1),
         optimizer=tf.keras.optimizers.Adam(1e-3),
         loss="sparse_categorical_crossentropy",
         metrics=["accuracy"],
@@ -80,7 +80,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--master", default=None, help="Spark master (default: local[*])")
     parser.add_argument("--workers", type=int, default=2, help="Horovod ranks (default 2)")
-    parser.add_argument("--epochs", type=int, default=12)
+    parser.add_argument("--epochs", type=int, default=20)
     parser.add_argument(
         "--tracking-uri", default=None, help="MLflow tracking URI (default ./mlruns)"
     )

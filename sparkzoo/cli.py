@@ -53,6 +53,31 @@ def cmd_demo(args: argparse.Namespace) -> int:
     return quickstart.main(argv)
 
 
+def cmd_cluster(args: argparse.Namespace) -> int:
+    """Start, stop or report a Spark standalone cluster on 127.0.0.1."""
+    from pathlib import Path
+
+    from sparkzoo.services import cluster
+
+    state_dir = Path(args.dir)
+    if args.action == "start":
+        info = cluster.start(args.workers, args.cores, args.memory, state_dir)
+        print(
+            f"Spark standalone cluster up: {info.url} ({info.workers} workers x {info.cores} "
+            f"cores, {info.memory}); web UI {info.web_ui}"
+        )
+        print(f"  use it: SPARK_MASTER={info.url} or init_spark({info.url!r})")
+        return 0
+    if args.action == "stop":
+        print("stopped" if cluster.stop(state_dir) else f"no cluster recorded in {state_dir}")
+        return 0
+    info = cluster.status(state_dir)
+    print(
+        f"up: {info.url}, {info.workers} workers, web UI {info.web_ui}" if info else "not running"
+    )
+    return 0 if info else 3
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="sparkzoo", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
@@ -70,11 +95,23 @@ def build_parser() -> argparse.ArgumentParser:
 
     demo = sub.add_parser("demo", help="train LeNet-5 on MNIST with 2 Horovod workers on Spark")
     demo.add_argument("--workers", type=int, default=2, help="Horovod ranks (default 2)")
-    demo.add_argument("--epochs", type=int, default=12, help="epochs (default 12)")
+    demo.add_argument("--epochs", type=int, default=20, help="epochs (default 20)")
     demo.add_argument(
         "--master", default=None, help="Spark master (default: $SPARK_MASTER or local[*])"
     )
     demo.set_defaults(func=cmd_demo)
+
+    from sparkzoo.services.cluster import DEFAULT_DIR
+
+    cluster = sub.add_parser("cluster", help="a Spark standalone cluster on 127.0.0.1")
+    cluster.add_argument("action", choices=["start", "stop", "status"])
+    cluster.add_argument("--workers", type=int, default=2)
+    cluster.add_argument("--cores", type=int, default=1, help="cores per worker")
+    cluster.add_argument("--memory", default="1g", help="memory per worker (e.g. 1g, 1500m)")
+    cluster.add_argument(
+        "--dir", default=str(DEFAULT_DIR), help="state and logs (default %(default)s)"
+    )
+    cluster.set_defaults(func=cmd_cluster)
     return parser
 
 

@@ -115,3 +115,26 @@ def test_info_flags_a_horovod_built_without_tensorflow(tmp_path):
     assert out.returncode == 1
     hvd = next(c for c in json.loads(out.stdout) if c["name"] == "Horovod")
     assert "built without TensorFlow" in hvd["problem"]
+
+
+@pytest.mark.slow
+def test_demo_trains_lenet_on_mnist_and_records_the_run(tmp_path):
+    out = subprocess.run(
+        [SPARKZOO, "demo", "--epochs", "3", "--master", "local[2]"],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        cwd=tmp_path,
+    )
+    assert out.returncode == 0, out.stdout[-2000:] + out.stderr[-3000:]
+    epochs = [line for line in out.stdout.splitlines() if line.startswith("epoch ")]
+    assert [line.split()[1] for line in epochs] == ["1/3", "2/3", "3/3"]
+    accuracy = float(out.stdout.split("held-out accuracy: ")[1].split("%")[0])
+    assert accuracy > 90.0  # three epochs; the full demo (20 epochs) reaches about 97 %
+    assert (tmp_path / "mlruns" / "mlflow.db").exists()
+    run_id = out.stdout.split("MLflow run ")[1].split()[0]
+
+    import mlflow
+
+    run = mlflow.MlflowClient(f"sqlite:///{tmp_path}/mlruns/mlflow.db").get_run(run_id)
+    assert run.info.status == "FINISHED" and run.data.params["num_workers"] == "2"

@@ -143,6 +143,7 @@ class KerasEstimator(Estimator):
 
     # ---- fit -------------------------------------------------------------------------------
     def _fit(self, dataset) -> KerasModel:
+        fit_start = time.perf_counter()
         spark = dataset.sparkSession
         get = self.get
         for required in ("model", "loss", "feature_cols", "label_cols"):
@@ -211,7 +212,7 @@ class KerasEstimator(Estimator):
         )
         tracker = self._start_tracking(run_name, num_workers, data.rows, train_rows)
         try:
-            result = self._train_with_retries(spark, num_workers, plan, data.df, tracker)
+            result, timings = self._train_with_retries(spark, num_workers, plan, data.df, tracker)
             fitted = KerasModel(
                 result["model_bytes"],
                 data.features,
@@ -222,6 +223,15 @@ class KerasEstimator(Estimator):
                 history=result["history"],
                 custom_objects=get("custom_objects"),
             )
+            started = timings.get("started")
+            fitted.summary = {
+                "fit_s": time.perf_counter() - fit_start,
+                "startup_s": started - fit_start if started else None,  # fit() to the first step
+                "epoch_samples_per_s": timings["samples_per_s"],
+                "num_workers": num_workers,
+                "train_rows": train_rows,
+                "dropped_rows": data.dropped_rows,
+            }
             if tracker:
                 tracker.log_model(result["model_bytes"])
                 tracker.end("FINISHED")
@@ -281,10 +291,14 @@ class KerasEstimator(Estimator):
     def _train_with_retries(self, spark, num_workers: int, plan: TrainingPlan, df, tracker) -> dict:
         verbose = self.get("verbose")
         retries = self.get("max_retries")
+        timings: dict[str, Any] = {"samples_per_s": []}
 
         def on_message(message: Message) -> None:
             print_output(message)
-            if message["kind"] == "epoch":
+            if message["kind"] == "started":
+                timings.setdefault("started", time.perf_counter())
+            elif message["kind"] == "epoch":
+                timings["samples_per_s"].append(message["samples_per_s"])
                 if tracker:
                     tracker.log_epoch(
                         message["epoch"],
@@ -309,7 +323,7 @@ class KerasEstimator(Estimator):
 
         for attempt in range(retries + 1):
             try:
-                return run_ranks(spark, num_workers, rank_fn, df=df, on_message=on_message)
+                return run_ranks(spark, num_workers, rank_fn, df=df, on_message=on_message), timings
             except RankFailedError as failure:
                 if attempt == retries:
                     raise TrainingFailedError(

