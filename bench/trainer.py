@@ -81,15 +81,15 @@ class _EpochSpeed:
         return Speed()
 
 
-def plain_fit(model_name: str, epochs: int, threads: int) -> list[float]:
-    """Baseline: ``model.fit`` on numpy in this process (run in a fresh subprocess)."""
+def _fit_numpy(
+    model_name: str, epochs: int, wrap=lambda optimizer: optimizer, callbacks: tuple = ()
+) -> list[float]:
+    """``model.fit`` on the in-memory numpy arrays; samples/s per epoch."""
     import tensorflow as tf
 
-    tf.config.threading.set_intra_op_parallelism_threads(threads)
-    tf.config.threading.set_inter_op_parallelism_threads(threads)
     x, y = mnist_arrays()
     model = build(model_name)
-    model.compile(tf.keras.optimizers.Adam(1e-3), "sparse_categorical_crossentropy")
+    model.compile(wrap(tf.keras.optimizers.Adam(1e-3)), "sparse_categorical_crossentropy")
     speed = _EpochSpeed(len(x))
     model.fit(
         _model_input(model_name, x),
@@ -97,9 +97,18 @@ def plain_fit(model_name: str, epochs: int, threads: int) -> list[float]:
         batch_size=BATCH,
         epochs=epochs,
         verbose=0,
-        callbacks=[speed],
+        callbacks=[*callbacks, speed],
     )
     return speed.rates
+
+
+def plain_fit(model_name: str, epochs: int, threads: int) -> list[float]:
+    """Baseline: ``model.fit`` on numpy in this process (run in a fresh subprocess)."""
+    import tensorflow as tf
+
+    tf.config.threading.set_intra_op_parallelism_threads(threads)
+    tf.config.threading.set_inter_op_parallelism_threads(max(threads, 2))
+    return _fit_numpy(model_name, epochs)
 
 
 def _plain_in_subprocess(model_name: str, epochs: int) -> float:
@@ -149,21 +158,12 @@ def _numpy_in_rank(model_name: str, epochs: int) -> list[float]:
     import tensorflow as tf
 
     tf.keras.backend.clear_session()
-    x, y = mnist_arrays()
-    model = build(model_name)
-    model.compile(
-        hvd.DistributedOptimizer(tf.keras.optimizers.Adam(1e-3)), "sparse_categorical_crossentropy"
+    return _fit_numpy(
+        model_name,
+        epochs,
+        hvd.DistributedOptimizer,
+        (hvd.callbacks.BroadcastGlobalVariablesCallback(0),),
     )
-    speed = _EpochSpeed(len(x))
-    model.fit(
-        _model_input(model_name, x),
-        y,
-        batch_size=BATCH,
-        epochs=epochs,
-        verbose=0,
-        callbacks=[hvd.callbacks.BroadcastGlobalVariablesCallback(0), speed],
-    )
-    return speed.rates
 
 
 def _tiny_job():

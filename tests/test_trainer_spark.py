@@ -186,6 +186,14 @@ def test_fit_on_two_workers_and_transform(blobs, capsys):
     assert _accuracy(fitted, blobs) > 0.95
 
 
+@pytest.mark.timeout(300)
+def test_workers_reused_by_rings_of_another_size_still_allreduce(blobs):
+    # One worker, then two: the worker of the first ring must not keep a one-rank view.
+    for workers in (1, 2, 1, 2):
+        fitted = _estimator(num_workers=workers, epochs=1).fit(blobs)
+        assert fitted.summary["num_workers"] == workers
+
+
 def test_scalar_feature_columns_and_a_single_output(spark, blobs):
     import tensorflow as tf
 

@@ -226,3 +226,37 @@ def test_failure_of_a_killed_rank_comes_from_sparks_task_id():
     )
     failure = _failure_from(RuntimeError(spark_error), relay, wait_s=0)
     assert failure.rank == 1 and "died" in failure.reason
+
+
+# ---- optimizer set-up -----------------------------------------------------------------------
+def _plan(**overrides):
+    from sparkzoo.trainer.rank_training import TrainingPlan
+
+    fields = dict(
+        model_source=b"",
+        optimizer={"class_name": "SGD", "config": {"learning_rate": 0.1}},
+        loss="mse",
+        metrics=[],
+        features=[],
+        labels=[],
+        input_shapes=[],
+        output_shapes=[],
+        batch_size=8,
+        epochs=1,
+        train_rows=8,
+        val_rows=0,
+        run_dir="unused",
+    )
+    return TrainingPlan(**(fields | overrides))
+
+
+def test_learning_rate_scales_linearly_with_workers_and_clipping_is_set():
+    import tensorflow as tf
+
+    from sparkzoo.trainer.rank_training import _make_optimizer
+
+    optimizer = _make_optimizer(_plan(gradient_clipnorm=1.5), size=4)
+    assert float(tf.keras.backend.get_value(optimizer.learning_rate)) == pytest.approx(0.4)
+    assert optimizer.get_config()["clipnorm"] == 1.5
+    unscaled = _make_optimizer(_plan(scale_lr=False, optimizer="adam"), size=4)
+    assert float(tf.keras.backend.get_value(unscaled.learning_rate)) == pytest.approx(0.001)

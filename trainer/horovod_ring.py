@@ -181,6 +181,21 @@ def _patched_environ(values: dict[str, str]) -> Iterator[None]:
                 os.environ[key] = old
 
 
+def _forget_traced_world_size() -> None:
+    """Drop Horovod's cached gradient-allreduce ``tf.function``.
+
+    Horovod caches it per process with ``size() > 1`` baked in when it was traced. A Python
+    worker that trained in a one-rank ring and is reused by a two-rank ring would skip the
+    allreduce while its peer waits for it: a hung ring.
+    """
+    import horovod.tensorflow as hvd
+
+    cached = getattr(hvd, "_make_cached_allreduce_grads_fn", None)
+    for cell in getattr(cached, "__closure__", None) or ():
+        if isinstance(cell.cell_contents, dict):
+            cell.cell_contents.clear()
+
+
 @contextlib.contextmanager
 def horovod_ring() -> Iterator[RankInfo]:
     """Initialise Horovod (TensorFlow, Gloo) in the current Spark barrier task.
@@ -211,6 +226,7 @@ def horovod_ring() -> Iterator[RankInfo]:
     try:
         with _patched_environ(env):
             hvd.init()
+            _forget_traced_world_size()
             try:
                 yield me
             finally:

@@ -6,8 +6,8 @@ from dataclasses import dataclass
 
 import pyarrow as pa
 
-from sparkzoo.spark import slot_count
 from sparkzoo.trainer.horovod_ring import horovod_ring
+from sparkzoo.trainer.launcher import check_slots
 
 _SCHEMA = "rank long, size long, local_rank long, hostname string, allreduced array<double>"
 
@@ -57,14 +57,7 @@ def allreduce_check(spark, num_ranks: int = 2) -> AllreduceResult:
     Raises ``ValueError`` at once when the cluster has fewer task slots than ``num_ranks``
     (a barrier stage would otherwise wait for slots that never come).
     """
-    if num_ranks < 1:
-        raise ValueError(f"num_ranks must be >= 1, got {num_ranks}")
-    slots = slot_count(spark)
-    if num_ranks > slots:
-        raise ValueError(
-            f"asked for {num_ranks} Horovod ranks but the Spark cluster "
-            f"({spark.sparkContext.master}) has {slots} task slots"
-        )
+    check_slots(spark, num_ranks)
     n = num_ranks
     expected = [k * n * (n + 1) / 2 for k in (1, 2, 3)]
     rows = (
