@@ -170,6 +170,7 @@ def _tiny_job():
     import horovod.tensorflow as hvd
     import tensorflow as tf
 
+    hvd.init()  # horovod.spark.run leaves it to the function; in a sparkzoo rank it is a no-op
     return float(hvd.allreduce(tf.constant(float(hvd.rank())), op=hvd.Sum).numpy())
 
 
