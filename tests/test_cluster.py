@@ -20,15 +20,14 @@ JOB = textwrap.dedent("""
 
     spark = init_spark(sys.argv[1], app_name="sparkzoo-cluster-test",
                        **{"spark.executor.memory": "900m", "spark.executor.cores": "1"})
-    print("SLOTS", spark.sparkContext._jsc.sc().maxNumConcurrentTasks(
-        spark.sparkContext._jsc.sc().resourceProfileManager().defaultResourceProfile()))
-
     def where():
         import os, horovod.tensorflow as hvd, tensorflow as tf
         total = hvd.allreduce(tf.constant(float(hvd.rank() + 1)), op=hvd.Sum)
         return [hvd.size(), float(total.numpy())]
 
     print("RUNNER", HorovodRunner(np=2, spark=spark).run(where))
+    from sparkzoo.spark import slot_count
+    print("SLOTS", slot_count(spark))
 
     def build():
         import tensorflow as tf

@@ -40,11 +40,20 @@ class RankFailedError(RuntimeError):
         super().__init__(text)
 
 
-def check_slots(spark, num_ranks: int) -> None:
-    """Refuse at once when the cluster cannot run ``num_ranks`` barrier tasks together."""
+def check_slots(spark, num_ranks: int, wait_s: float = 20.0) -> None:
+    """Refuse at once when the cluster cannot run ``num_ranks`` barrier tasks together.
+
+    On a cluster, executors register a few seconds after the SparkContext starts: wait up to
+    ``wait_s`` for enough task slots before refusing (a local master has all of its at once).
+    """
     if num_ranks < 1:
         raise ValueError(f"the number of ranks must be >= 1, got {num_ranks}")
     slots = slot_count(spark)
+    local = spark.sparkContext.master.startswith("local")
+    deadline = time.monotonic() + wait_s
+    while slots < num_ranks and not local and time.monotonic() < deadline:
+        time.sleep(0.5)
+        slots = slot_count(spark)
     if num_ranks > slots:
         raise ValueError(
             f"asked for {num_ranks} Horovod ranks but the Spark cluster "
