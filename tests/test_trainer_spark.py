@@ -198,6 +198,7 @@ def test_scalar_feature_columns_and_a_single_output(spark, blobs):
     import tensorflow as tf
 
     def regressor():
+        tf.keras.utils.set_random_seed(0)
         return tf.keras.Sequential([tf.keras.layers.Input((4,)), tf.keras.layers.Dense(1)])
 
     df = blobs.selectExpr("x0", "x1", "x2", "x3", "cast(x0 + x1 + x2 + x3 as double) as total")
@@ -207,13 +208,14 @@ def test_scalar_feature_columns_and_a_single_output(spark, blobs):
         metrics=[],
         feature_cols=["x0", "x1", "x2", "x3"],
         label_cols=["total"],
-        epochs=4,
+        epochs=10,
         optimizer=tf.keras.optimizers.Adam(0.05),
     ).fit(df)
     scored = fitted.transform(df)
     assert dict(scored.dtypes)["prediction"] == "double"
     rows = scored.toPandas()
-    assert np.mean(np.abs(rows["prediction"] - rows["total"])) < 0.5
+    # the target is the sum of the features: a Dense(1) learns it almost exactly
+    assert np.mean(np.abs(rows["prediction"] - rows["total"])) < 0.2
 
 
 def test_one_input_partition_and_a_spilling_partition(spark, blobs, capsys):
