@@ -51,10 +51,6 @@ class CheckpointStore:
             fs.delete(fs.join(self.dir, old))
         return name
 
-    def latest_epoch(self) -> int:
-        info = self._latest_info()
-        return info["epoch"] if info else 0
-
     def _latest_info(self) -> dict | None:
         path = fs.join(self.dir, "latest.json")
         return json.loads(fs.read_bytes(path)) if fs.exists(path) else None
