@@ -11,6 +11,7 @@ from pyspark.ml import Estimator
 from pyspark.ml.param import Param, Params
 
 from sparkzoo import fs
+from sparkzoo.spark import slot_count
 from sparkzoo.trainer.columns import check_shapes, prepare_columns
 from sparkzoo.trainer.launcher import RankFailedError, check_slots, run_ranks
 from sparkzoo.trainer.model import KerasModel
@@ -149,7 +150,7 @@ class KerasEstimator(Estimator):
         for required in ("model", "loss", "feature_cols", "label_cols"):
             if not self.isDefined(required) or get(required) is None:
                 raise ValueError(f"KerasEstimator needs {required}=...")
-        num_workers = get("num_workers") or _default_workers(spark)
+        num_workers = get("num_workers") or slot_count(spark)
         check_slots(spark, num_workers)
 
         import tensorflow as tf
@@ -344,12 +345,6 @@ def format_epoch(message: Message) -> str:
         f"epoch {message['epoch']}/{message['epochs']}  {metrics}  "
         f"{message['samples_per_s']:,.0f} samples/s  ({message['seconds']:.1f} s)"
     )
-
-
-def _default_workers(spark) -> int:
-    from sparkzoo.spark import slot_count
-
-    return slot_count(spark)
 
 
 def _optimizer_config(optimizer: Any) -> Any:

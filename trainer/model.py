@@ -83,7 +83,15 @@ class KerasModel(Transformer):
         self.history = history or {}
         self.custom_objects = custom_objects or {}
         self.summary: dict = {}  # how the fit went (set by KerasEstimator.fit)
+        self._broadcasts: dict[int, Any] = {}  # one broadcast of the bytes per SparkContext
         self._digest = hashlib.sha256(model_bytes).hexdigest()
+
+    def _broadcast(self, sc):
+        """The model bytes as a Spark broadcast, made once per SparkContext, not per transform."""
+        key = id(sc._jsc)
+        if key not in self._broadcasts:
+            self._broadcasts[key] = sc.broadcast(self.model_bytes)
+        return self._broadcasts[key]
 
     def keras_model(self):
         """The trained model as a ``tf.keras.Model`` on the driver."""
@@ -113,7 +121,7 @@ class KerasModel(Transformer):
             temp_specs.append(ColumnSpec(temp, kind, spec.size, spec.integer))
         output_fields = self._output_fields()
         schema = StructType([*prepared.schema.fields, *output_fields])
-        broadcast = dataset.sparkSession.sparkContext.broadcast(self.model_bytes)
+        broadcast = self._broadcast(dataset.sparkSession.sparkContext)
         predict = _predict_batches(
             self._digest,
             broadcast,

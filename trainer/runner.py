@@ -71,8 +71,12 @@ _HOROVOD_WORLD = (
 def _run_on_driver(fn: Callable[..., Any], kwargs: dict[str, Any]) -> Any:
     import horovod.tensorflow as hvd
 
-    saved = {key: os.environ.pop(key) for key in _HOROVOD_WORLD if key in os.environ}
-    os.environ.setdefault("HOROVOD_CONTROLLER", "gloo")
+    saved = {
+        key: os.environ.pop(key)
+        for key in (*_HOROVOD_WORLD, "HOROVOD_CONTROLLER")
+        if key in os.environ
+    }
+    os.environ["HOROVOD_CONTROLLER"] = "gloo"
     try:
         hvd.init()  # no rendezvous address: Gloo runs a world of one
         try:
@@ -81,4 +85,5 @@ def _run_on_driver(fn: Callable[..., Any], kwargs: dict[str, Any]) -> Any:
             with contextlib.suppress(Exception):
                 hvd.shutdown()
     finally:
+        os.environ.pop("HOROVOD_CONTROLLER", None)
         os.environ.update(saved)
