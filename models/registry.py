@@ -215,7 +215,7 @@ def family(name: str) -> Family:
     return _FAMILIES[name]
 
 
-def list(pattern: str | None = None, pretrained: bool | None = None) -> builtins.list[str]:  # noqa: A001
+def list(pattern: str | None = None, pretrained: bool | None = None) -> builtins.list[str]:
     """Every registered name, sorted; ``pattern`` is a shell glob (``"ssd*"``, ``"*.mnist"``).
 
     ``pretrained=True`` keeps the names that come with weights (tags and packaged detectors),
@@ -367,7 +367,7 @@ def check_input(model: Any, x: Any) -> None:
     for value, spec in zip(inputs, specs, strict=True):
         want = tuple(spec.shape[1:])
         have = tuple(np.shape(value)[1:])
-        if len(want) != len(have) or any(w is not None and w != h for w, h in zip(want, have)):
+        if len(want) != len(have) or any(w is not None and w != h for w, h in zip(want, have, strict=True)):
             raise ValueError(
                 f"{model.name} input {spec.name!r} expects shape (batch, "
                 f"{', '.join('any' if w is None else str(w) for w in want)}), got {np.shape(value)}"

@@ -30,13 +30,14 @@ def test_family_builds_fits_a_step_and_round_trips(name, tmp_path):
     before = [w.copy() for w in model.get_weights()]
     history = model.fit(x, y, batch_size=4, epochs=1, verbose=0)
     assert np.isfinite(history.history["loss"][0]), f"{name}: loss {history.history['loss']}"
-    changed = any(not np.array_equal(a, b) for a, b in zip(before, model.get_weights()))
+    changed = any(not np.array_equal(a, b) for a, b in zip(before, model.get_weights(), strict=True))
     assert changed, f"{name}: one training step changed no weight"
 
     path = tmp_path / f"{name}.keras"
     model.save(path)
     reloaded = tf.keras.models.load_model(path, compile=False)
-    for a, b in zip(_as_list(model.predict(x, verbose=0)), _as_list(reloaded.predict(x, verbose=0))):
+    expected, actual = model.predict(x, verbose=0), reloaded.predict(x, verbose=0)
+    for a, b in zip(_as_list(expected), _as_list(actual), strict=True):
         np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-5)
 
 
