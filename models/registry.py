@@ -130,7 +130,9 @@ class ModelCard:
         for key in ("params", "file", "file_size", "sha256", "recipe"):
             value = getattr(self, key)
             if value is not None:
-                lines.append(f"  {key}: {value:,}" if isinstance(value, int) else f"  {key}: {value}")
+                lines.append(
+                    f"  {key}: {value:,}" if isinstance(value, int) else f"  {key}: {value}"
+                )
         if self.notes:
             lines.append(f"  notes: {self.notes}")
         return "\n".join(lines)
@@ -367,7 +369,9 @@ def check_input(model: Any, x: Any) -> None:
     for value, spec in zip(inputs, specs, strict=True):
         want = tuple(spec.shape[1:])
         have = tuple(np.shape(value)[1:])
-        if len(want) != len(have) or any(w is not None and w != h for w, h in zip(want, have, strict=True)):
+        if len(want) != len(have) or any(
+            w is not None and w != h for w, h in zip(want, have, strict=True)
+        ):
             raise ValueError(
                 f"{model.name} input {spec.name!r} expects shape (batch, "
                 f"{', '.join('any' if w is None else str(w) for w in want)}), got {np.shape(value)}"
@@ -380,8 +384,10 @@ def _jsonable(config: dict) -> dict:
 
 def _from_json(config: dict) -> dict:
     # JSON has no tuples; builders take shapes as tuples.
-    return {k: tuple(v) if isinstance(v, builtins.list) and k.endswith("shape") else v
-            for k, v in config.items()}
+    return {
+        k: tuple(v) if isinstance(v, builtins.list) and k.endswith("shape") else v
+        for k, v in config.items()
+    }
 
 
 # ---- example batches shared by families -------------------------------------------------

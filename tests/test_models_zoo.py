@@ -30,7 +30,9 @@ def test_family_builds_fits_a_step_and_round_trips(name, tmp_path):
     before = [w.copy() for w in model.get_weights()]
     history = model.fit(x, y, batch_size=4, epochs=1, verbose=0)
     assert np.isfinite(history.history["loss"][0]), f"{name}: loss {history.history['loss']}"
-    changed = any(not np.array_equal(a, b) for a, b in zip(before, model.get_weights(), strict=True))
+    changed = any(
+        not np.array_equal(a, b) for a, b in zip(before, model.get_weights(), strict=True)
+    )
     assert changed, f"{name}: one training step changed no weight"
 
     path = tmp_path / f"{name}.keras"
@@ -62,7 +64,9 @@ def test_list_filters_by_glob_and_by_pretrained():
 
 def test_input_of_the_wrong_shape_names_expected_and_actual():
     model = models.get("lenet5", input_shape=(28, 28, 1), num_classes=10)
-    with pytest.raises(ValueError, match=r"expects shape \(batch, 28, 28, 1\), got \(2, 32, 32, 1\)"):
+    with pytest.raises(
+        ValueError, match=r"expects shape \(batch, 28, 28, 1\), got \(2, 32, 32, 1\)"
+    ):
         models.check_input(model, np.zeros((2, 32, 32, 1)))
     models.check_input(model, np.zeros((2, 28, 28, 1)))
 

@@ -1,0 +1,1 @@
+"""Object detection: one box toolkit, SSD-lite and YOLO-style detectors, packaged face detectors."""
