@@ -331,33 +331,37 @@ def load_verified_weights(model: Any, path: str | Path, sha256: str | None) -> A
 
 
 def preprocessor(name: str) -> Callable[[np.ndarray], np.ndarray]:
-    """The card's preprocessing as a function of a batch (or one image) of raw values.
+    """The card's preprocessing as a function of a batch (or one image) of raw values."""
+    model_card = card(name)
+    expected = tuple(model_card.input.get("shape", ()))
+    return lambda batch: apply_preprocessing(model_card.preprocessing, batch, expected, name)
 
-    Supported keys: ``scale`` (multiply), ``mean``/``std`` (per channel, after scaling),
-    ``shape`` (the expected per-example shape; anything else raises an error naming both).
+
+def apply_preprocessing(
+    spec: dict, batch: Any, expected_shape: tuple = (), name: str = "model"
+) -> np.ndarray:
+    """Apply a card's preprocessing ``spec`` to a batch of raw values.
+
+    Keys: ``scale`` (multiply), ``mean``/``std`` (per channel, after scaling). A batch whose
+    trailing shape is not ``expected_shape`` raises an error naming both shapes.
     """
-    spec = card(name).preprocessing
-    expected = tuple(card(name).input.get("shape", ()))
-
-    def apply(batch: np.ndarray) -> np.ndarray:
-        x = np.asarray(batch, dtype="float32")
-        if expected and x.shape[-len(expected) :] != expected:
-            if x.ndim == len(expected) - 1 and x.shape == expected[:-1] and expected[-1] == 1:
-                x = x[..., None]  # one grey image without its channel axis
-            else:
-                raise ValueError(
-                    f"{name} expects input of shape (batch, {', '.join(map(str, expected))}), "
-                    f"got {x.shape}"
-                )
-        if "scale" in spec:
-            x = x * np.float32(spec["scale"])
-        if "mean" in spec:
-            x = x - np.asarray(spec["mean"], dtype="float32")
-        if "std" in spec:
-            x = x / np.asarray(spec["std"], dtype="float32")
-        return x
-
-    return apply
+    x = np.asarray(batch, dtype="float32")
+    expected = tuple(expected_shape)
+    if expected and x.shape[-len(expected) :] != expected:
+        if x.ndim == len(expected) - 1 and x.shape == expected[:-1] and expected[-1] == 1:
+            x = x[..., None]  # one grey image without its channel axis
+        else:
+            raise ValueError(
+                f"{name} expects input of shape (batch, {', '.join(map(str, expected))}), "
+                f"got {x.shape}"
+            )
+    if "scale" in spec:
+        x = x * np.float32(spec["scale"])
+    if "mean" in spec:
+        x = x - np.asarray(spec["mean"], dtype="float32")
+    if "std" in spec:
+        x = x / np.asarray(spec["std"], dtype="float32")
+    return x
 
 
 def check_input(model: Any, x: Any) -> None:

@@ -1,1 +1,12 @@
-"""Recipes that train the shipped weights through the distributed trainer (one command each)."""
+"""Recipes that train the shipped weights through the distributed trainer (one command each).
+
+``python -m sparkzoo.models.recipes lenet5.mnist`` trains LeNet-5 on the real MNIST digits with
+``KerasEstimator``, measures it on the held-out split beside a scikit-learn baseline, and
+writes the weights and their card into ``sparkzoo/models/pretrained``. These modules use the
+trainer (and so Spark); ``import sparkzoo.models`` never imports them.
+"""
+
+# tag -> module; each module has TAG, FAMILY, train(spark, args) and check_metric(model, limit).
+RECIPES = {
+    "lenet5.mnist": "sparkzoo.models.recipes.lenet5_mnist",
+}
