@@ -29,12 +29,12 @@ def held_out_split(seed: int = 0):
     """(x_train, y_train, x_test, y_test): raw 0-255 pixels as (n, 28, 28, 1) floats."""
     from sparkzoo.datasets.loaders import mnist_split
 
-    x_train, y_train, x_test, y_test = mnist_split(test_size=1000, seed=seed)
+    train, test = mnist_split(test_size=1000, seed=seed, normalize=False)
     return (
-        x_train.reshape(-1, 28, 28, 1),
-        y_train,
-        x_test.reshape(-1, 28, 28, 1),
-        y_test,
+        np.stack(train["pixels"]).reshape(-1, 28, 28, 1),
+        train["label"].to_numpy(),
+        np.stack(test["pixels"]).reshape(-1, 28, 28, 1),
+        test["label"].to_numpy(),
     )
 
 
