@@ -6,7 +6,7 @@ import argparse
 import importlib
 import sys
 
-BENCHMARKS = {"trainer": "sparkzoo.bench.trainer"}
+BENCHMARKS = {"trainer": "sparkzoo.bench.trainer", "images": "sparkzoo.bench.images"}
 
 
 def main(argv: list[str] | None = None) -> int:

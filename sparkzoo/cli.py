@@ -78,6 +78,35 @@ def cmd_cluster(args: argparse.Namespace) -> int:
     return 0 if info else 3
 
 
+def cmd_hdfs(args: argparse.Namespace) -> int:
+    """Start, stop or report the local HDFS (a NameNode and a DataNode on 127.0.0.1)."""
+    from pathlib import Path
+
+    from sparkzoo.services import hdfs
+
+    state_dir = Path(args.dir)
+    if args.action == "start":
+        try:
+            info = hdfs.start(state_dir)
+        except RuntimeError as exc:
+            print(f"error: {exc}", file=sys.stderr)
+            return 1
+        print(f"HDFS up: {info.uri} (NameNode + 1 DataNode, data in {info.dir})")
+        print(f"  use it: store={info.uri + '/runs'!r}, spark.read.parquet('{info.uri}/...')")
+        print(f"  stop it: sparkzoo hdfs stop --dir {info.dir}")
+        return 0
+    if args.action == "stop":
+        print("stopped" if hdfs.stop(state_dir) else f"no HDFS recorded in {state_dir}")
+        return 0
+    info = hdfs.status(state_dir)
+    if info is None:
+        print("not running")
+        return 3
+    datanodes = hdfs.live_datanodes(info.web_ui)
+    print(f"up: {info.uri}, {datanodes} live DataNode(s), data in {info.dir}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="sparkzoo", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
@@ -112,6 +141,15 @@ def build_parser() -> argparse.ArgumentParser:
         "--dir", default=str(DEFAULT_DIR), help="state and logs (default %(default)s)"
     )
     cluster.set_defaults(func=cmd_cluster)
+
+    from sparkzoo.services.hdfs import DEFAULT_DIR as HDFS_DIR
+
+    hdfs = sub.add_parser("hdfs", help="a local HDFS (NameNode + DataNode) on 127.0.0.1")
+    hdfs.add_argument("action", choices=["start", "stop", "status"])
+    hdfs.add_argument(
+        "--dir", default=str(HDFS_DIR), help="data, state and logs (default %(default)s)"
+    )
+    hdfs.set_defaults(func=cmd_hdfs)
     return parser
 
 

@@ -7,6 +7,7 @@ local HDFS; ``slow`` tests build wheels, start processes or train. ``make test``
 
 from __future__ import annotations
 
+import atexit
 import os
 import subprocess
 import sys
@@ -19,9 +20,13 @@ REPO = Path(__file__).resolve().parents[1]
 
 def pytest_collection_modifyitems(config, items):
     # A test that takes the `spark` fixture is a spark-tier test, whether or not it says so.
+    # Likewise a test that uses the local HDFS is an hdfs-tier test.
+    tiers = {"spark": {"spark"}, "hdfs": {"hdfs", "hdfs_service"}}
     for item in items:
-        if "spark" in getattr(item, "fixturenames", ()) and not item.get_closest_marker("spark"):
-            item.add_marker(pytest.mark.spark)
+        names = set(getattr(item, "fixturenames", ()))
+        for tier, fixtures in tiers.items():
+            if names & fixtures and not item.get_closest_marker(tier):
+                item.add_marker(getattr(pytest.mark, tier))
 
 
 @pytest.fixture(scope="session")
@@ -43,6 +48,31 @@ def spark():
     )
     yield session
     session.stop()
+
+
+@pytest.fixture(scope="session")
+def hdfs_service(tmp_path_factory):
+    """A real HDFS (NameNode + DataNode on 127.0.0.1) for the session; its ``HdfsInfo``.
+
+    Started only when a selected test asks for it, in a temporary directory (the Hadoop jars
+    come from the cache, downloaded on the first start of the machine), and stopped at the end
+    of the session whether the tests passed or failed.
+    """
+    from sparkzoo.services import hdfs
+
+    state = tmp_path_factory.mktemp("hdfs")
+    atexit.register(hdfs.stop, state)  # should the session end without tearing down fixtures
+    info = hdfs.start(state)
+    try:
+        yield info
+    finally:
+        hdfs.stop(state)
+
+
+@pytest.fixture(scope="session")
+def hdfs(hdfs_service) -> str:
+    """The session's HDFS as a URI, ``hdfs://127.0.0.1:PORT``."""
+    return hdfs_service.uri
 
 
 def run_python(

@@ -6,8 +6,7 @@ import hashlib
 import json
 import math
 import os
-import shutil
-import uuid
+import tempfile
 from dataclasses import asdict
 from typing import Any
 
@@ -137,22 +136,20 @@ class KerasModel(Transformer):
 
     # ---- persistence ---------------------------------------------------------------------
     def save(self, path: str) -> None:
-        """Write the model to directory ``path`` (``model.keras`` + ``metadata.json``).
+        """Write the model to directory ``path`` (``model.keras`` + ``metadata.json``): a local
+        path or an ``hdfs://`` URI.
 
-        Written to a temporary directory beside ``path`` and renamed into place.
+        The files are written to a local temporary directory, copied to a temporary name beside
+        ``path`` and renamed into place. Example: ``fitted.save("hdfs://127.0.0.1:9000/m/lenet")``.
         """
-        target = fs.local_path(path)
-        if os.path.exists(target):
+        if fs.exists(path):
             raise FileExistsError(f"{path} exists; remove it or choose another path")
-        temp = f"{target}.tmp-{uuid.uuid4().hex}"
-        try:
-            fs.write_bytes(os.path.join(temp, "model.keras"), self.model_bytes)
-            fs.write_bytes(
-                os.path.join(temp, "metadata.json"), json.dumps(self._metadata(), indent=2).encode()
-            )
-            os.replace(temp, target)
-        finally:
-            shutil.rmtree(temp, ignore_errors=True)
+        with tempfile.TemporaryDirectory(prefix="sparkzoo-model-") as temp:
+            with open(os.path.join(temp, "model.keras"), "wb") as handle:
+                handle.write(self.model_bytes)
+            with open(os.path.join(temp, "metadata.json"), "w") as handle:
+                json.dump(self._metadata(), handle, indent=2)
+            fs.put(temp, path)
 
     def _metadata(self) -> dict:
         return {

@@ -1,0 +1,125 @@
+"""Image pipeline benchmark (../shared/BENCHMARKS.md): ``python -m sparkzoo.bench images``.
+
+Figure ``image_decode``: images/s decoded and resized through Spark (``ImageSet.read`` +
+``Resize``, ``local[2]``, run to the end with Spark's ``noop`` sink) / images/s of a bare OpenCV
+loop over the same files (read, ``cv2.imdecode``, RGB, ``cv2.resize``) on a pool of as many
+threads as Spark has task slots (2). OpenCV's own threading is off on both sides. Repeats
+alternate A/B; the median ratio is reported.
+
+Data: JPEG files written to a temporary folder from the real photographs of ``skimage.data``
+(astronaut, coffee, chelsea, rocket, ...), each a random crop (60-100 % of each side), so that
+the files differ; about 40-400 kB each.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import tempfile
+import time
+from multiprocessing.pool import ThreadPool
+
+import cv2
+import numpy as np
+
+from sparkzoo.bench.common import emit, note
+
+PHOTOS = ("astronaut", "coffee", "chelsea", "rocket", "immunohistochemistry", "hubble_deep_field")
+SLOTS = 2
+
+
+def write_photos(folder: str, count: int, seed: int = 0) -> list[str]:
+    """``count`` JPEG files cut from skimage's colour photographs (deterministic)."""
+    import skimage.data
+
+    rng = np.random.default_rng(seed)
+    photos = [getattr(skimage.data, name)() for name in PHOTOS]
+    paths = []
+    for i in range(count):
+        photo = photos[i % len(photos)]
+        height, width = photo.shape[:2]
+        crop_h = int(height * rng.uniform(0.6, 1.0))
+        crop_w = int(width * rng.uniform(0.6, 1.0))
+        top = int(rng.integers(0, height - crop_h + 1))
+        left = int(rng.integers(0, width - crop_w + 1))
+        crop = photo[top : top + crop_h, left : left + crop_w, ::-1]  # RGB -> OpenCV's BGR
+        path = os.path.join(folder, PHOTOS[i % len(PHOTOS)], f"{i:05d}.jpg")
+        os.makedirs(os.path.dirname(path), exist_ok=True)
+        cv2.imwrite(path, crop, [cv2.IMWRITE_JPEG_QUALITY, 90])
+        paths.append(path)
+    return paths
+
+
+def _bare_one(path: str, size: int) -> tuple[int, ...]:
+    with open(path, "rb") as handle:
+        data = handle.read()
+    image = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR)
+    image = cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
+    return cv2.resize(image, (size, size), interpolation=cv2.INTER_LINEAR).shape
+
+
+def bare_rate(paths: list[str], size: int, pool: ThreadPool) -> float:
+    """Images/s of the plain OpenCV loop on ``pool``."""
+    start = time.perf_counter()
+    shapes = pool.map(lambda p: _bare_one(p, size), paths, chunksize=8)
+    elapsed = time.perf_counter() - start
+    assert len(shapes) == len(paths) and shapes[0] == (size, size, 3)
+    return len(paths) / elapsed
+
+
+def spark_rate(spark, folder: str, count: int, size: int) -> float:
+    """Images/s through ``ImageSet`` (read, decode, resize), every row computed."""
+    from sparkzoo.datasets.images import ImageSet
+    from sparkzoo.datasets.transforms import Resize
+
+    start = time.perf_counter()
+    images = ImageSet.read(spark, folder, on_error="raise").transform(Resize((size, size)))
+    images.df.write.format("noop").mode("overwrite").save()
+    return count / (time.perf_counter() - start)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m sparkzoo.bench images")
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--images", type=int, default=600, help="JPEG files to decode per run")
+    parser.add_argument("--size", type=int, default=224, help="resize to size x size")
+    args = parser.parse_args(argv)
+
+    from sparkzoo.spark import init_spark
+
+    spark = init_spark(
+        f"local[{SLOTS}]", app_name="sparkzoo-bench-images", **{"spark.ui.enabled": "false"}
+    )
+    cv2.setNumThreads(1)  # as in the Spark workers: parallelism comes from the 2 slots
+    with tempfile.TemporaryDirectory(prefix="sparkzoo-bench-images-") as folder:
+        paths = write_photos(folder, args.images)
+        megabytes = sum(os.path.getsize(p) for p in paths) / 1e6
+        note(f"{len(paths)} JPEG files, {megabytes:.1f} MB; warming up")
+        pool = ThreadPool(SLOTS)
+        spark_rate(spark, folder, len(paths), args.size)  # Python workers start, OpenCV loads
+        bare_rate(paths, args.size, pool)
+        ratios, spark_runs, bare_runs = [], [], []
+        for repeat in range(args.repeats):
+            ours = spark_rate(spark, folder, len(paths), args.size)
+            bare = bare_rate(paths, args.size, pool)
+            note(f"repeat {repeat + 1}/{args.repeats}: spark {ours:.0f}/s, opencv {bare:.0f}/s")
+            spark_runs.append(round(ours, 1))
+            bare_runs.append(round(bare, 1))
+            ratios.append(ours / bare)
+        pool.close()
+    emit(
+        "image_decode",
+        ratios,
+        ">= 0.70",
+        spark_images_per_s=spark_runs,
+        opencv_images_per_s=bare_runs,
+        images=len(paths),
+        size=args.size,
+        slots=SLOTS,
+    )
+    spark.stop()
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,445 @@
+"""ImageSet: images from a folder or ``hdfs://`` URI as a Spark DataFrame, decoded by OpenCV.
+
+Files are listed and read by Spark's ``binaryFile`` source (recursive, filtered by a glob), then
+decoded in Arrow batches on the executors (``mapInArrow``), together with any preprocessing
+chain from :mod:`sparkzoo.datasets.transforms`, in one pass. A file that cannot be decoded (or
+transformed) never fails the job unless asked to: by ``on_error`` its row keeps an ``error``
+naming the file (``"keep"``), is dropped and counted (``"drop"``), or fails the job (``"raise"``).
+
+The ``image`` column is a struct with the fields of Spark's own image schema (``origin``,
+``height``, ``width``, ``nChannels``, ``mode``, ``data``) plus ``layout``:
+
+- ``data`` holds the pixels as bytes, row-major in ``layout`` order (``"HWC"``, or ``"CHW"``
+  after ``ToTensor("CHW")``); ``mode`` is the OpenCV type code (``CV_8UC3`` = 16 for bytes,
+  ``CV_32FC3`` = 21 for float32, ...), so the element type travels with the data;
+- channels are RGB by default (``color="rgb"``; Spark's own image source keeps OpenCV's BGR,
+  available with ``color="bgr"``), or one grey channel (``color="gray"``).
+
+:meth:`ImageSet.to_arrays` gives instead a flat ``array<float>`` column, the fixed-length
+feature column ``KerasEstimator`` takes (a 28 x 28 x 1 image feeds a ``(28, 28, 1)`` input).
+
+Example::
+
+    from sparkzoo.datasets.images import ImageSet
+    from sparkzoo.datasets.transforms import CenterCrop, Resize
+
+    images = ImageSet.read(spark, "hdfs://namenode:8020/photos", labels=True)
+    images = images.transform(Resize(256).then(CenterCrop(224)))
+    images.df.show()                  # path, label, label_id, image, error
+    train = images.to_arrays()        # path, label, label_id, features (224*224*3 floats)
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+import cv2
+import numpy as np
+import pyarrow as pa
+
+from sparkzoo.datasets.transforms import Transform, as_hwc, output_layout, row_rng
+
+# File names Spark's glob filter keeps by default (Hadoop globs are case-sensitive).
+IMAGE_GLOB = "*.{jpg,jpeg,png,bmp,tif,tiff,webp,ppm,pgm,JPG,JPEG,PNG,BMP,TIF,TIFF,WEBP}"
+ON_ERROR = ("keep", "drop", "raise")
+COLORS = {"rgb": cv2.IMREAD_COLOR, "bgr": cv2.IMREAD_COLOR, "gray": cv2.IMREAD_GRAYSCALE}
+_DEPTHS = {np.dtype(np.uint8): 0, np.dtype(np.float32): 5}  # OpenCV CV_8U, CV_32F
+# Output Arrow batches are cut at this many rows or bytes, whichever comes first, to bound the
+# memory of a Python worker (Spark hands over input batches of up to 10,000 rows).
+_CHUNK_ROWS = 64
+_CHUNK_BYTES = 64 << 20
+
+_IMAGE_FIELDS = [
+    pa.field("origin", pa.string()),
+    pa.field("height", pa.int32()),
+    pa.field("width", pa.int32()),
+    pa.field("nChannels", pa.int32()),
+    pa.field("mode", pa.int32()),
+    pa.field("data", pa.binary()),
+    pa.field("layout", pa.string()),
+]
+
+
+class ImageDecodeError(ValueError):
+    """A file is not a readable image, or a preprocessing step failed on it; names the file."""
+
+
+def opencv_mode(dtype: np.dtype, channels: int) -> int:
+    """OpenCV's type code for ``channels`` channels of ``dtype`` (``CV_8UC3`` = 16)."""
+    try:
+        return _DEPTHS[np.dtype(dtype)] + 8 * (channels - 1)
+    except KeyError:
+        raise ValueError(f"images must be uint8 or float32, got {np.dtype(dtype)}") from None
+
+
+def _mode_dtype(mode: int) -> np.dtype:
+    depth = mode % 8
+    for dtype, code in _DEPTHS.items():
+        if code == depth:
+            return dtype
+    raise ValueError(f"image mode {mode} is neither 8-bit nor 32-bit float")
+
+
+def decode_image(data: bytes | memoryview | np.ndarray, color: str = "rgb") -> np.ndarray:
+    """Decode encoded image bytes (JPEG, PNG, ...) to an H x W x C ``uint8`` array.
+
+    Raises :class:`ImageDecodeError` for empty or unreadable data. Example::
+
+        image = decode_image(open("cat.jpg", "rb").read())   # RGB, (H, W, 3)
+    """
+    if color not in COLORS:
+        raise ValueError(f"color must be one of {sorted(COLORS)}, got {color!r}")
+    buffer = np.frombuffer(data, np.uint8) if not isinstance(data, np.ndarray) else data
+    if buffer.size == 0:
+        raise ImageDecodeError("empty file")
+    image = cv2.imdecode(buffer, COLORS[color])
+    if image is None:
+        raise ImageDecodeError(f"not a readable image ({buffer.size} bytes)")
+    if color == "rgb":
+        image = cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
+    return as_hwc(image)
+
+
+def image_to_struct(image: np.ndarray, origin: str, layout: str = "HWC") -> dict[str, Any]:
+    """The ``image`` struct of one array (HWC, or CHW with ``layout="CHW"``), as a dict."""
+    if layout == "CHW":
+        channels, height, width = image.shape
+    else:
+        height, width, channels = as_hwc(image).shape
+    return {
+        "origin": origin,
+        "height": height,
+        "width": width,
+        "nChannels": channels,
+        "mode": opencv_mode(image.dtype, channels),
+        "data": np.ascontiguousarray(image).tobytes(),
+        "layout": layout,
+    }
+
+
+def struct_to_image(image: Any) -> np.ndarray:
+    """The numpy array of an ``image`` struct (a Row or a dict), in its stored layout.
+
+    Example::
+
+        row = images.df.first()
+        array = struct_to_image(row.image)     # (H, W, 3) uint8, or (3, H, W) after ToTensor
+    """
+    get = image.__getitem__
+    channels, height, width = get("nChannels"), get("height"), get("width")
+    layout = get("layout") if "layout" in _keys(image) else "HWC"
+    shape = (channels, height, width) if layout == "CHW" else (height, width, channels)
+    return np.frombuffer(get("data"), _mode_dtype(get("mode"))).reshape(shape)
+
+
+def _keys(image: Any) -> Sequence[str]:
+    return image.keys() if isinstance(image, dict) else image.__fields__
+
+
+@dataclass(frozen=True)
+class _Plan:
+    """What the executors do to each file: decode, the chains in order, the output form."""
+
+    color: str
+    on_error: str
+    steps: tuple[tuple[Transform, int], ...] = ()
+    output: str = "struct"  # "struct": the image column; "array": a flat float array
+    passthrough: tuple[str, ...] = ()  # input columns copied to the output (label, ...)
+    array_col: str = "features"
+    errors_only: bool = field(default=False)  # yield (path, error) of failures only
+
+
+def _process(data: memoryview, path: str, plan: _Plan) -> np.ndarray:
+    image = decode_image(data, plan.color)
+    for chain, seed in plan.steps:
+        image = chain(image, row_rng(path, seed) if chain.random else None)
+    return image
+
+
+def _decode_partition(batches: Iterator[pa.RecordBatch], plan: _Plan) -> Iterator[pa.RecordBatch]:
+    """The executor side: binaryFile rows in, decoded (and transformed) rows out."""
+    # Spark already runs one Python worker per task slot; OpenCV's own thread pool on top of
+    # that would oversubscribe the cores.
+    cv2.setNumThreads(1)
+    layout = output_layout(plan.steps[-1][0]) if plan.steps else "HWC"
+    for batch in batches:
+        paths = batch.column("path").to_pylist()
+        contents = batch.column("content")
+        rows: list[int] = []
+        images: list[np.ndarray | None] = []
+        errors: list[str | None] = []
+        size = 0
+        for i, path in enumerate(paths):
+            try:
+                buffer = contents[i].as_buffer()
+                image = _process(memoryview(buffer) if buffer is not None else b"", path, plan)
+                error = None
+            except Exception as exc:
+                message = f"{path}: {type(exc).__name__}: {exc}"
+                if plan.on_error == "raise":
+                    raise ImageDecodeError(f"cannot read image {message}") from exc
+                image, error = None, message
+            if plan.errors_only:
+                if error is not None:
+                    rows.append(i)
+                    errors.append(error)
+                continue
+            if error is not None and plan.on_error == "drop":
+                continue
+            rows.append(i)
+            images.append(image)
+            errors.append(error)
+            size += 0 if image is None else image.nbytes
+            if len(rows) >= _CHUNK_ROWS or size >= _CHUNK_BYTES:
+                yield _output_batch(batch, rows, images, errors, paths, plan, layout)
+                rows, images, errors, size = [], [], [], 0
+        if rows:
+            yield _output_batch(batch, rows, images, errors, paths, plan, layout)
+
+
+def _output_batch(batch, rows, images, errors, paths, plan: _Plan, layout) -> pa.RecordBatch:
+    if plan.errors_only:
+        return pa.RecordBatch.from_arrays(
+            [pa.array([paths[i] for i in rows], pa.string()), pa.array(errors, pa.string())],
+            names=["path", "error"],
+        )
+    taken = pa.array(rows, pa.int64())
+    arrays = [batch.column("path").take(taken)]
+    names = ["path"]
+    for name in plan.passthrough:
+        arrays.append(batch.column(name).take(taken))
+        names.append(name)
+    missing = np.array([image is None for image in images])
+    if plan.output == "array":
+        arrays.append(_float_lists(images, missing))
+        names.append(plan.array_col)
+    else:
+        structs = [
+            None if image is None else image_to_struct(image, paths[i], layout)
+            for i, image in zip(rows, images, strict=True)
+        ]
+        arrays.append(pa.array(structs, pa.struct(_IMAGE_FIELDS)))
+        names.append("image")
+    if plan.on_error == "keep":
+        arrays.append(pa.array(errors, pa.string()))
+        names.append("error")
+    return pa.RecordBatch.from_arrays(arrays, names=names)
+
+
+def _float_lists(images: list[np.ndarray | None], missing: np.ndarray) -> pa.Array:
+    """A list<float32> Arrow array of the flattened images, null where an image is missing."""
+    sizes = np.array([0 if image is None else image.size for image in images], np.int32)
+    offsets = np.zeros(len(images) + 1, np.int32)
+    np.cumsum(sizes, out=offsets[1:])
+    present = [image.reshape(-1) for image in images if image is not None]
+    values = np.concatenate(present).astype(np.float32) if present else np.zeros(0, np.float32)
+    mask = np.append(missing, False) if missing.any() else None
+    return pa.ListArray.from_arrays(pa.array(offsets, mask=mask), pa.array(values))
+
+
+class ImageSet:
+    """Images as rows of a Spark DataFrame; lazy: nothing is decoded until an action runs.
+
+    Build one with :meth:`read` (a folder or URI) or :meth:`from_binary` (a DataFrame of
+    ``path``/``content``), add preprocessing with :meth:`transform`, take the rows as
+    :attr:`df` (an ``image`` struct column) or :meth:`to_arrays` (a flat float array column).
+    The decode and every chain run in one pass over each file.
+
+    Example::
+
+        images = ImageSet.read(spark, "/data/flowers", labels=True, on_error="drop")
+        images.df.select("label", "image.height", "image.width").show()
+        images.dropped_count()        # how many files were unreadable
+    """
+
+    def __init__(self, source, plan: _Plan, classes: list[str] | None = None):
+        self._source = source
+        self._plan = plan
+        self.classes = classes
+
+    # ---- construction ------------------------------------------------------------------------
+    @classmethod
+    def read(
+        cls,
+        spark,
+        path: str | Sequence[str],
+        glob: str = IMAGE_GLOB,
+        recursive: bool = True,
+        labels: bool = False,
+        classes: Sequence[str] | None = None,
+        color: str = "rgb",
+        on_error: str = "keep",
+        num_partitions: int | None = None,
+    ) -> ImageSet:
+        """Images under ``path`` (a local folder, ``file://`` or ``hdfs://`` URI, or a list).
+
+        - ``glob``: file-name filter (Hadoop glob); ``recursive``: look in sub-folders.
+        - ``labels``: add ``label`` (the name of the folder holding the file) and ``label_id``
+          (its position in ``classes``; by default the sorted folder names found, which costs a
+          listing of the files; a folder not in ``classes`` gets a null ``label_id``).
+        - ``color``: ``"rgb"``, ``"bgr"`` (OpenCV's order) or ``"gray"``.
+        - ``on_error``: ``"keep"`` (the row's ``image`` is null and ``error`` names the file and
+          the problem), ``"drop"`` (the row is left out; :meth:`dropped_count` counts them) or
+          ``"raise"`` (the job fails with an error naming the file).
+        - ``num_partitions``: spread the files over this many partitions (a shuffle of the
+          file bytes); by default Spark's file splitting decides.
+
+        Raises ``FileNotFoundError`` when no file under ``path`` matches ``glob``.
+        """
+        paths = [path] if isinstance(path, str) else list(path)
+        reader = spark.read.format("binaryFile").option("pathGlobFilter", glob)
+        if recursive:
+            reader = reader.option("recursiveFileLookup", "true")
+        source = reader.load(paths)
+        if not source.select("path").head(1):
+            raise FileNotFoundError(f"no file matching {glob!r} under {', '.join(paths)}")
+        return cls.from_binary(
+            source.select("path", "content"),
+            labels=labels,
+            classes=classes,
+            color=color,
+            on_error=on_error,
+            num_partitions=num_partitions,
+        )
+
+    @classmethod
+    def from_binary(
+        cls,
+        df,
+        path_col: str = "path",
+        content_col: str = "content",
+        labels: bool | str = False,
+        classes: Sequence[str] | None = None,
+        color: str = "rgb",
+        on_error: str = "keep",
+        num_partitions: int | None = None,
+    ) -> ImageSet:
+        """An ImageSet over a DataFrame of file paths and encoded bytes (e.g. from
+        ``binaryFile``, or images stored in a table). ``labels`` may name a string column of
+        ``df`` holding the class; ``True`` takes the folder name from the path."""
+        from pyspark.sql import functions as F
+
+        if on_error not in ON_ERROR:
+            raise ValueError(f"on_error must be one of {ON_ERROR}, got {on_error!r}")
+        if color not in COLORS:
+            raise ValueError(f"color must be one of {sorted(COLORS)}, got {color!r}")
+        for name in (path_col, content_col, *([labels] if isinstance(labels, str) else [])):
+            if name not in df.columns:
+                raise ValueError(f"column {name!r} is not in the DataFrame; it has {df.columns}")
+        source = df.select(
+            F.col(path_col).alias("path"),
+            F.col(content_col).alias("content"),
+            *([F.col(labels).alias("label")] if isinstance(labels, str) else []),
+        )
+        passthrough: tuple[str, ...] = ()
+        found: list[str] | None = None
+        if labels:
+            if not isinstance(labels, str):
+                # The folder that holds the file names its class.
+                source = source.withColumn("label", F.element_at(F.split("path", "/"), -2))
+            if classes is None:
+                rows = source.select("label").distinct().collect()
+                classes = sorted(r.label for r in rows if r.label is not None)
+            found = list(classes)
+            pairs = [F.lit(v) for i, c in enumerate(found) for v in (c, i)]
+            ids = F.create_map(*pairs) if pairs else F.create_map().cast("map<string,int>")
+            source = source.withColumn("label_id", ids[F.col("label")].cast("int"))
+            passthrough = ("label", "label_id")
+        if num_partitions:
+            source = source.repartition(int(num_partitions))
+        plan = _Plan(color=color, on_error=on_error, passthrough=passthrough)
+        return cls(source, plan, found)
+
+    # ---- preprocessing -----------------------------------------------------------------------
+    def transform(self, chain: Transform, seed: int = 0) -> ImageSet:
+        """A new ImageSet with ``chain`` applied to every image after what is there already.
+
+        Random steps draw from ``row_rng(path, seed)``, so each row's result equals
+        ``chain(image, row_rng(path, seed))`` computed locally on the same file.
+        """
+        if not isinstance(chain, Transform):
+            raise TypeError(f"transform takes a Transform chain, got {type(chain).__name__}")
+        if self._plan.steps and self._plan.steps[-1][0].final:
+            raise ValueError("the images are already tensors (ToTensor ran): transform before it")
+        return ImageSet(
+            self._source,
+            replace(self._plan, steps=(*self._plan.steps, (chain, int(seed)))),
+            self.classes,
+        )
+
+    # ---- output ------------------------------------------------------------------------------
+    def _schema(self, plan: _Plan):
+        from pyspark.sql.types import (
+            ArrayType,
+            BinaryType,
+            FloatType,
+            IntegerType,
+            StringType,
+            StructField,
+            StructType,
+        )
+
+        if plan.errors_only:
+            return StructType(
+                [StructField("path", StringType()), StructField("error", StringType())]
+            )
+        fields = [self._source.schema["path"]]
+        fields += [self._source.schema[name] for name in plan.passthrough]
+        if plan.output == "array":
+            fields.append(StructField(plan.array_col, ArrayType(FloatType())))
+        else:
+            image = StructType(
+                [
+                    StructField("origin", StringType()),
+                    StructField("height", IntegerType()),
+                    StructField("width", IntegerType()),
+                    StructField("nChannels", IntegerType()),
+                    StructField("mode", IntegerType()),
+                    StructField("data", BinaryType()),
+                    StructField("layout", StringType()),
+                ]
+            )
+            fields.append(StructField("image", image))
+        if plan.on_error == "keep":
+            fields.append(StructField("error", StringType()))
+        return StructType(fields)
+
+    def _run(self, plan: _Plan):
+        def decode(batches):
+            return _decode_partition(batches, plan)
+
+        return self._source.mapInArrow(decode, self._schema(plan))
+
+    @property
+    def df(self):
+        """The images: ``path``, [``label``, ``label_id``], ``image`` (struct), [``error``]."""
+        return self._run(self._plan)
+
+    def to_arrays(self, col: str = "features"):
+        """The images as a flat ``array<float>`` column ``col`` (values in the stored layout)
+        instead of the ``image`` struct: the fixed-length feature column ``KerasEstimator``
+        takes when every image has the same size (resize them first)."""
+        return self._run(replace(self._plan, output="array", array_col=col))
+
+    def errors(self):
+        """The files that fail (to decode or to transform): a DataFrame of ``path``, ``error``.
+
+        This decodes every file again (one pass of its own)."""
+        return self._run(replace(self._plan, errors_only=True, on_error="keep"))
+
+    def dropped_count(self) -> int:
+        """How many files fail, i.e. how many rows ``on_error="drop"`` leaves out (one pass)."""
+        return self.errors().count()
+
+
+__all__ = [
+    "IMAGE_GLOB",
+    "ImageDecodeError",
+    "ImageSet",
+    "decode_image",
+    "image_to_struct",
+    "opencv_mode",
+    "struct_to_image",
+]

@@ -1,0 +1,408 @@
+"""DeepBit-like binary hashing (Lin et al., CVPR 2016), its retrieval metric and a baseline.
+
+A CNN backbone (any zoo classifier or Keras model, usually pretrained, cut at a named layer)
+feeds a ``codes`` layer of ``bits`` sigmoid units; a code bit is 1 where the unit is above
+0.5. :class:`DeepBitModel` trains it without labels on the paper's three objectives:
+
+- quantisation loss: the activations should sit at 0 or 1, so that thresholding loses little;
+- bit-balance loss: each bit should be on for half of the images (maximum information);
+- rotation-invariance loss: an image and a copy rotated by up to ``max_angle`` degrees should
+  get the same code, rotations by larger angles being penalised less (weight
+  ``exp(-angle^2 / (2 max_angle^2))``).
+
+:func:`binary_codes` and :func:`hamming_distance` turn the model into a retrieval system,
+:func:`mean_average_precision_at_k` measures one, and :func:`pca_sign_hash` is the classic
+unsupervised baseline of the same code length (PCA, then the sign of each component).
+
+Example::
+
+    net = deepbit((28, 28, 1), bits=32, backbone="lenet5.mnist")
+    net.compile("adam")                      # the objectives are built in; no loss to give
+    net.fit(train_images, epochs=5)          # labels, if given, are ignored
+    db, q = binary_codes(net, train_images), binary_codes(net, test_images)
+    mean_average_precision_at_k(q, db, test_labels, train_labels, k=100)
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+import tensorflow as tf
+
+from sparkzoo.models.registry import image_classification_example, register
+from sparkzoo.models.transfer import build_backbone, cut, default_cut, flat_features, freeze
+
+LOSS_SETTINGS = ("quantization_weight", "balance_weight", "rotation_weight", "max_angle")
+
+
+def quantization_loss(codes: tf.Tensor) -> tf.Tensor:
+    """Mean squared distance of each activation from its bit (0 for activations at 0 or 1).
+
+    Example::
+
+        quantization_loss(tf.constant([[0.0, 1.0]]))     # 0.0
+    """
+    codes = tf.convert_to_tensor(codes, tf.float32)
+    bits = tf.stop_gradient(tf.cast(codes > 0.5, codes.dtype))
+    return tf.reduce_mean(tf.square(codes - bits))
+
+
+def bit_balance_loss(codes: tf.Tensor) -> tf.Tensor:
+    """Mean over bits of (fraction of the batch with that bit on - 1/2)^2, computed on the
+    activations; 0 when every bit is on for exactly half of the batch.
+
+    Example::
+
+        bit_balance_loss(tf.constant([[0.0, 1.0], [1.0, 0.0]]))   # 0.0
+    """
+    codes = tf.convert_to_tensor(codes, tf.float32)
+    return tf.reduce_mean(tf.square(tf.reduce_mean(codes, axis=0) - 0.5))
+
+
+def rotation_invariance_loss(
+    codes: tf.Tensor,
+    rotated_codes: tf.Tensor,
+    angles: tf.Tensor | None = None,
+    max_angle: float = 20.0,
+) -> tf.Tensor:
+    """Mean squared difference between the codes of images and of their rotated copies, each
+    pair weighted by ``exp(-angle^2 / (2 max_angle^2))`` (``angles`` in degrees; none: 1).
+
+    Example::
+
+        rotation_invariance_loss(codes, codes)           # 0.0
+    """
+    codes = tf.convert_to_tensor(codes, tf.float32)
+    rotated_codes = tf.convert_to_tensor(rotated_codes, tf.float32)
+    per_image = tf.reduce_mean(tf.square(codes - rotated_codes), axis=-1)
+    if angles is not None:
+        angles = tf.convert_to_tensor(angles, tf.float32)
+        per_image = per_image * tf.exp(-tf.square(angles) / (2.0 * max_angle**2))
+    return tf.reduce_mean(per_image)
+
+
+def rotate_images(images: tf.Tensor, angles: tf.Tensor) -> tf.Tensor:
+    """Rotate each image of a batch ``(n, h, w, c)`` about its centre by ``angles`` degrees
+    (bilinear; corners filled with 0).
+
+    Example::
+
+        rotate_images(batch, tf.fill([len(batch)], 90.0))
+    """
+    images = tf.convert_to_tensor(images, tf.float32)
+    radians = tf.convert_to_tensor(angles, tf.float32) * (math.pi / 180.0)
+    height = tf.cast(tf.shape(images)[1], tf.float32)
+    width = tf.cast(tf.shape(images)[2], tf.float32)
+    cx, cy = (width - 1.0) / 2.0, (height - 1.0) / 2.0
+    cos, sin = tf.cos(radians), tf.sin(radians)
+    zeros = tf.zeros_like(radians)
+    # Each row maps an output pixel (x, y) back to the input pixel it samples from.
+    transforms = tf.stack(
+        [
+            cos,
+            -sin,
+            cx - cos * cx + sin * cy,
+            sin,
+            cos,
+            cy - sin * cx - cos * cy,
+            zeros,
+            zeros,
+        ],
+        axis=1,
+    )
+    return tf.raw_ops.ImageProjectiveTransformV3(
+        images=images,
+        transforms=transforms,
+        output_shape=tf.shape(images)[1:3],
+        fill_value=0.0,
+        interpolation="BILINEAR",
+        fill_mode="CONSTANT",
+    )
+
+
+@tf.keras.saving.register_keras_serializable(package="sparkzoo")
+class DeepBitModel(tf.keras.Model):
+    """A functional ``image -> codes`` model whose ``fit`` trains the DeepBit objectives.
+
+    Build it like a functional model, ``DeepBitModel(inputs, codes, quantization_weight=...)``
+    (or with :func:`deepbit`). ``fit`` takes images (labels, if any, are ignored), rotates a
+    copy of each by a random angle in ``[-max_angle, max_angle]`` degrees, and minimises
+    ``quantization_weight * quantisation + balance_weight * balance + rotation_weight *
+    rotation`` (plus any regularisation losses). The loss weights travel with saved models.
+
+    Example::
+
+        net = DeepBitModel(inputs, codes, rotation_weight=0.5)
+        net.compile("adam")
+        net.fit(images, epochs=3)       # logs loss, quantization, balance, rotation
+    """
+
+    def __init__(
+        self,
+        inputs: Any,
+        outputs: Any,
+        name: str | None = None,
+        trainable: bool = True,
+        *,
+        quantization_weight: float = 1.0,
+        balance_weight: float = 1.0,
+        rotation_weight: float = 1.0,
+        max_angle: float = 20.0,
+        **kwargs: Any,
+    ) -> None:
+        # Functional's positional arguments, then keyword-only ones: Keras then saves and
+        # revives this class as a functional graph (see functional.get_config/from_config).
+        super().__init__(inputs, outputs, name=name, trainable=trainable, **kwargs)
+        self.quantization_weight = float(quantization_weight)
+        self.balance_weight = float(balance_weight)
+        self.rotation_weight = float(rotation_weight)
+        self.max_angle = float(max_angle)
+        self._trackers = {
+            key: tf.keras.metrics.Mean(name=key)
+            for key in ("loss", "quantization", "balance", "rotation")
+        }
+
+    @property
+    def metrics(self) -> list:
+        # Listed here so Keras resets them at the start of every epoch.
+        return [*self._trackers.values(), *super().metrics]
+
+    def get_config(self) -> dict:
+        config = super().get_config()
+        config.update({key: getattr(self, key) for key in LOSS_SETTINGS})
+        return config
+
+    @classmethod
+    def from_config(cls, config: dict, custom_objects: dict | None = None) -> DeepBitModel:
+        config = dict(config)
+        settings = {key: config.pop(key) for key in LOSS_SETTINGS if key in config}
+        model = super().from_config(config, custom_objects)
+        for key, value in settings.items():
+            setattr(model, key, float(value))
+        return model
+
+    def objectives(self, images: tf.Tensor, training: bool) -> dict[str, tf.Tensor]:
+        """The three DeepBit losses and their weighted total on a batch of images."""
+        images = tf.convert_to_tensor(images, tf.float32)
+        angles = tf.random.uniform(
+            tf.shape(images)[:1], -self.max_angle, self.max_angle, dtype=tf.float32
+        )
+        rotated = rotate_images(images, angles)
+        # One forward pass over originals and rotated copies together.
+        both = self(tf.concat([images, rotated], axis=0), training=training)
+        codes, rotated_codes = tf.split(both, 2, axis=0)
+        terms = {
+            "quantization": quantization_loss(codes),
+            "balance": bit_balance_loss(codes),
+            "rotation": rotation_invariance_loss(codes, rotated_codes, angles, self.max_angle),
+        }
+        total = (
+            self.quantization_weight * terms["quantization"]
+            + self.balance_weight * terms["balance"]
+            + self.rotation_weight * terms["rotation"]
+        )
+        if self.losses:
+            total += tf.add_n(self.losses)
+        terms["loss"] = total
+        return terms
+
+    def _record(self, terms: dict[str, tf.Tensor]) -> dict[str, tf.Tensor]:
+        for key, tracker in self._trackers.items():
+            tracker.update_state(terms[key])
+        return {key: tracker.result() for key, tracker in self._trackers.items()}
+
+    def train_step(self, data: Any) -> dict[str, tf.Tensor]:
+        images, _, _ = tf.keras.utils.unpack_x_y_sample_weight(data)
+        with tf.GradientTape() as tape:
+            terms = self.objectives(images, training=True)
+        # minimize() (not apply_gradients) so wrapped optimisers such as Horovod's see it.
+        self.optimizer.minimize(terms["loss"], self.trainable_variables, tape=tape)
+        return self._record(terms)
+
+    def test_step(self, data: Any) -> dict[str, tf.Tensor]:
+        images, _, _ = tf.keras.utils.unpack_x_y_sample_weight(data)
+        return self._record(self.objectives(images, training=False))
+
+
+@register(
+    "deepbit",
+    task="binary-hashing",
+    tiny={"input_shape": (16, 16, 1), "bits": 8, "backbone": "lenet5"},
+    example=image_classification_example,
+    loss=None,  # the objectives are part of DeepBitModel.train_step
+    metrics=(),
+)
+def deepbit(
+    input_shape: tuple[int | None, ...] | None = (28, 28, 1),
+    bits: int = 32,
+    backbone: str | tf.keras.Model = "lenet5",
+    backbone_config: dict | None = None,
+    cut_at: str | None = None,
+    freeze_to: str | None = None,
+    quantization_weight: float = 1.0,
+    balance_weight: float = 1.0,
+    rotation_weight: float = 1.0,
+    max_angle: float = 20.0,
+    name: str = "deepbit",
+) -> DeepBitModel:
+    """DeepBit binary hashing: a CNN backbone -> ``bits`` sigmoid units (layer ``codes``).
+
+    ``backbone`` is a zoo name (a family built with ``backbone_config`` at ``input_shape``, or
+    a pretrained tag such as ``"lenet5.mnist"``, whose input shape wins; pass
+    ``input_shape=None`` for it) or a Keras model; it is cut at ``cut_at`` (default: the
+    layer feeding its classifier) and pooled if the cut is spatial. ``freeze_to`` freezes it
+    up to that layer. The loss weights and ``max_angle`` (degrees) set the training
+    objectives of :class:`DeepBitModel`.
+
+    Example::
+
+        net = deepbit((28, 28, 1), bits=16, backbone="lenet5", rotation_weight=0.5)
+        net.compile("adam"); net.fit(images, epochs=5)
+        codes = binary_codes(net, images, packed=True)    # (n, 2) uint8
+    """
+    if bits < 1:
+        raise ValueError(f"deepbit needs at least one bit, got bits={bits}")
+    base = build_backbone(backbone, input_shape, backbone_config)
+    cut_at = cut_at or default_cut(base)
+    if freeze_to:
+        freeze(base, up_to=freeze_to)
+    features = flat_features(cut(base, cut_at).output, name="features_pool")
+    codes = tf.keras.layers.Dense(bits, activation="sigmoid", name="codes")(features)
+    return DeepBitModel(
+        base.inputs,
+        codes,
+        quantization_weight=quantization_weight,
+        balance_weight=balance_weight,
+        rotation_weight=rotation_weight,
+        max_angle=max_angle,
+        name=name,
+    )
+
+
+def binary_codes(
+    model: tf.keras.Model, x: Any, packed: bool = False, batch_size: int = 256
+) -> np.ndarray:
+    """The binary code of each input: ``(n, bits)`` uint8 0/1 (activation > 0.5), or with
+    ``packed=True`` eight bits per byte, ``(n, ceil(bits / 8))`` (``np.packbits``).
+
+    Example::
+
+        binary_codes(net, images[:3])          # array([[0, 1, 1, ...], ...], dtype=uint8)
+    """
+    activations = np.asarray(model.predict(x, batch_size=batch_size, verbose=0))
+    bits = (activations > 0.5).astype(np.uint8)
+    return np.packbits(bits, axis=1) if packed else bits
+
+
+def _as_bits(codes: Any, packed: bool, what: str, nbits: int | None = None) -> np.ndarray:
+    codes = np.asarray(codes)
+    if codes.ndim == 1:
+        codes = codes[None, :]
+    if codes.ndim != 2:
+        raise ValueError(f"{what} must be (n, bits) codes, got shape {codes.shape}")
+    if packed:
+        codes = np.unpackbits(codes.astype(np.uint8), axis=1)
+        return codes[:, :nbits] if nbits else codes
+    if codes.size and not np.isin(codes, (0, 1)).all():
+        raise ValueError(
+            f"{what} must hold 0/1 bits (pass packed=True for np.packbits bytes), "
+            f"found values {np.unique(codes)[:5]}"
+        )
+    return codes.astype(np.int32)
+
+
+def hamming_distance(a: Any, b: Any, packed: bool = False) -> np.ndarray:
+    """Hamming distances between every code of ``a`` and every code of ``b``, ``(n, m)`` int.
+
+    Codes are 0/1 bits ``(n, bits)``, or bytes from ``np.packbits`` with ``packed=True``; a
+    single code may be 1-D.
+
+    Example::
+
+        hamming_distance([[0, 1, 1]], [[0, 1, 1], [1, 0, 1]])     # [[0, 2]]
+    """
+    a_bits = _as_bits(a, packed, "a")
+    b_bits = _as_bits(b, packed, "b")
+    if a_bits.shape[1] != b_bits.shape[1]:
+        raise ValueError(
+            f"codes of different lengths: {a_bits.shape[1]} and {b_bits.shape[1]} bits"
+        )
+    # Mismatches = ones of a against zeros of b, plus zeros of a against ones of b.
+    return a_bits @ (1 - b_bits).T + (1 - a_bits) @ b_bits.T
+
+
+def mean_average_precision_at_k(
+    query_codes: Any,
+    db_codes: Any,
+    query_labels: Sequence | np.ndarray,
+    db_labels: Sequence | np.ndarray,
+    k: int | None = None,
+    packed: bool = False,
+) -> float:
+    """Retrieval mAP@k: rank the database by Hamming distance to each query (ties in
+    database order), and average over queries the precision at each relevant rank among the
+    first ``k``, divided by the number of relevant items retrieved there (0 when none is).
+
+    An item is relevant when its label equals the query's. ``k=None`` ranks the whole
+    database. This is the mAP@k of the hashing literature (e.g. DeepBit, HashNet).
+
+    Example::
+
+        mean_average_precision_at_k([[0, 0]], [[0, 0], [1, 1], [0, 1]], [1], [1, 0, 1], k=3)
+        # ranks: d=0 (relevant), d=1 (relevant), d=2 -> AP = (1/1 + 2/2) / 2 = 1.0
+    """
+    queries = _as_bits(query_codes, packed, "query_codes")
+    database = _as_bits(db_codes, packed, "db_codes")
+    query_labels = np.asarray(query_labels)
+    db_labels = np.asarray(db_labels)
+    if len(query_labels) != len(queries) or len(db_labels) != len(database):
+        raise ValueError(
+            f"{len(queries)} query codes with {len(query_labels)} labels, "
+            f"{len(database)} database codes with {len(db_labels)} labels"
+        )
+    if len(queries) == 0 or len(database) == 0:
+        raise ValueError("mean_average_precision_at_k needs at least one query and one item")
+    k = len(database) if k is None else int(k)
+    if k < 1:
+        raise ValueError(f"k must be >= 1, got {k}")
+    k = min(k, len(database))
+    ranks = np.arange(1, k + 1)
+    total = 0.0
+    for start in range(0, len(queries), 512):  # bounded memory for large query sets
+        distances = hamming_distance(queries[start : start + 512], database)
+        order = np.argsort(distances, axis=1, kind="stable")[:, :k]
+        relevant = db_labels[order] == query_labels[start : start + 512, None]
+        hits = np.cumsum(relevant, axis=1)
+        found = relevant.sum(axis=1)
+        precision_sum = (hits / ranks * relevant).sum(axis=1)
+        total += np.where(found > 0, precision_sum / np.maximum(found, 1), 0.0).sum()
+    return float(total / len(queries))
+
+
+def pca_sign_hash(train_x: Any, x: Any, bits: int, seed: int = 0) -> np.ndarray:
+    """Baseline hashing: fit PCA with ``bits`` components on ``train_x``, code ``x`` by the
+    sign of each component (1 where positive). Returns ``(n, bits)`` uint8 0/1.
+
+    Inputs of any shape are flattened per example.
+
+    Example::
+
+        db = pca_sign_hash(train_images, train_images, bits=32)
+        q = pca_sign_hash(train_images, test_images, bits=32)
+    """
+    from sklearn.decomposition import PCA
+
+    train = np.asarray(train_x, dtype=np.float64).reshape(len(train_x), -1)
+    data = np.asarray(x, dtype=np.float64).reshape(len(x), -1)
+    if data.shape[1] != train.shape[1]:
+        raise ValueError(f"x has {data.shape[1]} values per example, train_x has {train.shape[1]}")
+    if not 1 <= bits <= min(train.shape):
+        raise ValueError(
+            f"pca_sign_hash needs 1 <= bits <= min(examples, features) = {min(train.shape)}, "
+            f"got {bits}"
+        )
+    pca = PCA(n_components=bits, random_state=seed).fit(train)
+    return (pca.transform(data) > 0).astype(np.uint8)

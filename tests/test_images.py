@@ -1,0 +1,242 @@
+"""ImageSet: real photographs (and two broken files) read, decoded and transformed by Spark."""
+
+from __future__ import annotations
+
+import os
+
+import cv2
+import numpy as np
+import pytest
+import skimage.data
+
+from sparkzoo.datasets.images import (
+    ImageDecodeError,
+    ImageSet,
+    decode_image,
+    image_to_struct,
+    struct_to_image,
+)
+from sparkzoo.datasets.transforms import (
+    CenterCrop,
+    ColorJitter,
+    Compose,
+    Expand,
+    HorizontalFlip,
+    RandomCrop,
+    Resize,
+    ToTensor,
+    row_rng,
+)
+
+GOOD = {
+    "cats/chelsea.jpg": "chelsea",
+    "cats/cat.png": "cat",
+    "objects/coffee.jpg": "coffee",
+    "objects/rocket.jpg": "rocket",
+    "objects/nested/astronaut.png": "astronaut",
+}
+BROKEN = ("cats/truncated.jpg", "objects/garbage.png")
+
+
+@pytest.fixture(scope="module")
+def folder(tmp_path_factory):
+    """Real photographs from skimage as JPEG and PNG, one truncated JPEG, one garbage PNG and
+    a text file the glob leaves out."""
+    root = tmp_path_factory.mktemp("photos")
+    for name, photo in GOOD.items():
+        path = root / name
+        path.parent.mkdir(parents=True, exist_ok=True)
+        cv2.imwrite(str(path), getattr(skimage.data, photo)()[:, :, ::-1])
+    whole = (root / "objects/coffee.jpg").read_bytes()
+    (root / BROKEN[0]).write_bytes(whole[: len(whole) // 2])
+    (root / BROKEN[1]).write_bytes(b"\x89PNG\r\n\x1a\n" + b"not really a png" * 20)
+    (root / "objects/notes.txt").write_text("not an image")
+    return root
+
+
+def _rel(path: str, folder) -> str:
+    return os.path.relpath(path.removeprefix("file:"), folder)
+
+
+def _local(path: str) -> np.ndarray:
+    return decode_image(open(path.removeprefix("file:"), "rb").read())
+
+
+# ---- decoding and the struct, without Spark ----------------------------------------------------
+def test_decode_image_reads_rgb_and_refuses_bad_bytes(folder):
+    image = decode_image((folder / "cats/chelsea.jpg").read_bytes())
+    assert image.shape == (300, 451, 3) and image.dtype == np.uint8
+    bgr = decode_image((folder / "cats/chelsea.jpg").read_bytes(), color="bgr")
+    np.testing.assert_array_equal(image, bgr[:, :, ::-1])
+    assert decode_image((folder / "cats/cat.png").read_bytes(), color="gray").shape[2] == 1
+    with pytest.raises(ImageDecodeError, match=r"not a readable image \(\d+ bytes\)"):
+        decode_image((folder / BROKEN[0]).read_bytes())
+    with pytest.raises(ImageDecodeError, match="empty file"):
+        decode_image(b"")
+    with pytest.raises(ValueError, match="color must be one of"):
+        decode_image(b"x", color="cmyk")
+
+
+def test_struct_round_trip_keeps_values_type_and_layout():
+    photo = skimage.data.astronaut()[:40, :60]
+    struct = image_to_struct(photo, "a.png")
+    assert (struct["height"], struct["width"], struct["nChannels"], struct["mode"]) == (
+        40,
+        60,
+        3,
+        16,  # OpenCV's CV_8UC3, as in Spark's image schema
+    )
+    np.testing.assert_array_equal(struct_to_image(struct), photo)
+    tensor = ToTensor("CHW", scale=1 / 255)(photo)
+    struct = image_to_struct(tensor, "a.png", layout="CHW")
+    assert struct["mode"] == 21 and struct["layout"] == "CHW"  # CV_32FC3
+    np.testing.assert_array_equal(struct_to_image(struct), tensor)
+
+
+# ---- Spark ---------------------------------------------------------------------------------------
+def test_corrupt_files_keep_an_error_naming_the_file(spark, folder):
+    images = ImageSet.read(spark, str(folder), labels=True)
+    assert images.classes == ["cats", "nested", "objects"]  # the folder holding each file
+    rows = {_rel(r.path, folder): r for r in images.df.collect()}
+    assert sorted(rows) == sorted([*GOOD, *BROKEN])  # recursive, and the .txt left out
+    for name, row in rows.items():
+        assert row.label == name.split("/")[-2]
+        assert row.label_id == images.classes.index(row.label)
+        if name in BROKEN:
+            assert row.image is None
+            assert row.error.startswith(row.path) and name in row.error
+            assert "not a readable image" in row.error
+        else:
+            assert row.error is None
+            np.testing.assert_array_equal(struct_to_image(row.image), _local(row.path))
+            assert row.image.origin == row.path and row.image.layout == "HWC"
+
+
+def test_drop_mode_leaves_the_broken_files_out_and_counts_them(spark, folder):
+    images = ImageSet.read(spark, str(folder), on_error="drop")
+    df = images.df
+    assert "error" not in df.columns
+    assert df.count() == len(GOOD)
+    assert images.dropped_count() == 2
+    failures = sorted(_rel(r.path, folder) for r in images.errors().collect())
+    assert failures == sorted(BROKEN)
+
+
+def test_raise_mode_fails_the_job_naming_the_file(spark, folder):
+    with pytest.raises(Exception, match=r"cannot read image file:.*(truncated\.jpg|garbage\.png)"):
+        ImageSet.read(spark, str(folder / "cats"), on_error="raise").df.collect()
+
+
+def test_transforms_through_spark_equal_the_local_chain(spark, folder):
+    chain = Compose(
+        [
+            Resize(160),
+            RandomCrop(128),
+            Expand(max_ratio=1.5, p=0.7),
+            HorizontalFlip(),
+            ColorJitter(0.3, 0.3, 0.3),
+            Resize((64, 64)),
+            ToTensor("CHW", scale=1 / 255),
+        ]
+    )
+    images = ImageSet.read(spark, str(folder), on_error="drop").transform(chain, seed=11)
+    rows = images.df.collect()
+    assert len(rows) == len(GOOD)
+    for row in rows:
+        got = struct_to_image(row.image)
+        assert got.shape == (3, 64, 64) and got.dtype == np.float32
+        assert row.image.layout == "CHW"
+        expected = chain(_local(row.path), row_rng(row.path.removeprefix("file:"), 11))
+        np.testing.assert_array_equal(got, expected)
+
+
+def test_chains_stack_and_arrays_feed_fixed_length_columns(spark, folder):
+    images = (
+        ImageSet.read(spark, str(folder / "objects"), labels=True, on_error="keep")
+        .transform(Resize(40))
+        .transform(CenterCrop(32).then(HorizontalFlip()), seed=3)
+    )
+    df = images.to_arrays("pixels")
+    assert df.schema["pixels"].dataType.simpleString() == "array<float>"
+    rows = df.collect()
+    assert len(rows) == 4  # 3 photos (one nested deeper) and the garbage file
+    for row in rows:
+        if row.error:
+            assert row.pixels is None and "garbage.png" in row.error
+            continue
+        local = Resize(40)(_local(row.path))
+        local = (CenterCrop(32).then(HorizontalFlip()))(local, row_rng(row.path, 3))
+        np.testing.assert_array_equal(np.array(row.pixels, np.float32), local.ravel())
+    assert images.classes == ["nested", "objects"]
+
+
+def test_a_transform_that_fails_on_one_image_is_that_rows_error(spark, folder):
+    images = ImageSet.read(spark, str(folder / "cats"), on_error="drop").transform(CenterCrop(310))
+    errors = {r.path.rsplit("/", 1)[-1]: r.error for r in images.errors().collect()}
+    # chelsea is 300 pixels high: too small; cat.png too; the truncated file fails to decode
+    assert set(errors) == {"chelsea.jpg", "cat.png", "truncated.jpg"}
+    assert "needs an image of at least 310x310, got 300x451" in errors["chelsea.jpg"]
+
+
+def test_given_classes_and_unknown_folders(spark, folder):
+    images = ImageSet.read(spark, str(folder), labels=True, classes=["objects"])
+    ids = {r.label: r.label_id for r in images.df.select("label", "label_id").collect()}
+    assert ids == {"objects": 0, "cats": None, "nested": None}
+
+
+def test_bad_arguments_are_named(spark, folder, tmp_path):
+    with pytest.raises(FileNotFoundError, match=r"no file matching '\*\.bmp'"):
+        ImageSet.read(spark, str(folder), glob="*.bmp")
+    with pytest.raises(FileNotFoundError, match="no file matching"):
+        ImageSet.read(spark, str(folder), recursive=False)  # the files are in sub-folders
+    with pytest.raises(ValueError, match="on_error must be one of"):
+        ImageSet.read(spark, str(folder), on_error="ignore")
+    with pytest.raises(TypeError, match="transform takes a Transform"):
+        ImageSet.read(spark, str(folder)).transform(lambda image: image)
+    with pytest.raises(ValueError, match="already tensors"):
+        ImageSet.read(spark, str(folder)).transform(ToTensor()).transform(Resize(3))
+
+
+@pytest.mark.slow
+def test_digit_images_train_a_model(spark, tmp_path):
+    """sklearn's real 8 x 8 digits as PNG files, one folder per class, into KerasEstimator."""
+    import tensorflow as tf
+    from sklearn.datasets import load_digits
+
+    from sparkzoo.trainer import KerasEstimator
+
+    digits = load_digits()
+    for i, (image, label) in enumerate(zip(digits.images[:300], digits.target[:300], strict=True)):
+        (tmp_path / str(label)).mkdir(exist_ok=True)
+        cv2.imwrite(str(tmp_path / str(label) / f"{i}.png"), (image * 16).astype(np.uint8))
+    images = ImageSet.read(spark, str(tmp_path), labels=True, color="gray").transform(
+        ToTensor("HWC", scale=1 / 255)
+    )
+    df = images.to_arrays("pixels").drop("error")
+    assert images.classes == [str(d) for d in range(10)]
+
+    def build():
+        tf.keras.utils.set_random_seed(0)
+        return tf.keras.Sequential(
+            [
+                tf.keras.Input((8, 8, 1)),
+                tf.keras.layers.Flatten(),
+                tf.keras.layers.Dense(10, activation="softmax"),
+            ]
+        )
+
+    fitted = KerasEstimator(
+        model=build,
+        optimizer=tf.keras.optimizers.Adam(0.01),
+        loss="sparse_categorical_crossentropy",
+        feature_cols=["pixels"],
+        label_cols=["label_id"],
+        batch_size=32,
+        epochs=1,
+        num_workers=2,
+        log_to_mlflow=False,
+        verbose=0,
+    ).fit(df)
+    scored = fitted.transform(df.limit(20)).toPandas()
+    assert np.stack(scored["prediction"]).shape == (20, 10)
+    assert fitted.summary["train_rows"] == 300
