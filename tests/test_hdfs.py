@@ -123,8 +123,8 @@ def test_trainer_checkpoints_to_hdfs_and_resumes(spark, hdfs, capsys):
     from sparkzoo.trainer import KerasEstimator
 
     rng = np.random.default_rng(0)
-    label = rng.integers(0, 2, 400)
-    x = rng.normal(size=(400, 4)).astype(np.float32) + (label[:, None] * 2 - 1) * 2.0
+    label = rng.integers(0, 2, 256)
+    x = rng.normal(size=(256, 4)).astype(np.float32) + (label[:, None] * 2 - 1) * 2.0
     df = spark.createDataFrame(pd.DataFrame({"features": list(x), "label": label}))
     store = _fresh(hdfs, "store")
 

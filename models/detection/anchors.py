@@ -94,8 +94,9 @@ def yolo_priors(
     """
     if len(shapes) != len(anchors):
         raise ValueError(f"one anchor list per scale: {len(shapes)} scales, {len(anchors)} lists")
-    parts: dict[str, list] = {k: [] for k in
-                              ("row", "col", "grid_h", "grid_w", "anchor_h", "anchor_w", "scale")}
+    parts: dict[str, list] = {
+        k: [] for k in ("row", "col", "grid_h", "grid_w", "anchor_h", "anchor_w", "scale")
+    }
     for k, ((gh, gw), scale_anchors) in enumerate(zip(shapes, anchors, strict=True)):
         sizes = np.asarray(scale_anchors, dtype="float32").reshape(-1, 2)
         n_a = len(sizes)
@@ -107,8 +108,10 @@ def yolo_priors(
         parts["anchor_h"].append(sizes[idx.ravel(), 0])
         parts["anchor_w"].append(sizes[idx.ravel(), 1])
         parts["scale"].append(np.full(rows.size, k))
-    return {k: np.concatenate(v).astype("float32" if k != "scale" else "int32")
-            for k, v in parts.items()}
+    return {
+        k: np.concatenate(v).astype("float32" if k != "scale" else "int32")
+        for k, v in parts.items()
+    }
 
 
 def shape_iou(sizes_a: np.ndarray, sizes_b: np.ndarray) -> np.ndarray:
@@ -141,8 +144,10 @@ def kmeans_anchors(
     for _ in range(iterations):
         nearest = shape_iou(sizes, centres).argmax(axis=1)
         updated = np.array(
-            [np.median(sizes[nearest == j], axis=0) if (nearest == j).any() else centres[j]
-             for j in range(k)]
+            [
+                np.median(sizes[nearest == j], axis=0) if (nearest == j).any() else centres[j]
+                for j in range(k)
+            ]
         )
         if np.allclose(updated, centres):
             break

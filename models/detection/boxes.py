@@ -155,9 +155,7 @@ def to_corners(centres: np.ndarray) -> np.ndarray:
     )
 
 
-def encode(
-    boxes: Any, anchors: Any, variances: Sequence[float] = DEFAULT_VARIANCES
-) -> np.ndarray:
+def encode(boxes: Any, anchors: Any, variances: Sequence[float] = DEFAULT_VARIANCES) -> np.ndarray:
     """SSD offsets of ``boxes`` relative to ``anchors`` (same shape (N, 4), corners both).
 
     ``((cy - acy) / ah, (cx - acx) / aw, log(h / ah), log(w / aw))`` divided by ``variances``.
@@ -193,7 +191,9 @@ def decode(
     t = np.asarray(offsets, dtype="float32") * np.asarray(variances, dtype="float32")
     a = to_centres(as_boxes(anchors, "anchors"))
     if t.shape != a.shape:
-        raise ValueError(f"decode needs one anchor per offset: offsets {t.shape}, anchors {a.shape}")
+        raise ValueError(
+            f"decode needs one anchor per offset: offsets {t.shape}, anchors {a.shape}"
+        )
     # Clip log-sizes so an untrained head cannot overflow exp().
     t_hw = np.clip(t[:, 2:], -10.0, 10.0)
     centres = np.stack(
@@ -253,8 +253,9 @@ def batched_nms(
     scores = np.asarray(scores, dtype="float32").reshape(-1)
     class_ids = np.asarray(class_ids).reshape(-1)
     kept = [
-        np.flatnonzero(class_ids == c)[nms(boxes[class_ids == c], scores[class_ids == c],
-                                           iou_threshold, max_out)]
+        np.flatnonzero(class_ids == c)[
+            nms(boxes[class_ids == c], scores[class_ids == c], iou_threshold, max_out)
+        ]
         for c in np.unique(class_ids)
     ]
     if not kept:
@@ -317,14 +318,25 @@ def average_precisions(
             f"mAP needs one entry per image on both sides: {len(detections)} detections, "
             f"{len(ground_truths)} ground truths"
         )
-    dets = [_parts(d, ("boxes", "scores", "class_ids"), "detections", i)
-            for i, d in enumerate(detections)]
-    gts = [_parts(g, ("boxes", "class_ids"), "ground_truths", i)
-           for i, g in enumerate(ground_truths)]
-    dets = [(as_boxes(b, f"detections[{i}].boxes"), np.asarray(s, "float64").reshape(-1),
-             np.asarray(c).reshape(-1).astype("int64")) for i, (b, s, c) in enumerate(dets)]
-    gts = [(as_boxes(b, f"ground_truths[{i}].boxes"), np.asarray(c).reshape(-1).astype("int64"))
-           for i, (b, c) in enumerate(gts)]
+    dets = [
+        _parts(d, ("boxes", "scores", "class_ids"), "detections", i)
+        for i, d in enumerate(detections)
+    ]
+    gts = [
+        _parts(g, ("boxes", "class_ids"), "ground_truths", i) for i, g in enumerate(ground_truths)
+    ]
+    dets = [
+        (
+            as_boxes(b, f"detections[{i}].boxes"),
+            np.asarray(s, "float64").reshape(-1),
+            np.asarray(c).reshape(-1).astype("int64"),
+        )
+        for i, (b, s, c) in enumerate(dets)
+    ]
+    gts = [
+        (as_boxes(b, f"ground_truths[{i}].boxes"), np.asarray(c).reshape(-1).astype("int64"))
+        for i, (b, c) in enumerate(gts)
+    ]
     for i, (b, s, c) in enumerate(dets):
         if not len(b) == len(s) == len(c):
             raise ValueError(f"detections[{i}]: {len(b)} boxes, {len(s)} scores, {len(c)} classes")
@@ -384,8 +396,11 @@ def mean_average_precision(
         det = [Detections([[0.1, 0.1, 0.5, 0.5]], [0.9], [0])]
         mean_average_precision(det, gt)     # 1.0
     """
-    aps = [v for v in average_precisions(detections, ground_truths, iou_threshold,
-                                         num_classes).values() if not np.isnan(v)]
+    aps = [
+        v
+        for v in average_precisions(detections, ground_truths, iou_threshold, num_classes).values()
+        if not np.isnan(v)
+    ]
     if not aps:
         raise ValueError("mean_average_precision: the ground truths hold no boxes at all")
     return float(np.mean(aps))
@@ -394,7 +409,6 @@ def mean_average_precision(
 def clip_boxes(boxes: Any) -> np.ndarray:
     """Boxes clipped to the image, [0, 1] in every coordinate."""
     return np.clip(as_boxes(boxes), 0.0, 1.0)
-
 
 
 def check_ground_truth(

@@ -151,8 +151,17 @@ class Detector:
             det = Detector.from_model(model, "ssd_lite", {"num_classes": 10}, labels=names)
             det.detect(photo)[0].boxes
         """
-        return KerasDetector(model, family, config, score_threshold, iou_threshold,
-                             preprocessing, labels, max_detections, batch_size)
+        return KerasDetector(
+            model,
+            family,
+            config,
+            score_threshold,
+            iou_threshold,
+            preprocessing,
+            labels,
+            max_detections,
+            batch_size,
+        )
 
 
 class KerasDetector(Detector):
@@ -174,7 +183,9 @@ class KerasDetector(Detector):
 
         modules = {"ssd_lite": ssd, "yolo": yolo}
         if family not in modules:
-            raise ValueError(f"Detector.from_model knows families {sorted(modules)}, not {family!r}")
+            raise ValueError(
+                f"Detector.from_model knows families {sorted(modules)}, not {family!r}"
+            )
         self._module = modules[family]
         input_shape = tuple(int(v) for v in model.input_shape[1:])
         # Both families output 4 box values + 1 (background / objectness) + the classes.
@@ -210,8 +221,9 @@ class KerasDetector(Detector):
         batch = []
         for image in images:
             shrink = image.shape[0] > height or image.shape[1] > width
-            resized = cv2.resize(image, (width, height),
-                                 interpolation=cv2.INTER_AREA if shrink else cv2.INTER_LINEAR)
+            resized = cv2.resize(
+                image, (width, height), interpolation=cv2.INTER_AREA if shrink else cv2.INTER_LINEAR
+            )
             if channels == 1:
                 resized = cv2.cvtColor(resized, cv2.COLOR_RGB2GRAY)[..., None]
             batch.append(resized)
@@ -223,8 +235,12 @@ class KerasDetector(Detector):
             x = self.prepare(images[start : start + self.batch_size])
             y = np.asarray(self.model(x, training=False))
             out += self._module.decode_predictions(
-                y, self.config, self.score_threshold, self.iou_threshold,
-                self.max_detections, self.labels,
+                y,
+                self.config,
+                self.score_threshold,
+                self.iou_threshold,
+                self.max_detections,
+                self.labels,
             )
         return out
 
@@ -281,8 +297,11 @@ class HaarCascadeDetector(Detector):
             grey = cv2.cvtColor(image, cv2.COLOR_RGB2GRAY)
             side = max(1, int(self.min_size * min(height, width)))
             rects, _, weights = classifier.detectMultiScale3(
-                grey, scaleFactor=self.scale_factor, minNeighbors=self.min_neighbors,
-                minSize=(side, side), outputRejectLevels=True,
+                grey,
+                scaleFactor=self.scale_factor,
+                minNeighbors=self.min_neighbors,
+                minSize=(side, side),
+                outputRejectLevels=True,
             )
             rects = np.asarray(rects, dtype="float32").reshape(-1, 4)
             scores = np.asarray(weights, dtype="float32").reshape(-1)
@@ -290,12 +309,14 @@ class HaarCascadeDetector(Detector):
                 keep = scores >= self.score_threshold
                 rects, scores = rects[keep], scores[keep]
             x, y, w, h = rects.T
-            boxes = clip_boxes(np.stack([y / height, x / width, (y + h) / height,
-                                         (x + w) / width], axis=-1))
+            boxes = clip_boxes(
+                np.stack([y / height, x / width, (y + h) / height, (x + w) / width], axis=-1)
+            )
             order = np.argsort(-scores, kind="stable")
             n = len(order)
-            out.append(Detections(boxes[order], scores[order], np.zeros(n),
-                                  labels=[self.labels[0]] * n))
+            out.append(
+                Detections(boxes[order], scores[order], np.zeros(n), labels=[self.labels[0]] * n)
+            )
         return out
 
 
@@ -329,18 +350,36 @@ class MTCNNDetector(Detector):
         out = []
         for image in images:
             height, width = image.shape[:2]
-            found = [f for f in self._mtcnn.detect_faces(image)
-                     if f["confidence"] >= self.min_confidence]
+            found = [
+                f for f in self._mtcnn.detect_faces(image) if f["confidence"] >= self.min_confidence
+            ]
             found.sort(key=lambda f: -f["confidence"])
-            boxes = np.array([[y / height, x / width, (y + h) / height, (x + w) / width]
-                              for x, y, w, h in (f["box"] for f in found)], dtype="float32")
+            boxes = np.array(
+                [
+                    [y / height, x / width, (y + h) / height, (x + w) / width]
+                    for x, y, w, h in (f["box"] for f in found)
+                ],
+                dtype="float32",
+            )
             keypoints = np.array(
-                [[[f["keypoints"][k][1] / height, f["keypoints"][k][0] / width]
-                  for k in MTCNN_KEYPOINTS] for f in found], dtype="float32",
+                [
+                    [
+                        [f["keypoints"][k][1] / height, f["keypoints"][k][0] / width]
+                        for k in MTCNN_KEYPOINTS
+                    ]
+                    for f in found
+                ],
+                dtype="float32",
             ).reshape(-1, len(MTCNN_KEYPOINTS), 2)
-            out.append(Detections(clip_boxes(boxes), [f["confidence"] for f in found],
-                                  np.zeros(len(found)), labels=["face"] * len(found),
-                                  keypoints=keypoints))
+            out.append(
+                Detections(
+                    clip_boxes(boxes),
+                    [f["confidence"] for f in found],
+                    np.zeros(len(found)),
+                    labels=["face"] * len(found),
+                    keypoints=keypoints,
+                )
+            )
         return out
 
 
@@ -364,9 +403,14 @@ def load_detector(name: str, **options: Any) -> Detector:
             "Detector.from_model(model, family, config)"
         )
     model = models.get(name)
-    return Detector.from_model(model, card.family, card.config,
-                               preprocessing=card.preprocessing or None,
-                               labels=card.labels, **options)
+    return Detector.from_model(
+        model,
+        card.family,
+        card.config,
+        preprocessing=card.preprocessing or None,
+        labels=card.labels,
+        **options,
+    )
 
 
 def _package_version(package: str) -> str:
@@ -377,8 +421,10 @@ def _package_version(package: str) -> str:
 
 
 # The ready-made detectors of other packages, by zoo name (models.get returns them too).
-PACKAGED: dict[str, type[Detector]] = {"haar.face": HaarCascadeDetector,
-                                       "mtcnn.face": MTCNNDetector}
+PACKAGED: dict[str, type[Detector]] = {
+    "haar.face": HaarCascadeDetector,
+    "mtcnn.face": MTCNNDetector,
+}
 
 register_packaged(
     "haar.face",
@@ -393,12 +439,12 @@ register_packaged(
         data={
             "name": "haarcascade_frontalface_default.xml",
             "source": f"opencv-python-headless {_package_version('opencv-python-headless')}, "
-                      "cv2.data.haarcascades (created by Rainer Lienhart)",
+            "cv2.data.haarcascades (created by Rainer Lienhart)",
             "licence": "Intel License Agreement for Open Source Computer Vision Library "
-                       "(BSD-style; in the file's header)",
+            "(BSD-style; in the file's header)",
         },
         notes="score = detectMultiScale3 level weight (last-stage margin, not a probability; "
-              "~5.8 on skimage.data.astronaut's face); scale_factor 1.1, min_neighbors 5",
+        "~5.8 on skimage.data.astronaut's face); scale_factor 1.1, min_neighbors 5",
         kind="packaged",
     ),
 )
@@ -419,8 +465,8 @@ register_packaged(
             "licence": "MIT (the mtcnn package)",
         },
         notes="score = MTCNN confidence (O-Net face probability; 0.999 on "
-              "skimage.data.astronaut); boxes below min_confidence=0.9 are dropped; "
-              "keypoints: left_eye, right_eye, nose, mouth_left, mouth_right as (y, x)",
+        "skimage.data.astronaut); boxes below min_confidence=0.9 are dropped; "
+        "keypoints: left_eye, right_eye, nose, mouth_left, mouth_right as (y, x)",
         kind="packaged",
     ),
 )

@@ -21,8 +21,16 @@ from sparkzoo.models.detection.boxes import Detections
 
 # Distinct RGB colours, one per class id (cycled).
 PALETTE = (
-    (230, 25, 75), (60, 180, 75), (255, 225, 25), (0, 130, 200), (245, 130, 48),
-    (145, 30, 180), (70, 240, 240), (240, 50, 230), (210, 245, 60), (250, 190, 212),
+    (230, 25, 75),
+    (60, 180, 75),
+    (255, 225, 25),
+    (0, 130, 200),
+    (245, 130, 48),
+    (145, 30, 180),
+    (70, 240, 240),
+    (240, 50, 230),
+    (210, 245, 60),
+    (250, 190, 212),
 )
 
 
@@ -64,8 +72,16 @@ def draw_detections(
         (tw, th), base = cv2.getTextSize(caption, cv2.FONT_HERSHEY_SIMPLEX, font_scale, 1)
         top = max(0, int(y1) - th - base - 2)
         cv2.rectangle(canvas, (int(x1), top), (int(x1) + tw + 2, top + th + base + 2), colour, -1)
-        cv2.putText(canvas, caption, (int(x1) + 1, top + th + 1), cv2.FONT_HERSHEY_SIMPLEX,
-                    font_scale, (0, 0, 0), 1, cv2.LINE_AA)
+        cv2.putText(
+            canvas,
+            caption,
+            (int(x1) + 1, top + th + 1),
+            cv2.FONT_HERSHEY_SIMPLEX,
+            font_scale,
+            (0, 0, 0),
+            1,
+            cv2.LINE_AA,
+        )
     return canvas
 
 

@@ -45,6 +45,10 @@ from sparkzoo.models.detection.boxes import (
 from sparkzoo.models.detection.squares import square_scenes
 from sparkzoo.models.registry import register
 
+# Batch-norm statistics follow training quickly: Keras's 0.99 leaves inference far behind
+# training for the first few hundred steps, which is all a short CPU run has.
+BN_MOMENTUM = 0.9
+
 TINY = {
     "input_shape": (32, 32, 3),
     "num_classes": 2,
@@ -79,17 +83,18 @@ def anchors_for(config: dict | None = None) -> np.ndarray:
 
 def _channels(stride: int, width: float) -> int:
     # MobileNet-like widths: 16 at stride 2 doubling per stage, capped at 256.
-    return max(8, int(round(min(256, 8 * stride) * width)))
+    return max(8, round(min(256, 8 * stride) * width))
 
 
 def _separable(x: Any, filters: int, stride: int, name: str) -> Any:
     layers = tf.keras.layers
-    x = layers.DepthwiseConv2D(3, strides=stride, padding="same", use_bias=False,
-                               name=f"{name}_dw")(x)
-    x = layers.BatchNormalization(name=f"{name}_dw_bn")(x)
+    x = layers.DepthwiseConv2D(
+        3, strides=stride, padding="same", use_bias=False, name=f"{name}_dw"
+    )(x)
+    x = layers.BatchNormalization(momentum=BN_MOMENTUM, name=f"{name}_dw_bn")(x)
     x = layers.ReLU(6.0, name=f"{name}_dw_relu")(x)
     x = layers.Conv2D(filters, 1, use_bias=False, name=f"{name}_pw")(x)
-    x = layers.BatchNormalization(name=f"{name}_pw_bn")(x)
+    x = layers.BatchNormalization(momentum=BN_MOMENTUM, name=f"{name}_pw_bn")(x)
     return layers.ReLU(6.0, name=f"{name}_pw_relu")(x)
 
 
@@ -97,7 +102,7 @@ def _head(x: Any, outputs: int, name: str, bias: Any = "zeros") -> Any:
     # SSDLite's head: depthwise 3x3 then a 1x1 projection (no activation).
     layers = tf.keras.layers
     x = layers.DepthwiseConv2D(3, padding="same", use_bias=False, name=f"{name}_dw")(x)
-    x = layers.BatchNormalization(name=f"{name}_dw_bn")(x)
+    x = layers.BatchNormalization(momentum=BN_MOMENTUM, name=f"{name}_dw_bn")(x)
     x = layers.ReLU(6.0, name=f"{name}_dw_relu")(x)
     return layers.Conv2D(outputs, 1, bias_initializer=bias, name=f"{name}_pw")(x)
 
@@ -151,9 +156,10 @@ def ssd_lite(
     layers = tf.keras.layers
 
     inputs = tf.keras.Input(tuple(input_shape), name="image")
-    x = layers.Conv2D(_channels(2, width), 3, strides=2, padding="same", use_bias=False,
-                      name="stem_conv")(inputs)
-    x = layers.BatchNormalization(name="stem_bn")(x)
+    x = layers.Conv2D(
+        _channels(2, width), 3, strides=2, padding="same", use_bias=False, name="stem_conv"
+    )(inputs)
+    x = layers.BatchNormalization(momentum=BN_MOMENTUM, name="stem_bn")(x)
     x = layers.ReLU(6.0, name="stem_relu")(x)
     features = {}
     stride = 2
@@ -174,8 +180,12 @@ def ssd_lite(
         if tuple(feat.shape[1:3]) != (fh, fw):  # the anchors assume these sizes
             raise AssertionError(f"feature map at stride {s} is {feat.shape[1:3]}, not {(fh, fw)}")
         box = _head(feat, per_cell * 4, name=f"box_head_s{s}")
-        cls = _head(feat, per_cell * (num_classes + 1), name=f"class_head_s{s}",
-                    bias=tf.keras.initializers.Constant(cls_bias.ravel().tolist()))
+        cls = _head(
+            feat,
+            per_cell * (num_classes + 1),
+            name=f"class_head_s{s}",
+            bias=tf.keras.initializers.Constant(cls_bias.ravel().tolist()),
+        )
         box_parts.append(layers.Reshape((fh * fw * per_cell, 4), name=f"box_s{s}")(box))
         cls_parts.append(
             layers.Reshape((fh * fw * per_cell, num_classes + 1), name=f"class_s{s}")(cls)
@@ -237,9 +247,13 @@ def encode_targets(
     cfg = config_with_defaults(config)
     anchors = anchors_for(cfg)
     checked = check_ground_truth(boxes_list, classes_list, cfg["num_classes"])
-    return np.stack(
-        [assign_targets(b, c, anchors, cfg["num_classes"], iou_threshold) for b, c in checked]
-    ) if checked else np.zeros((0, len(anchors), 5 + cfg["num_classes"]), dtype="float32")
+    return (
+        np.stack(
+            [assign_targets(b, c, anchors, cfg["num_classes"], iou_threshold) for b, c in checked]
+        )
+        if checked
+        else np.zeros((0, len(anchors), 5 + cfg["num_classes"]), dtype="float32")
+    )
 
 
 @tf.keras.saving.register_keras_serializable(package="sparkzoo")
@@ -334,10 +348,16 @@ def decode_predictions(
         anchor_idx, cls = np.nonzero(probs >= score_threshold)
         scores = probs[anchor_idx, cls]
         # Keep the best candidates of each class before decoding (NMS is quadratic).
-        keep = np.concatenate(
-            [np.flatnonzero(cls == c)[np.argsort(-scores[cls == c])[:candidates_per_class]]
-             for c in np.unique(cls)]
-        ) if len(cls) else np.zeros(0, dtype="int64")
+        keep = (
+            np.concatenate(
+                [
+                    np.flatnonzero(cls == c)[np.argsort(-scores[cls == c])[:candidates_per_class]]
+                    for c in np.unique(cls)
+                ]
+            )
+            if len(cls)
+            else np.zeros(0, dtype="int64")
+        )
         anchor_idx, cls, scores = anchor_idx[keep], cls[keep], scores[keep]
         boxes = clip_boxes(decode(row[anchor_idx, :4], anchors[anchor_idx]))
         chosen = batched_nms(boxes, scores, cls, iou_threshold, max_detections)

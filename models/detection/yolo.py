@@ -52,9 +52,15 @@ from sparkzoo.models.registry import register
 DEFAULT_ANCHORS = {
     1: (((0.15, 0.15), (0.3, 0.25), (0.5, 0.45)),),
     2: (((0.09, 0.09), (0.16, 0.12), (0.2, 0.2)), ((0.32, 0.26), (0.4, 0.4), (0.6, 0.5))),
-    3: (((0.06, 0.06), (0.1, 0.08), (0.13, 0.13)), ((0.2, 0.16), (0.26, 0.26), (0.36, 0.3)),
-        ((0.45, 0.45), (0.6, 0.5), (0.8, 0.75))),
+    3: (
+        ((0.06, 0.06), (0.1, 0.08), (0.13, 0.13)),
+        ((0.2, 0.16), (0.26, 0.26), (0.36, 0.3)),
+        ((0.45, 0.45), (0.6, 0.5), (0.8, 0.75)),
+    ),
 }
+
+# Batch-norm statistics follow training quickly (see ssd.BN_MOMENTUM).
+BN_MOMENTUM = 0.9
 
 TINY = {
     "input_shape": (32, 32, 3),
@@ -112,14 +118,15 @@ def priors_for(config: dict | None = None) -> dict[str, np.ndarray]:
 
 def _conv(x: Any, filters: int, size: int, stride: int, name: str) -> Any:
     layers = tf.keras.layers
-    x = layers.Conv2D(filters, size, strides=stride, padding="same", use_bias=False,
-                      name=f"{name}_conv")(x)
-    x = layers.BatchNormalization(name=f"{name}_bn")(x)
+    x = layers.Conv2D(
+        filters, size, strides=stride, padding="same", use_bias=False, name=f"{name}_conv"
+    )(x)
+    x = layers.BatchNormalization(momentum=BN_MOMENTUM, name=f"{name}_bn")(x)
     return layers.LeakyReLU(0.1, name=f"{name}_leaky")(x)
 
 
 def _channels(stride: int, width: float) -> int:
-    return max(8, int(round(min(512, 8 * stride) * width)))
+    return max(8, round(min(512, 8 * stride) * width))
 
 
 def _yolo_example(config: dict, n: int, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
@@ -198,14 +205,20 @@ def yolo(
         top = _conv(_conv(feat, c // 2, 1, 1, f"s{s}_head_reduce"), c, 3, 1, f"s{s}_head")
         rows = fh * fw * per_cell
         box = layers.Conv2D(per_cell * 4, 1, name=f"s{s}_box")(top)
-        obj = layers.Conv2D(per_cell, 1, bias_initializer=tf.keras.initializers.Constant(obj_bias),
-                            name=f"s{s}_objectness")(top)
+        obj = layers.Conv2D(
+            per_cell,
+            1,
+            bias_initializer=tf.keras.initializers.Constant(obj_bias),
+            name=f"s{s}_objectness",
+        )(top)
         cls = layers.Conv2D(per_cell * num_classes, 1, name=f"s{s}_class")(top)
-        outputs_by_stride[s] = layers.Concatenate(axis=-1, name=f"s{s}_rows")([
-            layers.Reshape((rows, 4), name=f"s{s}_box_rows")(box),
-            layers.Reshape((rows, 1), name=f"s{s}_objectness_rows")(obj),
-            layers.Reshape((rows, num_classes), name=f"s{s}_class_rows")(cls),
-        ])
+        outputs_by_stride[s] = layers.Concatenate(axis=-1, name=f"s{s}_rows")(
+            [
+                layers.Reshape((rows, 4), name=f"s{s}_box_rows")(box),
+                layers.Reshape((rows, 1), name=f"s{s}_objectness_rows")(obj),
+                layers.Reshape((rows, num_classes), name=f"s{s}_class_rows")(cls),
+            ]
+        )
     parts = [outputs_by_stride[s] for s in strides]
     outputs = parts[0] if len(parts) == 1 else layers.Concatenate(axis=1, name="detections")(parts)
     return tf.keras.Model(inputs, outputs, name=name)
@@ -334,8 +347,15 @@ class YOLOLoss(tf.keras.losses.Loss):
         pred_boxes = _decode_boxes_tf(tf.stop_gradient(y_pred[..., :4]), self._priors)
         true_centre_y = (self._priors["row"] + y_true[..., 0]) / self._priors["grid_h"]
         true_centre_x = (self._priors["col"] + y_true[..., 1]) / self._priors["grid_w"]
-        true_boxes = tf.stack([true_centre_y - true_h / 2, true_centre_x - true_w / 2,
-                               true_centre_y + true_h / 2, true_centre_x + true_w / 2], -1)
+        true_boxes = tf.stack(
+            [
+                true_centre_y - true_h / 2,
+                true_centre_x - true_w / 2,
+                true_centre_y + true_h / 2,
+                true_centre_x + true_w / 2,
+            ],
+            -1,
+        )
         k = min(self.max_objects, int(positive.shape[-1]))
         obj_rank, obj_index = tf.math.top_k(positive, k=k)
         objects = tf.gather(true_boxes, obj_index, batch_dims=1)  # (batch, k, 4)
