@@ -31,6 +31,7 @@ Example::
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
@@ -49,6 +50,9 @@ _DEPTHS = {np.dtype(np.uint8): 0, np.dtype(np.float32): 5}  # OpenCV CV_8U, CV_3
 # Output Arrow batches are cut at this many rows or bytes, whichever comes first, to bound the
 # memory of a Python worker (Spark hands over input batches of up to 10,000 rows).
 _CHUNK_ROWS = 64
+# ImageSet.read's default partition size (see there).
+FILES_PER_PARTITION = 256
+BYTES_PER_PARTITION = 64 << 20
 _CHUNK_BYTES = 64 << 20
 
 _IMAGE_FIELDS = [
@@ -283,18 +287,36 @@ class ImageSet:
         - ``on_error``: ``"keep"`` (the row's ``image`` is null and ``error`` names the file and
           the problem), ``"drop"`` (the row is left out; :meth:`dropped_count` counts them) or
           ``"raise"`` (the job fails with an error naming the file).
-        - ``num_partitions``: spread the files over this many partitions (a shuffle of the
-          file bytes); by default Spark's file splitting decides.
+        - ``num_partitions``: how many partitions (tasks) hold the files. By default about
+          ``FILES_PER_PARTITION`` files or ``BYTES_PER_PARTITION`` bytes each, whichever makes
+          more, rounded up to a multiple of the task slots: Spark's own file splitting makes
+          small partitions (~30 small files) and each task has a fixed cost, while a task's
+          Arrow batches hold its files' bytes, so partitions must not grow without bound.
 
         Raises ``FileNotFoundError`` when no file under ``path`` matches ``glob``.
         """
+        from pyspark.sql import functions as F
+
         paths = [path] if isinstance(path, str) else list(path)
         reader = spark.read.format("binaryFile").option("pathGlobFilter", glob)
         if recursive:
             reader = reader.option("recursiveFileLookup", "true")
         source = reader.load(paths)
-        if not source.select("path").head(1):
+        files = source.inputFiles()  # the driver's listing: no job
+        if not files:
             raise FileNotFoundError(f"no file matching {glob!r} under {', '.join(paths)}")
+        if labels and classes is None:
+            classes = sorted({f.rsplit("/", 2)[-2] for f in files if f.count("/") >= 2})
+        if num_partitions is None:
+            # Only the files' lengths are read here (the content column is not selected).
+            total = source.agg(F.sum("length")).first()[0] or 0
+            slots = max(1, spark.sparkContext.defaultParallelism)
+            wanted = max(
+                math.ceil(len(files) / FILES_PER_PARTITION),
+                math.ceil(total / BYTES_PER_PARTITION),
+                1,
+            )
+            num_partitions = math.ceil(wanted / slots) * slots
         return cls.from_binary(
             source.select("path", "content"),
             labels=labels,
@@ -348,7 +370,11 @@ class ImageSet:
             source = source.withColumn("label_id", ids[F.col("label")].cast("int"))
             passthrough = ("label", "label_id")
         if num_partitions:
-            source = source.repartition(int(num_partitions))
+            current = source.rdd.getNumPartitions()
+            if num_partitions < current:
+                source = source.coalesce(int(num_partitions))  # merges splits, no shuffle
+            elif num_partitions > current:
+                source = source.repartition(int(num_partitions))
         plan = _Plan(color=color, on_error=on_error, passthrough=passthrough)
         return cls(source, plan, found)
 

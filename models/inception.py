@@ -11,6 +11,8 @@ with branches ``inception4a_1x1``, ``inception4a_3x3_reduce``, ``inception4a_3x3
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import tensorflow as tf
 
 from sparkzoo.models.registry import image_classification_example, register
@@ -28,6 +30,7 @@ INCEPTION_MODULES = {
     "5a": (256, 160, 320, 32, 128, 128),
     "5b": (384, 192, 384, 48, 128, 128),
 }
+STAGE_MODULES = (2, 5, 2)  # modules in stages 3, 4 and 5
 MINIMUM_SIZE = 32  # the total stride
 
 
@@ -68,7 +71,8 @@ def inception_module(
 @register(
     "inception_v1",
     task="image-classification",
-    tiny={"input_shape": (32, 32, 3), "num_classes": 3, "width": 0.0625},
+    # One module per stage: tracing a training step costs time per layer, not per weight.
+    tiny={"input_shape": (32, 32, 3), "num_classes": 3, "width": 0.0625, "blocks": (1, 1, 1)},
     example=image_classification_example,
     loss="sparse_categorical_crossentropy",
     metrics=("accuracy",),
@@ -77,6 +81,7 @@ def inception_v1(
     input_shape: tuple[int | None, ...] = (224, 224, 3),
     num_classes: int = 1000,
     width: float = 1.0,
+    blocks: Sequence[int] = (2, 5, 2),
     batch_norm: bool = False,
     dropout: float = 0.4,
     classifier_activation: str | None = "softmax",
@@ -88,6 +93,8 @@ def inception_v1(
     ``width`` multiplies every filter count; ``batch_norm`` adds batch normalisation after
     each convolution (as in most modern re-implementations; the paper and BigDL's benchmark
     model have none, and local response normalisation is left out). No auxiliary heads.
+    ``blocks`` counts the inception modules of stages 3, 4 and 5 (the paper's 3a-3b, 4a-4e,
+    5a-5b); fewer take the first ones of each stage (``(1, 1, 1)``: 3a, 4a, 5a, for tests).
 
     Example::
 
@@ -95,6 +102,11 @@ def inception_v1(
     """
     if width <= 0:
         raise ValueError(f"inception_v1 width must be positive, got {width}")
+    blocks = tuple(blocks)
+    if len(blocks) != 3 or not all(1 <= n <= m for n, m in zip(blocks, STAGE_MODULES, strict=True)):
+        raise ValueError(
+            f"inception_v1 takes 1-2, 1-5 and 1-2 modules for stages 3, 4, 5, got {blocks}"
+        )
 
     def scaled(filters: int) -> int:
         return max(1, round(filters * width))
@@ -105,19 +117,19 @@ def inception_v1(
     x = _conv(x, scaled(64), 1, "stem_conv2_reduce", batch_norm=batch_norm)
     x = _conv(x, scaled(192), 3, "stem_conv2", batch_norm=batch_norm)
     x = tf.keras.layers.MaxPooling2D(3, strides=2, padding="same", name="stem")(x)
-    for module, filters in INCEPTION_MODULES.items():
-        stage = int(module[0])
-        if module in ("4a", "5a"):
+    for stage, count in zip((3, 4, 5), blocks, strict=True):
+        if stage > 3:
             x = tf.keras.layers.MaxPooling2D(
                 3, strides=2, padding="same", name=f"stage{stage}_pool"
             )(x)
-        is_stage_end = module in ("3b", "4e", "5b")
-        x = inception_module(
-            x,
-            tuple(scaled(f) for f in filters),
-            f"inception{module}",
-            batch_norm=batch_norm,
-            output_name=f"stage{stage}" if is_stage_end else None,
-        )
+        for i in range(count):
+            module = f"{stage}{'abcde'[i]}"
+            x = inception_module(
+                x,
+                tuple(scaled(f) for f in INCEPTION_MODULES[module]),
+                f"inception{module}",
+                batch_norm=batch_norm,
+                output_name=f"stage{stage}" if i == count - 1 else None,
+            )
     outputs = classifier_head(x, num_classes, dropout=dropout, activation=classifier_activation)
     return tf.keras.Model(inputs, outputs, name=name)

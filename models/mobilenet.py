@@ -8,6 +8,8 @@ Layer names follow the zoo's convention (see :mod:`sparkzoo.models.transfer`): `
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import tensorflow as tf
 
 from sparkzoo.models.registry import image_classification_example, register
@@ -70,7 +72,14 @@ def inverted_residual(
 @register(
     "mobilenet_v2",
     task="image-classification",
-    tiny={"input_shape": (32, 32, 3), "num_classes": 3, "alpha": 0.25, "last_channels": 64},
+    # One block per row: tracing a training step costs time per layer, not per weight.
+    tiny={
+        "input_shape": (32, 32, 3),
+        "num_classes": 3,
+        "alpha": 0.25,
+        "last_channels": 64,
+        "blocks": (1, 1, 1, 1, 1, 1, 1),
+    },
     example=image_classification_example,
     loss="sparse_categorical_crossentropy",
     metrics=("accuracy",),
@@ -80,6 +89,7 @@ def mobilenet_v2(
     num_classes: int = 1000,
     alpha: float = 1.0,
     last_channels: int | None = None,
+    blocks: Sequence[int] = (1, 2, 3, 4, 3, 3, 1),
     dropout: float = 0.2,
     classifier_activation: str | None = "softmax",
     name: str = "mobilenet_v2",
@@ -88,7 +98,9 @@ def mobilenet_v2(
 
     ``alpha`` is the paper's width multiplier (channel counts are rounded to multiples of 8).
     ``last_channels`` sets the width of the final 1x1 conv (``top``); by default 1280, or
-    1280 * ``alpha`` when ``alpha`` > 1, as in the paper.
+    1280 * ``alpha`` when ``alpha`` > 1, as in the paper. ``blocks`` counts the inverted
+    residual blocks of each of the seven rows of the paper's Table 2 (all ones: a shallow
+    MobileNetV2 for tests).
 
     Example::
 
@@ -96,6 +108,9 @@ def mobilenet_v2(
     """
     if alpha <= 0:
         raise ValueError(f"mobilenet_v2 alpha must be positive, got {alpha}")
+    blocks = tuple(blocks)
+    if len(blocks) != len(INVERTED_RESIDUAL_SETTINGS) or min(blocks) < 1:
+        raise ValueError(f"mobilenet_v2 takes seven positive block counts, got {blocks}")
     inputs = image_input(input_shape, MINIMUM_SIZE, name)
     x = tf.keras.layers.Conv2D(
         make_divisible(32 * alpha),
@@ -110,7 +125,9 @@ def mobilenet_v2(
     # Stage k ends at the last block of the last settings row with that stage number.
     last_row = {stage: i for i, (*_, stage) in enumerate(INVERTED_RESIDUAL_SETTINGS)}
     block_in_stage: dict[int, int] = {}
-    for row, (expansion, channels, repeats, stride, stage) in enumerate(INVERTED_RESIDUAL_SETTINGS):
+    for row, ((expansion, channels, _, stride, stage), repeats) in enumerate(
+        zip(INVERTED_RESIDUAL_SETTINGS, blocks, strict=True)
+    ):
         filters = make_divisible(channels * alpha)
         for i in range(repeats):
             block_in_stage[stage] = block_in_stage.get(stage, 0) + 1

@@ -99,7 +99,8 @@ def resnet(
 @register(
     "resnet18",
     task="image-classification",
-    tiny={"input_shape": (32, 32, 3), "num_classes": 3, "width": 0.0625},
+    # One block per stage: tracing a training step costs time per layer, not per weight.
+    tiny={"input_shape": (32, 32, 3), "num_classes": 3, "width": 0.0625, "blocks": (1, 1, 1, 1)},
     example=image_classification_example,
     loss="sparse_categorical_crossentropy",
     metrics=("accuracy",),
@@ -108,6 +109,7 @@ def resnet18(
     input_shape: tuple[int | None, ...] = (224, 224, 3),
     num_classes: int = 1000,
     width: float = 1.0,
+    blocks: Sequence[int] = (2, 2, 2, 2),
     dropout: float = 0.0,
     classifier_activation: str | None = "softmax",
     name: str = "resnet18",
@@ -115,21 +117,23 @@ def resnet18(
     """ResNet-18 (basic blocks, 2-2-2-2) for any input size (at least 32x32) and class count.
 
     ``width`` multiplies every filter count (``width=1/16`` is a tiny ResNet-18 of ~45 K
-    parameters); ``dropout`` goes before ``predictions``.
+    parameters); ``blocks`` counts the basic blocks of each stage (``(3, 4, 6, 3)`` is
+    ResNet-34, ``(1, 1, 1, 1)`` a shallow one for tests); ``dropout`` goes before
+    ``predictions``.
 
     Example::
 
         net = resnet18((64, 64, 3), num_classes=5, width=0.5)
     """
     return resnet(
-        input_shape, num_classes, (2, 2, 2, 2), False, width, dropout, classifier_activation, name
+        input_shape, num_classes, blocks, False, width, dropout, classifier_activation, name
     )
 
 
 @register(
     "resnet50",
     task="image-classification",
-    tiny={"input_shape": (32, 32, 3), "num_classes": 3, "width": 0.0625},
+    tiny={"input_shape": (32, 32, 3), "num_classes": 3, "width": 0.0625, "blocks": (1, 1, 1, 1)},
     example=image_classification_example,
     loss="sparse_categorical_crossentropy",
     metrics=("accuracy",),
@@ -138,6 +142,7 @@ def resnet50(
     input_shape: tuple[int | None, ...] = (224, 224, 3),
     num_classes: int = 1000,
     width: float = 1.0,
+    blocks: Sequence[int] = (3, 4, 6, 3),
     dropout: float = 0.0,
     classifier_activation: str | None = "softmax",
     name: str = "resnet50",
@@ -146,12 +151,13 @@ def resnet50(
     count.
 
     ``width`` multiplies every filter count (the 4x bottleneck expansion stays);
-    ``dropout`` goes before ``predictions``.
+    ``blocks`` counts the bottleneck blocks of each stage (``(3, 4, 23, 3)`` is ResNet-101,
+    ``(1, 1, 1, 1)`` a shallow one for tests); ``dropout`` goes before ``predictions``.
 
     Example::
 
         net = resnet50((128, 128, 3), num_classes=20, width=0.25)
     """
     return resnet(
-        input_shape, num_classes, (3, 4, 6, 3), True, width, dropout, classifier_activation, name
+        input_shape, num_classes, blocks, True, width, dropout, classifier_activation, name
     )

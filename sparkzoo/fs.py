@@ -20,6 +20,7 @@ Example::
 
 from __future__ import annotations
 
+import atexit
 import builtins
 import contextlib
 import os
@@ -28,6 +29,7 @@ import shutil
 import socket
 import tempfile
 import threading
+import time
 import uuid
 from typing import IO, Any
 from urllib.parse import urlparse
@@ -44,6 +46,7 @@ _HDFS_CLIENT_CONFIG = {
 _HDFS_DEFAULT_PORT = 8020
 _CHUNK = 4 << 20
 _clients: dict[tuple[int, str], Any] = {}  # by (process, host:port): a forked child makes its own
+_probes: dict[str, threading.Thread] = {}  # first calls to a NameNode still waiting, by host:port
 
 
 def is_hdfs(uri: str) -> bool:
@@ -125,6 +128,9 @@ def _first_answer(client: Any, uri: str, address: str) -> None:
     call runs in a daemon thread (hdfs-native releases the GIL while it waits), so a silent
     peer costs this process one idle thread rather than a hang.
     """
+    waiting = _probes.get(address)
+    if waiting is not None and waiting.is_alive():
+        raise _unreachable(uri, address, "an earlier call there still waits for its answer")
     outcome: list[BaseException | None] = []
 
     def ask() -> None:
@@ -135,12 +141,24 @@ def _first_answer(client: Any, uri: str, address: str) -> None:
             outcome.append(exc)
 
     thread = threading.Thread(target=ask, name="sparkzoo-hdfs-probe", daemon=True)
+    _probes[address] = thread
     thread.start()
     thread.join(2 * CONNECT_TIMEOUT_S)
     if not outcome:
         raise _unreachable(uri, address, f"no answer within {2 * CONNECT_TIMEOUT_S:.0f} s")
+    del _probes[address]
     if outcome[0] is not None:
         raise _unreachable(uri, address, _first_line(outcome[0])) from outcome[0]
+
+
+@atexit.register
+def _wait_for_probes(timeout: float = 3.0) -> None:
+    # A probe thread that comes back from hdfs-native while the interpreter shuts down aborts
+    # the process (CPython ends it by unwinding through Rust frames): give the ones still
+    # waiting a moment to finish first, which they do once their peer closes the connection.
+    deadline = time.monotonic() + timeout
+    for thread in list(_probes.values()):
+        thread.join(max(0.0, deadline - time.monotonic()))
 
 
 class _HdfsErrors:

@@ -117,10 +117,17 @@ def test_a_silent_peer_fails_within_the_timeout(monkeypatch):
         with pytest.raises(ConnectionError, match=r"no answer within 1 s"):
             fs.read_bytes(uri)
         assert time.monotonic() - started < 3
+        with pytest.raises(ConnectionError, match=r"an earlier call there still waits"):
+            fs.exists(uri)  # no second thread piles up behind the first
     finally:
         for connection, _ in accepted:
             connection.close()
         server.close()
+    # Once the peer hangs up, the waiting thread ends (and cannot outlive the interpreter).
+    deadline = time.monotonic() + 10
+    while any(t.name == "sparkzoo-hdfs-probe" for t in threading.enumerate()):
+        assert time.monotonic() < deadline, "the probe thread outlived its peer"
+        time.sleep(0.1)
 
 
 def test_importing_fs_stays_light():

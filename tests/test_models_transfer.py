@@ -83,7 +83,9 @@ def test_freeze_counts_the_layers_that_compute_the_named_one():
 def test_freeze_follows_the_graph_not_the_layer_order():
     # In an inception module the 1x1 branch does not feed the 3x3 branch: freezing up to
     # inception3a_3x3 leaves the parallel 1x1 and 5x5 branches trainable.
-    net = models.get("inception_v1", input_shape=(32, 32, 3), num_classes=3, width=0.0625)
+    net = models.get(
+        "inception_v1", input_shape=(32, 32, 3), num_classes=3, width=0.0625, blocks=(1, 1, 1)
+    )
     freeze(net, up_to="inception3a_3x3")
     assert not net.get_layer("inception3a_3x3").trainable
     assert not net.get_layer("inception3a_3x3_reduce").trainable
@@ -117,7 +119,7 @@ def test_new_head_trains_and_frozen_weights_stay_put(digits_32):
 
 
 def test_new_head_cuts_where_the_classifier_starts():
-    resnet = models.get("resnet18", input_shape=(32, 32, 3), width=0.0625)
+    resnet = models.get("resnet18", input_shape=(32, 32, 3), width=0.0625, blocks=(1, 1, 1, 1))
     assert default_cut(resnet) == "pool"
     assert default_cut(tiny_vgg()) == "fc2"  # VGG's dense layers are features too
     lenet = models.get("lenet5", input_shape=(16, 16, 1))

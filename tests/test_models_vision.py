@@ -25,12 +25,12 @@ from sparkzoo.models.deepbit import (
 from sparkzoo.models.siamese import similarity
 from sparkzoo.models.transfer import cut
 
+# Each family's tiny configuration without its input shape and class count.
 TINY = {
-    "vgg": {"depth": 11, "width": 0.0625},
-    "resnet18": {"width": 0.0625},
-    "resnet50": {"width": 0.0625},
-    "mobilenet_v2": {"alpha": 0.25, "last_channels": 64},
-    "inception_v1": {"width": 0.0625},
+    name: {
+        k: v for k, v in models.family(name).tiny.items() if k not in ("input_shape", "num_classes")
+    }
+    for name in ("vgg", "resnet18", "resnet50", "mobilenet_v2", "inception_v1")
 }
 # The stride of the `stem` layer of each family (VGG has none) and its stage names.
 STEM_STRIDE = {"resnet18": 4, "resnet50": 4, "mobilenet_v2": 2, "inception_v1": 8}
@@ -41,15 +41,7 @@ STAGES = {
     "mobilenet_v2": (1, 2, 3, 4, 5),
     "inception_v1": (3, 4, 5),
 }
-# Building a deep functional model takes seconds on a busy CPU: the three deepest run with
-# the slow tier (the registry test builds every family at its tiny size in any case).
-CLASSIFIERS = [
-    "vgg",
-    "resnet18",
-    pytest.param("resnet50", marks=pytest.mark.slow),
-    pytest.param("mobilenet_v2", marks=pytest.mark.slow),
-    pytest.param("inception_v1", marks=pytest.mark.slow),
-]
+CLASSIFIERS = list(TINY)
 
 
 @pytest.fixture(scope="module")
@@ -101,6 +93,24 @@ def test_images_below_the_minimum_size_are_refused(name):
         models.get(name, input_shape=(31, 64, 3), **TINY[name])
     with pytest.raises(ValueError, match=r"\(height, width, channels\)"):
         models.get(name, input_shape=(64, 64), **TINY[name])
+
+
+def test_block_counts_set_the_depth_and_are_checked():
+    shallow = models.get("resnet50", input_shape=(32, 32, 3), width=0.0625, blocks=(1, 2, 1, 1))
+    blocks = {x.name.rsplit("_", 1)[0] for x in shallow.layers if x.name.endswith("_add")}
+    assert blocks == {
+        "stage2_block1",
+        "stage3_block1",
+        "stage3_block2",
+        "stage4_block1",
+        "stage5_block1",
+    }
+    with pytest.raises(ValueError, match=r"four positive block counts, got \(1, 1, 1\)"):
+        models.get("resnet18", blocks=(1, 1, 1))
+    with pytest.raises(ValueError, match=r"seven positive block counts, got \(1, 1\)"):
+        models.get("mobilenet_v2", blocks=(1, 1))
+    with pytest.raises(ValueError, match=r"1-2, 1-5 and 1-2 modules .* got \(3, 1, 1\)"):
+        models.get("inception_v1", blocks=(3, 1, 1))
 
 
 def test_vgg_depths_batch_norm_and_blocks():

@@ -147,9 +147,17 @@ def fit_to_shapes(
     for values, shape in zip(flat, shapes, strict=True):
         if role == "label" and values.shape[1] == 1 and math.prod(shape) != 1:
             fitted.append(values[:, 0])
+        elif role == "label" and _class_ids_per_step(values.shape[1], shape):
+            fitted.append(values.reshape((rows, *shape[:-1])))
         else:
             fitted.append(values.reshape((rows, *shape)))
     return fitted
+
+
+def _class_ids_per_step(size: int, shape: tuple) -> bool:
+    """A label of one class id per position of a ``(steps..., classes)`` output (a sequence
+    model's targets for sparse categorical cross-entropy)."""
+    return len(shape) > 1 and size == math.prod(shape[:-1]) and size != math.prod(shape)
 
 
 def check_shapes(specs: list[ColumnSpec], shapes: list[tuple], role: str) -> None:
@@ -159,7 +167,9 @@ def check_shapes(specs: list[ColumnSpec], shapes: list[tuple], role: str) -> Non
     needed = [math.prod(shape) for shape in shapes]
     if len(shapes) == len(specs):
         for spec, need, shape in zip(specs, needed, shapes, strict=True):
-            if spec.size != need and not (role == "label" and spec.size == 1):
+            if spec.size != need and not (
+                role == "label" and (spec.size == 1 or _class_ids_per_step(spec.size, shape))
+            ):
                 raise ColumnError(
                     f"{role} column {spec.name!r} has {spec.size} values per row but "
                     f"the model's {role} tensor has shape {shape} ({need} values)"

@@ -99,12 +99,11 @@ def _separable(x: Any, filters: int, stride: int, name: str) -> Any:
 
 
 def _head(x: Any, outputs: int, name: str, bias: Any = "zeros") -> Any:
-    # SSDLite's head: depthwise 3x3 then a 1x1 projection (no activation).
-    layers = tf.keras.layers
-    x = layers.DepthwiseConv2D(3, padding="same", use_bias=False, name=f"{name}_dw")(x)
-    x = layers.BatchNormalization(momentum=BN_MOMENTUM, name=f"{name}_dw_bn")(x)
-    x = layers.ReLU(6.0, name=f"{name}_dw_relu")(x)
-    return layers.Conv2D(outputs, 1, bias_initializer=bias, name=f"{name}_pw")(x)
+    # SSDLite's head: a 3x3 depthwise then a 1x1 projection, here linear throughout (no
+    # batch norm: on the small coarse maps its batch statistics are too noisy to predict with).
+    return tf.keras.layers.SeparableConv2D(
+        outputs, 3, padding="same", bias_initializer=bias, name=name
+    )(x)
 
 
 def _ssd_example(config: dict, n: int, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:

@@ -9,4 +9,5 @@ trainer (and so Spark); ``import sparkzoo.models`` never imports them.
 # tag -> module; each module has TAG, FAMILY, train(spark, args) and check_metric(model, limit).
 RECIPES = {
     "lenet5.mnist": "sparkzoo.models.recipes.lenet5_mnist",
+    "deepbit.mnist": "sparkzoo.models.recipes.deepbit_mnist",
 }
