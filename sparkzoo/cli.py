@@ -150,6 +150,12 @@ def build_parser() -> argparse.ArgumentParser:
         "--dir", default=str(HDFS_DIR), help="data, state and logs (default %(default)s)"
     )
     hdfs.set_defaults(func=cmd_hdfs)
+
+    from sparkzoo.models import cli as models_cli
+
+    zoo = sub.add_parser("models", help="the model zoo: list names, show model cards")
+    models_cli.add_arguments(zoo)
+    zoo.set_defaults(func=models_cli.run)
     return parser
 
 

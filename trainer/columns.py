@@ -132,7 +132,8 @@ def fit_to_shapes(
     One column per tensor: each column is reshaped to its tensor. Several columns and one
     tensor: the columns are concatenated (e.g. scalar columns into a feature vector). A label
     with one value per row against a wider output (a class id for softmax scores) stays a
-    vector of ids.
+    vector of ids; one with a value per step of a ``(steps, classes)`` output (a sequence
+    model's target ids) becomes ``(rows, steps)``.
     """
     rows = len(arrays[0])
     flat = [a.reshape(rows, -1) for a in arrays]

@@ -151,9 +151,7 @@ def als_scores(spark, split: Protocol, seed: int) -> np.ndarray:
     """Spark MLlib ALS (implicit preferences) on the training interactions, dot-product scores."""
     from pyspark.ml.recommendation import ALS
 
-    interactions = spark.createDataFrame(
-        split.train[["user_id", "item_id"]].assign(rating=1.0)
-    )
+    interactions = spark.createDataFrame(split.train[["user_id", "item_id"]].assign(rating=1.0))
     als = ALS(
         userCol="user_id",
         itemCol="item_id",
