@@ -220,16 +220,48 @@ def _output_batch(batch, rows, images, errors, paths, plan: _Plan, layout) -> pa
         arrays.append(_float_lists(images, missing))
         names.append(plan.array_col)
     else:
-        structs = [
-            None if image is None else image_to_struct(image, paths[i], layout)
-            for i, image in zip(rows, images, strict=True)
-        ]
-        arrays.append(pa.array(structs, pa.struct(_IMAGE_FIELDS)))
+        arrays.append(_image_structs(images, [paths[i] for i in rows], layout, missing))
         names.append("image")
     if plan.on_error == "keep":
         arrays.append(pa.array(errors, pa.string()))
         names.append("error")
     return pa.RecordBatch.from_arrays(arrays, names=names)
+
+
+def _image_structs(
+    images: list[np.ndarray | None], paths: list[str], layout: str, missing: np.ndarray
+) -> pa.Array:
+    """The ``image`` struct column, built field by field (null where an image is missing)."""
+    shapes = [(0, 0, 0) if image is None else image.shape for image in images]
+    if layout == "CHW":
+        heights, widths, channels = (
+            [s[1] for s in shapes],
+            [s[2] for s in shapes],
+            [s[0] for s in shapes],
+        )
+    else:
+        heights, widths, channels = (
+            [s[0] for s in shapes],
+            [s[1] for s in shapes],
+            [s[2] for s in shapes],
+        )
+    modes = [
+        0 if image is None else opencv_mode(image.dtype, c)
+        for image, c in zip(images, channels, strict=True)
+    ]
+    data = [None if image is None else np.ascontiguousarray(image).tobytes() for image in images]
+    fields = [
+        pa.array(paths, pa.string()),
+        pa.array(heights, pa.int32()),
+        pa.array(widths, pa.int32()),
+        pa.array(channels, pa.int32()),
+        pa.array(modes, pa.int32()),
+        pa.array(data, pa.binary()),
+        pa.array([layout] * len(images), pa.string()),
+    ]
+    return pa.StructArray.from_arrays(
+        fields, fields=_IMAGE_FIELDS, mask=pa.array(missing, pa.bool_()) if missing.any() else None
+    )
 
 
 def _float_lists(images: list[np.ndarray | None], missing: np.ndarray) -> pa.Array:
