@@ -1,1 +1,1 @@
-"""Real services on loopback for demos and tests: a Spark standalone cluster."""
+"""Real services on loopback for demos and tests: a Spark standalone cluster and an HDFS."""
