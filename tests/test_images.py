@@ -240,3 +240,28 @@ def test_digit_images_train_a_model(spark, tmp_path):
     scored = fitted.transform(df.limit(20)).toPandas()
     assert np.stack(scored["prediction"]).shape == (20, 10)
     assert fitted.summary["train_rows"] == 300
+
+
+@pytest.mark.hdfs
+def test_images_from_hdfs_with_labels_and_errors(spark, hdfs, folder):
+    import uuid
+
+    from sparkzoo import fs
+
+    base = f"{hdfs}/tests/images-{uuid.uuid4().hex[:8]}"
+    fs.put(str(folder), base)
+    images = ImageSet.read(spark, base, labels=True).transform(RandomCrop(64), seed=2)
+    rows = images.df.collect()
+    assert len(rows) == len(GOOD) + len(BROKEN)
+    for row in rows:
+        assert row.path.startswith("hdfs://")
+        name = row.path.split(base.split("://", 1)[1], 1)[1].lstrip("/")
+        assert row.label == name.split("/")[-2]
+        if name in BROKEN:
+            assert row.error.startswith(row.path) and "not a readable image" in row.error
+            continue
+        local = decode_image((folder / name).read_bytes())
+        # random draws are keyed by the full hdfs:// URI of the row
+        np.testing.assert_array_equal(
+            struct_to_image(row.image), RandomCrop(64)(local, row_rng(row.path, 2))
+        )
