@@ -228,14 +228,17 @@ def encode_targets(
     boxes_list: Sequence[Any],
     classes_list: Sequence[Any],
     config: dict | None = None,
+    extra_anchor_threshold: float | None = 0.5,
 ) -> np.ndarray:
     """Training targets for a batch: ``(n, rows, 5 + num_classes)`` float32.
 
     Each ground truth goes to the anchor (over every scale) whose shape overlaps it most
-    when centred together, in the cell holding its centre; its row gets
+    when centred together, in the cell holding its centre (YOLOv3), and also to every other
+    anchor whose shape IoU exceeds ``extra_anchor_threshold`` (YOLOv4's extra positives,
+    which speed up training from scratch; None: the best anchor only). A positive row gets
     ``(cy * grid_h - row, cx * grid_w - col, log(h / anchor_h), log(w / anchor_w))``,
-    objectness 1 and a one-hot class. When two objects claim the same row the larger one
-    keeps it. All other rows are zero (no object).
+    objectness 1 and a one-hot class; all other rows are zero (no object). When two objects
+    claim a row, a best-anchor claim beats an extra one, then the larger object wins.
 
     Example::
 
@@ -254,10 +257,19 @@ def encode_targets(
         h = boxes[:, 2] - boxes[:, 0]
         w = boxes[:, 3] - boxes[:, 1]
         cy, cx = boxes[:, 0] + h / 2, boxes[:, 1] + w / 2
-        best = anchor_lib.shape_iou(np.stack([h, w], 1), anchor_sizes).argmax(axis=1)
-        # Smallest first: a larger object written later keeps a row both claim.
-        for g in np.argsort(h * w):
-            scale, a = divmod(int(best[g]), per_cell)
+        fits = anchor_lib.shape_iou(np.stack([h, w], 1), anchor_sizes)  # (objects, anchors)
+        claims = []  # (is best anchor, area, object, anchor): written in this order
+        for g in range(len(boxes)):
+            best = int(fits[g].argmax())
+            claims.append((1, h[g] * w[g], g, best))
+            if extra_anchor_threshold is not None:
+                claims += [
+                    (0, h[g] * w[g], g, int(k))
+                    for k in np.flatnonzero(fits[g] > extra_anchor_threshold)
+                    if k != best
+                ]
+        for _, _, g, k in sorted(claims):
+            scale, a = divmod(k, per_cell)
             gh, gw = shapes[scale]
             row = min(int(cy[g] * gh), gh - 1)
             col = min(int(cx[g] * gw), gw - 1)

@@ -10,4 +10,5 @@ trainer (and so Spark); ``import sparkzoo.models`` never imports them.
 RECIPES = {
     "lenet5.mnist": "sparkzoo.models.recipes.lenet5_mnist",
     "deepbit.mnist": "sparkzoo.models.recipes.deepbit_mnist",
+    "ssd_lite.scenes": "sparkzoo.models.recipes.ssd_lite_scenes",
 }
