@@ -77,7 +77,7 @@ def spark_rate(images, count: int) -> float:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m sparkzoo.bench images")
     parser.add_argument("--repeats", type=int, default=3)
-    parser.add_argument("--images", type=int, default=600, help="JPEG files to decode per run")
+    parser.add_argument("--images", type=int, default=2400, help="JPEG files to decode per run")
     parser.add_argument("--size", type=int, default=224, help="resize to size x size")
     args = parser.parse_args(argv)
 

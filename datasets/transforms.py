@@ -37,11 +37,11 @@ _INTERPOLATION = {
 }
 
 
-def _seed_key(path: str) -> str:
-    """The part of a path that keys its random draws: ``file:`` URIs and plain paths agree.
+def strip_file_scheme(path: str) -> str:
+    """``path`` without a ``file:`` scheme: the key of its random draws, and where it is read.
 
     Spark's ``binaryFile`` source names a local file ``file:/dir/a.jpg``; a local caller
-    usually has ``/dir/a.jpg``. Both key to ``/dir/a.jpg``; other schemes (``hdfs://``) keep
+    usually has ``/dir/a.jpg``. Both give ``/dir/a.jpg``; other schemes (``hdfs://``) keep
     their full URI.
     """
     # Spark writes local paths unencoded (``file:/a b.jpg``), so strip the scheme, not parse.
@@ -59,7 +59,7 @@ def row_rng(path: str, seed: int = 0) -> np.random.Generator:
 
         chain(image, row_rng("/photos/cat.jpg", seed=3))  # same as ImageSet...transform(chain, 3)
     """
-    digest = hashlib.sha256(f"{int(seed)}\0{_seed_key(str(path))}".encode()).digest()
+    digest = hashlib.sha256(f"{int(seed)}\0{strip_file_scheme(str(path))}".encode()).digest()
     return np.random.default_rng(int.from_bytes(digest[:8], "little"))
 
 
@@ -405,4 +405,5 @@ __all__ = [
     "as_hwc",
     "output_layout",
     "row_rng",
+    "strip_file_scheme",
 ]

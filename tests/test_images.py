@@ -112,6 +112,25 @@ def test_corrupt_files_keep_an_error_naming_the_file(spark, folder):
             assert row.image.origin == row.path and row.image.layout == "HWC"
 
 
+def test_spark_and_python_reads_give_the_same_rows(spark, folder):
+    by_spark = ImageSet.read(spark, str(folder), labels=True, fetch="spark").df.collect()
+    by_python = ImageSet.read(spark, str(folder), labels=True, fetch="python").df.collect()
+    assert sorted(by_spark) == sorted(by_python)
+    with pytest.raises(ValueError, match="fetch must be 'auto', 'spark' or 'python'"):
+        ImageSet.read(spark, str(folder), fetch="jvm")
+
+
+def test_paths_read_by_the_workers_and_a_missing_file(spark, folder, tmp_path):
+    # a table of paths (no bytes): the Python workers read each file themselves
+    rows = [(str(folder / "cats/chelsea.jpg"),), (str(tmp_path / "gone.jpg"),)]
+    df = spark.createDataFrame(rows, "location string")
+    got = ImageSet.from_binary(df, path_col="location", content_col=None).df.collect()
+    ok = next(r for r in got if r.error is None)
+    np.testing.assert_array_equal(struct_to_image(ok.image), _local(ok.path))
+    error = next(r.error for r in got if r.error)
+    assert error.startswith(str(tmp_path / "gone.jpg")) and "FileNotFoundError" in error
+
+
 def test_drop_mode_leaves_the_broken_files_out_and_counts_them(spark, folder):
     images = ImageSet.read(spark, str(folder), on_error="drop")
     df = images.df
@@ -252,6 +271,9 @@ def test_images_from_hdfs_with_labels_and_errors(spark, hdfs, folder):
     fs.put(str(folder), base)
     images = ImageSet.read(spark, base, labels=True).transform(RandomCrop(64), seed=2)
     rows = images.df.collect()
+    # the Python workers read hdfs:// through sparkzoo.fs just as Spark's Hadoop client does
+    by_python = ImageSet.read(spark, base, labels=True, fetch="python")
+    assert sorted(by_python.transform(RandomCrop(64), seed=2).df.collect()) == sorted(rows)
     assert len(rows) == len(GOOD) + len(BROKEN)
     for row in rows:
         assert row.path.startswith("hdfs://")

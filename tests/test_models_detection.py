@@ -133,7 +133,9 @@ def test_yolo_target_goes_to_the_best_anchor_in_the_centre_cell():
     config = yolo.config_with_defaults(yolo.TINY)  # 32 px: grids 4x4 (stride 8), 2x2 (16)
     big = [0.1, 0.4, 0.5, 0.8]  # centre (0.3, 0.6), size 0.4 x 0.4: coarse anchor 1
     small = [0.755, 0.055, 0.845, 0.145]  # centre (0.8, 0.1), 0.09 x 0.09: fine anchor 0
-    target = yolo.encode_targets([[big, small]], [[1, 0]], config, extra_anchor_threshold=None)[0]
+    target = yolo.encode_targets(
+        [[big, small]], [[1, 0]], config, extra_anchor_threshold=None, neighbour_cells=False
+    )[0]
     assert target.shape == (4 * 4 * 3 + 2 * 2 * 3, 7)
     big_row = 48 + (0 * 2 + 1) * 3 + 1  # after the fine scale; cell (0, 1); anchor 1
     small_row = (3 * 4 + 0) * 3 + 0  # fine scale; cell (3, 0); anchor 0
@@ -143,19 +145,26 @@ def test_yolo_target_goes_to_the_best_anchor_in_the_centre_cell():
     decoded, classes = yolo.decode_targets(target, config)
     np.testing.assert_allclose(decoded, [small, big], atol=1e-5)
     assert classes.tolist() == [0, 1]
-    # YOLOv4's extra positives: the coarse anchors (0.32, 0.26) and (0.6, 0.5) fit the big box
-    # with shape IoU 0.52 and 0.53 > 0.5, so its cell's three anchors all predict it.
-    extra = yolo.encode_targets([[big, small]], [[1, 0]], config)[0]
-    assert np.flatnonzero(extra[:, 4]).tolist() == [small_row, big_row - 1, big_row, big_row + 1]
-    np.testing.assert_allclose(
-        yolo.decode_targets(extra, config)[0], [small, big, big, big], atol=1e-5
-    )
+
+    # By default more rows learn each object. YOLOv4's extra anchors: the coarse anchors
+    # (0.32, 0.26) and (0.6, 0.5) fit the big box with shape IoU 0.52 and 0.53 > 0.5.
+    # YOLOv5's neighbour cells: the big centre lies low in its row (0.6) and left in its
+    # column (0.2), so cells (1, 1) and (0, 0) join; the small one's left neighbour is
+    # outside the grid, its upper one (2, 0) joins.
+    full = yolo.encode_targets([[big, small]], [[1, 0]], config)[0]
+    coarse = [48 + (r * 2 + c) * 3 + a for r, c in ((0, 0), (0, 1), (1, 1)) for a in range(3)]
+    assert np.flatnonzero(full[:, 4]).tolist() == [(2 * 4 + 0) * 3, small_row, *coarse]
+    np.testing.assert_allclose(full[48 + (1 * 2 + 1) * 3 + 1, :2], [-0.4, 0.2], atol=1e-5)
+    np.testing.assert_allclose(full[48 + 1, :2], [0.6, 1.2], atol=1e-5)
+    decoded, classes = yolo.decode_targets(full, config)
+    np.testing.assert_allclose(decoded, [small] * 2 + [big] * 9, atol=1e-5)
+    assert classes.tolist() == [0] * 2 + [1] * 9
 
 
 def _yolo_perfect_outputs(target: np.ndarray) -> np.ndarray:
     out = target.copy()
-    offsets = np.clip(target[..., :2], 1e-4, 1 - 1e-4)
-    out[..., :2] = np.log(offsets / (1 - offsets))  # sigmoid^-1
+    stretched = np.clip((target[..., :2] + 0.5) / 2, 1e-4, 1 - 1e-4)
+    out[..., :2] = np.log(stretched / (1 - stretched))  # offset = 2 sigmoid(t) - 0.5
     out[..., 4] = np.where(target[..., 4] > 0, 12.0, -12.0)
     out[..., 5:] = target[..., 5:] * 20.0
     return out
@@ -175,7 +184,9 @@ def test_yolo_decode_of_encoded_ground_truth_recovers_it():
 def test_yolo_loss_ignores_negatives_that_already_cover_an_object():
     config = yolo.config_with_defaults(yolo.TINY)
     box = [0.1, 0.4, 0.5, 0.8]
-    target = yolo.encode_targets([[box]], [[1]], config, extra_anchor_threshold=None)
+    target = yolo.encode_targets(
+        [[box]], [[1]], config, extra_anchor_threshold=None, neighbour_cells=False
+    )
     pred = _yolo_perfect_outputs(target)
     positive = int(np.flatnonzero(target[0, :, 4])[0])
     other = positive - 1  # another anchor of the same cell

@@ -49,12 +49,11 @@ def test_text_rnn_builds_and_trains_with_every_cell(cell):
     assert model(_ids()).shape == (4, 2)
 
 
-@pytest.mark.parametrize("cell", ["lstm", "bigru"])
-def test_text_rnn_reads_only_the_tokens_before_the_padding(cell):
+def test_text_rnn_reads_only_the_tokens_before_the_padding():
     # With padding masked, [5, 6, 7, 0, 0, 0] must score as [5, 6, 7] does in a model with the
     # same weights and no room for padding (seq_len changes no weight shape).
     tf.keras.utils.set_random_seed(0)
-    config = {"vocab_size": 20, "embedding_dim": 4, "units": 3, "cell": cell}
+    config = {"vocab_size": 20, "embedding_dim": 4, "units": 3, "cell": "lstm"}
     padded = models.get("text_rnn", seq_len=6, **config)
     short = models.get("text_rnn", seq_len=3, **config)
     short.set_weights(padded.get_weights())

@@ -7,12 +7,14 @@ its own head. For each anchor of each cell a head predicts ``(ty, tx, th, tw)``,
 objectness logit and ``num_classes`` class logits; all heads are concatenated into one
 output per image of shape ``(num_rows, 5 + num_classes)``.
 
-Box coding (YOLOv2): centre ``cy = (row + sigmoid(ty)) / grid_h`` (same for x), size
-``h = anchor_h * exp(th)``; anchors are normalised (height, width). Each ground truth is
-assigned to the anchor (over all scales) whose shape fits it best, in the cell holding its
-centre. :class:`YOLOLoss`: objectness binary cross-entropy (negatives whose predicted box
-already overlaps a ground truth by more than ``ignore_threshold`` are ignored), class
-softmax cross-entropy and a box loss on positives.
+Box coding: centre ``cy = (row + 2 sigmoid(ty) - 0.5) / grid_h`` (same for x; YOLOv5's
+range, which lets a cell next to the centre's predict it too), size
+``h = anchor_h * exp(th)`` (YOLOv2); anchors are normalised (height, width). Each ground
+truth is assigned to the anchor (over all scales) whose shape fits it best and to other
+anchors that fit well, in the cell holding its centre and in the two neighbouring cells
+nearest to the centre (see :func:`encode_targets`). :class:`YOLOLoss`: objectness binary
+cross-entropy (negatives whose predicted box already overlaps a ground truth by more than
+``ignore_threshold`` are ignored), class softmax cross-entropy and a box loss on positives.
 
 Example::
 
@@ -229,16 +231,20 @@ def encode_targets(
     classes_list: Sequence[Any],
     config: dict | None = None,
     extra_anchor_threshold: float | None = 0.5,
+    neighbour_cells: bool = True,
 ) -> np.ndarray:
     """Training targets for a batch: ``(n, rows, 5 + num_classes)`` float32.
 
     Each ground truth goes to the anchor (over every scale) whose shape overlaps it most
     when centred together, in the cell holding its centre (YOLOv3), and also to every other
     anchor whose shape IoU exceeds ``extra_anchor_threshold`` (YOLOv4's extra positives,
-    which speed up training from scratch; None: the best anchor only). A positive row gets
-    ``(cy * grid_h - row, cx * grid_w - col, log(h / anchor_h), log(w / anchor_w))``,
-    objectness 1 and a one-hot class; all other rows are zero (no object). When two objects
-    claim a row, a best-anchor claim beats an extra one, then the larger object wins.
+    which speed up training from scratch; None: the best anchor only). With
+    ``neighbour_cells`` the same anchors of the vertically and the horizontally adjacent
+    cell nearest to the centre are positive too (YOLOv5): more positives per object, seen
+    from shifted cells. A positive row gets ``(cy * grid_h - row, cx * grid_w - col,
+    log(h / anchor_h), log(w / anchor_w))`` (offsets in (-0.5, 1.5)), objectness 1 and a
+    one-hot class; all other rows are zero (no object). When two objects claim a row, a
+    centre-cell best-anchor claim beats the others, then the larger object wins.
 
     Example::
 
@@ -258,21 +264,32 @@ def encode_targets(
         w = boxes[:, 3] - boxes[:, 1]
         cy, cx = boxes[:, 0] + h / 2, boxes[:, 1] + w / 2
         fits = anchor_lib.shape_iou(np.stack([h, w], 1), anchor_sizes)  # (objects, anchors)
-        claims = []  # (is best anchor, area, object, anchor): written in this order
+        # Claims (rank, area, object, anchor, cell shift) are written in sorted order, so
+        # the best anchor in the centre cell (rank 2) overwrites any other claim on its row.
+        claims = []
         for g in range(len(boxes)):
             best = int(fits[g].argmax())
-            claims.append((1, h[g] * w[g], g, best))
-            if extra_anchor_threshold is not None:
-                claims += [
-                    (0, h[g] * w[g], g, int(k))
-                    for k in np.flatnonzero(fits[g] > extra_anchor_threshold)
-                    if k != best
-                ]
-        for _, _, g, k in sorted(claims):
+            extra = (
+                []
+                if extra_anchor_threshold is None
+                else [int(k) for k in np.flatnonzero(fits[g] > extra_anchor_threshold) if k != best]
+            )
+            for k in [best, *extra]:
+                rank = 2 if k == best else 1
+                claims.append((rank, h[g] * w[g], g, k, (0, 0)))
+                if neighbour_cells:
+                    scale = k // per_cell
+                    gh, gw = shapes[scale]
+                    fy, fx = cy[g] * gh % 1.0, cx[g] * gw % 1.0
+                    claims.append((0, h[g] * w[g], g, k, (-1 if fy < 0.5 else 1, 0)))
+                    claims.append((0, h[g] * w[g], g, k, (0, -1 if fx < 0.5 else 1)))
+        for _, _, g, k, (dy, dx) in sorted(claims):
             scale, a = divmod(k, per_cell)
             gh, gw = shapes[scale]
-            row = min(int(cy[g] * gh), gh - 1)
-            col = min(int(cx[g] * gw), gw - 1)
+            row = min(int(cy[g] * gh), gh - 1) + dy
+            col = min(int(cx[g] * gw), gw - 1) + dx
+            if not (0 <= row < gh and 0 <= col < gw):
+                continue  # the neighbour would be outside the grid
             r = offsets[scale] + (row * gw + col) * per_cell + a
             target[i, r, :5] = [
                 cy[g] * gh - row,
@@ -288,8 +305,8 @@ def encode_targets(
 
 def _decode_boxes_tf(t: Any, priors: dict[str, Any]) -> Any:
     """(…, rows, 4) raw ``ty, tx, th, tw`` -> (…, rows, 4) corner boxes (TensorFlow)."""
-    cy = (priors["row"] + tf.sigmoid(t[..., 0])) / priors["grid_h"]
-    cx = (priors["col"] + tf.sigmoid(t[..., 1])) / priors["grid_w"]
+    cy = (priors["row"] + 2.0 * tf.sigmoid(t[..., 0]) - 0.5) / priors["grid_h"]
+    cx = (priors["col"] + 2.0 * tf.sigmoid(t[..., 1]) - 0.5) / priors["grid_w"]
     h = priors["anchor_h"] * tf.exp(tf.clip_by_value(t[..., 2], -10.0, 10.0))
     w = priors["anchor_w"] * tf.exp(tf.clip_by_value(t[..., 3], -10.0, 10.0))
     return tf.stack([cy - h / 2, cx - w / 2, cy + h / 2, cx + w / 2], axis=-1)
@@ -303,10 +320,10 @@ class YOLOLoss(tf.keras.losses.Loss):
     row, except negatives whose decoded box already overlaps one of the image's objects by
     more than ``ignore_threshold`` (YOLOv3: they are not wrong, just not the assigned
     anchor); class softmax cross-entropy on positives; box loss on positives, the squared
-    error of ``sigmoid(t_yx)`` against the in-cell offset plus the squared error of
+    error of ``2 sigmoid(t_yx) - 0.5`` against the cell offset plus the squared error of
     ``t_hw`` against the log size ratio, weighted by ``2 - h w`` (small boxes count more)
-    and by ``box_weight``. ``max_objects`` bounds the objects per image the ignore test
-    looks at.
+    and by ``box_weight``. ``max_objects`` bounds the positive rows per image the ignore
+    test compares with (an object has up to 9).
     """
 
     def __init__(
@@ -317,7 +334,7 @@ class YOLOLoss(tf.keras.losses.Loss):
         num_classes: int,
         ignore_threshold: float = 0.5,
         box_weight: float = 5.0,
-        max_objects: int = 32,
+        max_objects: int = 100,
         name: str = "yolo_loss",
         **kwargs: Any,
     ) -> None:
@@ -341,11 +358,12 @@ class YOLOLoss(tf.keras.losses.Loss):
         positive = y_true[..., 4]
         n_pos = tf.reduce_sum(positive, axis=-1)
 
-        # Box: in-cell offsets through a sigmoid, log sizes directly.
+        # Box: cell offsets through a (stretched) sigmoid, log sizes directly.
         true_h = self._priors["anchor_h"] * tf.exp(y_true[..., 2])
         true_w = self._priors["anchor_w"] * tf.exp(y_true[..., 3])
         box_scale = 2.0 - true_h * true_w
-        yx_err = tf.reduce_sum(tf.square(tf.sigmoid(y_pred[..., :2]) - y_true[..., :2]), -1)
+        yx_pred = 2.0 * tf.sigmoid(y_pred[..., :2]) - 0.5
+        yx_err = tf.reduce_sum(tf.square(yx_pred - y_true[..., :2]), -1)
         hw_err = tf.reduce_sum(tf.square(y_pred[..., 2:4] - y_true[..., 2:4]), -1)
         box_loss = tf.reduce_sum(positive * box_scale * (yx_err + hw_err), axis=-1)
 
@@ -400,16 +418,19 @@ def _sigmoid(x: np.ndarray) -> np.ndarray:
 
 def decode_boxes(raw: np.ndarray, priors: dict[str, np.ndarray]) -> np.ndarray:
     """(rows, 4) raw ``ty, tx, th, tw`` -> (rows, 4) corner boxes (numpy)."""
-    cy = (priors["row"] + _sigmoid(raw[:, 0])) / priors["grid_h"]
-    cx = (priors["col"] + _sigmoid(raw[:, 1])) / priors["grid_w"]
+    cy = (priors["row"] + 2.0 * _sigmoid(raw[:, 0]) - 0.5) / priors["grid_h"]
+    cx = (priors["col"] + 2.0 * _sigmoid(raw[:, 1]) - 0.5) / priors["grid_w"]
     h = priors["anchor_h"] * np.exp(np.clip(raw[:, 2], -10, 10))
     w = priors["anchor_w"] * np.exp(np.clip(raw[:, 3], -10, 10))
     return np.stack([cy - h / 2, cx - w / 2, cy + h / 2, cx + w / 2], axis=-1).astype("float32")
 
 
 def decode_targets(target: np.ndarray, config: dict | None = None) -> tuple[np.ndarray, np.ndarray]:
-    """One image's encoded target -> its (k, 4) boxes and (k,) class ids (the inverse of
-    :func:`encode_targets`, for checks and for drawing targets)."""
+    """One image's encoded target -> (k, 4) boxes and (k,) class ids of its k positive rows.
+
+    The inverse of :func:`encode_targets` (for checks and for drawing targets); an object
+    assigned to several rows comes back once per row.
+    """
     priors = priors_for(config)
     rows = np.flatnonzero(target[:, 4] > 0.5)
     p = {k: v[rows] for k, v in priors.items()}

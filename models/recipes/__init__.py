@@ -11,4 +11,7 @@ RECIPES = {
     "lenet5.mnist": "sparkzoo.models.recipes.lenet5_mnist",
     "deepbit.mnist": "sparkzoo.models.recipes.deepbit_mnist",
     "ssd_lite.scenes": "sparkzoo.models.recipes.ssd_lite_scenes",
+    "yolo.scenes": "sparkzoo.models.recipes.yolo_scenes",
+    "ncf.ml100k": "sparkzoo.models.recipes.ncf_ml100k",
+    "text_cnn.rotten_tomatoes": "sparkzoo.models.recipes.text_cnn_rotten_tomatoes",
 }

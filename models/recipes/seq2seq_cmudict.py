@@ -29,20 +29,21 @@ FAMILY = "seq2seq"
 MAX_LETTERS = 16
 MAX_PHONEMES = 16
 TEST_WORDS = 2_000
-TRAIN_WORDS = 20_000
+TRAIN_WORDS = 40_000
 SPLIT_SEED = 0
 LETTERS = string.ascii_lowercase  # letter i has source id i + 1; 0 pads
 PAD_ID, START_ID, END_ID, FIRST_PHONEME_ID = 0, 1, 2, 3
 CONFIG_BASE = {
     "source_vocab": len(LETTERS) + 1,
-    "embedding_dim": 32,
+    "embedding_dim": 64,
     "units": 128,
     "cell": "gru",
     "attention": "luong",
     "source_len": MAX_LETTERS,
     "target_len": MAX_PHONEMES + 1,  # the phonemes and the end id
 }
-EPOCHS = 10
+# PER still falls by ~1 point an epoch at 5-6 epochs; more words beat more epochs.
+EPOCHS = 6
 BEAM_WIDTH = 4
 CHECK_LIMIT = 400
 
@@ -55,7 +56,7 @@ class Split(NamedTuple):
 
 @functools.lru_cache(maxsize=1)
 def held_out_split() -> Split:
-    """The fixed split (seed 0): 2,000 held-out words and 20,000 training words."""
+    """The fixed split (seed 0): 2,000 held-out words and 40,000 training words."""
     from sparkzoo.datasets.loaders import cmudict_pairs
 
     pairs = cmudict_pairs(pronunciations="first", stress=False)
@@ -192,7 +193,7 @@ def train(spark, args):
     epochs = args.epochs or EPOCHS
     estimator = KerasEstimator(
         model=lambda: models.get(FAMILY, **config),
-        optimizer=tf.keras.optimizers.Adam(1e-3),
+        optimizer=tf.keras.optimizers.Adam(2.5e-3),  # x workers (linear scaling)
         loss="sparse_categorical_crossentropy",
         metrics=["accuracy"],
         feature_cols=["source_ids", "decoder_input_ids"],
@@ -251,7 +252,7 @@ def train(spark, args):
             "nearest_spelling_wer": round(sequence_error_rate(neighbour, references), 4),
         },
         notes=f"Trained with KerasEstimator on {args.workers} workers (Horovod ranks as Spark "
-        "barrier tasks) with teacher forcing, Adam 1e-3 x workers, batch 128 per worker, "
+        "barrier tasks) with teacher forcing, Adam 2.5e-3 x workers, batch 128 per worker, "
         "gradients clipped to norm 5. PER = total phoneme edit distance / total reference "
         "phonemes.",
     )

@@ -29,12 +29,14 @@ MIN_COUNT = 2  # a word enters the vocabulary if it occurs twice in the training
 CONFIG_BASE = {
     "seq_len": SEQ_LEN,
     "num_classes": 2,
-    "embedding_dim": 64,
+    "embedding_dim": 96,
     "kernel_sizes": (3, 4, 5),
-    "filters": 64,
+    "filters": 100,
     "dropout": 0.5,
 }
-EPOCHS = 6
+# Held-out accuracy peaks after 2-3 epochs and then falls by ~2 points as the CNN memorises
+# its 10k snippets (measured in single-process runs by the models-sequence helper).
+EPOCHS = 3
 TEST_SIZE = 0.2
 CHECK_LIMIT = 500
 
@@ -163,7 +165,7 @@ def train(spark, args):
     epochs = args.epochs or EPOCHS
     estimator = KerasEstimator(
         model=lambda: models.get(FAMILY, **config),
-        optimizer=tf.keras.optimizers.Adam(1e-3),
+        optimizer=tf.keras.optimizers.Adam(5e-4),
         loss="sparse_categorical_crossentropy",
         metrics=["accuracy"],
         feature_cols=["token_ids"],
@@ -226,7 +228,7 @@ def train(spark, args):
             "majority_class_accuracy": round(majority, 4),
         },
         notes=f"Trained with KerasEstimator on {args.workers} workers (Horovod ranks as Spark "
-        "barrier tasks) from random embeddings (no pre-trained word vectors), Adam 1e-3 x "
+        "barrier tasks) from random embeddings (no pre-trained word vectors), Adam 5e-4 x "
         "workers, batch 32 per worker. Token ids come from sparkzoo.datasets.text.TextSet on "
         "Spark; the recipe checks that the card's local encode() gives the same ids.",
     )
