@@ -111,7 +111,9 @@ class Transform:
     def __call__(
         self, image: np.ndarray, rng: np.random.Generator | int | None = None
     ) -> np.ndarray:
-        return Compose([self])(image, rng)
+        """Run on one image (H x W [x C]); ``rng`` (a Generator or a seed) for random steps."""
+        generator = _generator(rng, self) if self.random else None
+        return self.apply(as_hwc(image), generator)
 
     def then(self, other: Transform) -> Compose:
         """This step followed by ``other``: ``Resize(256).then(CenterCrop(224))``."""
@@ -148,12 +150,6 @@ class Compose(Transform):
         for step in self.steps:
             image = step.apply(image, rng if step.random else None)
         return image
-
-    def __call__(
-        self, image: np.ndarray, rng: np.random.Generator | int | None = None
-    ) -> np.ndarray:
-        generator = _generator(rng, self) if self.random else None
-        return self.apply(as_hwc(image), generator)
 
     def then(self, other: Transform) -> Compose:
         return Compose([*self.steps, other])

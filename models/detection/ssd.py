@@ -1,4 +1,4 @@
-"""SSD-lite: a MobileNet-like single-shot detector (Liu et al. 2016; SSDLite heads, Sandler et al. 2018).
+"""SSD-lite: a MobileNet-like single-shot detector (SSD, Liu et al. 2016; SSDLite, Sandler et al.).
 
 A backbone of depthwise-separable convolutions gives feature maps at the ``feature_strides``
 (8, 16, 32 by default); every map has a box head and a class head (3x3 depthwise-separable
@@ -140,7 +140,7 @@ def ssd_lite(
     (SSD encoding, variances 0.1/0.2) then class logits with background at index 0. Anchors
     of map k have scale ``s_k`` (evenly spaced from ``min_scale`` to ``max_scale``) for each
     aspect ratio, plus one square of scale ``sqrt(s_k s_k+1)``. Expects images scaled to
-    [0, 1]. 128x128 with the defaults: 1,344 anchors, ~0.3 M parameters.
+    [0, 1]. 128x128 with the defaults: 1,344 anchors, 0.11 M parameters (0.6 MB of weights).
 
     Example::
 

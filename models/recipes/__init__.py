@@ -14,4 +14,5 @@ RECIPES = {
     "yolo.scenes": "sparkzoo.models.recipes.yolo_scenes",
     "ncf.ml100k": "sparkzoo.models.recipes.ncf_ml100k",
     "text_cnn.rotten_tomatoes": "sparkzoo.models.recipes.text_cnn_rotten_tomatoes",
+    "seq2seq.cmudict": "sparkzoo.models.recipes.seq2seq_cmudict",
 }
