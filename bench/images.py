@@ -4,7 +4,9 @@ Figure ``image_decode``: images/s decoded and resized through Spark (an ``ImageS
 with ``Resize``, then run to the end with Spark's ``noop`` sink, ``local[2]``) / images/s of a bare OpenCV
 loop over the same files (read, ``cv2.imdecode``, RGB, ``cv2.resize``) on a pool of as many
 threads as Spark has task slots (2). OpenCV's own threading is off on both sides. Repeats
-alternate A/B; the median ratio is reported.
+alternate A/B; the median ratio is reported. ``cpu_ratio`` adds, per repeat, the CPU seconds
+of the bare loop / those of Spark (driver, JVM and Python workers) for the same files: less
+sensitive than wall time to what else runs on a shared machine.
 
 Data: JPEG files written to a temporary folder from the real photographs of ``skimage.data``
 (astronaut, coffee, chelsea, rocket, ...), each a random crop (60-100 % of each side), so that
@@ -58,20 +60,38 @@ def _bare_one(path: str, size: int) -> tuple[int, ...]:
     return cv2.resize(image, (size, size), interpolation=cv2.INTER_LINEAR).shape
 
 
-def bare_rate(paths: list[str], size: int, pool: ThreadPool) -> float:
-    """Images/s of the plain OpenCV loop on ``pool``."""
-    start = time.perf_counter()
+def cpu_seconds() -> float:
+    """CPU seconds used so far by this process and its children (Spark's JVM, whose children
+    are the Python workers), living ones included."""
+    import psutil  # comes with ipykernel, a sparkzoo dependency
+
+    total = 0.0
+    me = psutil.Process()
+    for process in [me, *me.children(recursive=True)]:
+        try:
+            times = process.cpu_times()
+        except psutil.Error:
+            continue  # ended meanwhile
+        total += times.user + times.system
+    return total
+
+
+def bare_rate(paths: list[str], size: int, pool: ThreadPool) -> tuple[float, float]:
+    """Images/s of the plain OpenCV loop on ``pool``, and its CPU seconds."""
+    cpu, start = cpu_seconds(), time.perf_counter()
     shapes = pool.map(lambda p: _bare_one(p, size), paths, chunksize=8)
-    elapsed = time.perf_counter() - start
+    elapsed, cpu = time.perf_counter() - start, cpu_seconds() - cpu
     assert len(shapes) == len(paths) and shapes[0] == (size, size, 3)
-    return len(paths) / elapsed
+    return len(paths) / elapsed, cpu
 
 
-def spark_rate(images, count: int) -> float:
-    """Images/s of one run of ``images`` (an ``ImageSet``) to the end, rows discarded."""
-    start = time.perf_counter()
+def spark_rate(images, count: int) -> tuple[float, float]:
+    """Images/s of one run of ``images`` (an ``ImageSet``) to the end, rows discarded, and the
+    CPU seconds of the driver, the JVM and the Python workers."""
+    cpu, start = cpu_seconds(), time.perf_counter()
     images.df.write.format("noop").mode("overwrite").save()
-    return count / (time.perf_counter() - start)
+    elapsed, cpu = time.perf_counter() - start, cpu_seconds() - cpu
+    return count / elapsed, cpu
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -101,14 +121,18 @@ def main(argv: list[str] | None = None) -> int:
         )
         spark_rate(images, len(paths))  # Python workers start, OpenCV loads
         bare_rate(paths, args.size, pool)
-        ratios, spark_runs, bare_runs = [], [], []
+        ratios, spark_runs, bare_runs, cpu_ratios = [], [], [], []
         for repeat in range(args.repeats):
-            ours = spark_rate(images, len(paths))
-            bare = bare_rate(paths, args.size, pool)
-            note(f"repeat {repeat + 1}/{args.repeats}: spark {ours:.0f}/s, opencv {bare:.0f}/s")
+            ours, ours_cpu = spark_rate(images, len(paths))
+            bare, bare_cpu = bare_rate(paths, args.size, pool)
+            note(
+                f"repeat {repeat + 1}/{args.repeats}: spark {ours:.0f}/s ({ours_cpu:.1f} CPU s), "
+                f"opencv {bare:.0f}/s ({bare_cpu:.1f} CPU s)"
+            )
             spark_runs.append(round(ours, 1))
             bare_runs.append(round(bare, 1))
             ratios.append(ours / bare)
+            cpu_ratios.append(round(bare_cpu / ours_cpu, 3))
         pool.close()
     emit(
         "image_decode",
@@ -116,6 +140,9 @@ def main(argv: list[str] | None = None) -> int:
         ">= 0.70",
         spark_images_per_s=spark_runs,
         opencv_images_per_s=bare_runs,
+        # CPU seconds of the bare loop / of Spark (driver, JVM, Python workers) for the same
+        # work: what the wall-time ratio tends to on an idle machine whose cores both scale.
+        cpu_ratio=cpu_ratios,
         images=len(paths),
         size=args.size,
         slots=SLOTS,

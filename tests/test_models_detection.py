@@ -353,3 +353,20 @@ def test_draw_detections_and_write_png(tmp_path):
     path = write_png(tmp_path / "out" / "det.png", drawn)
     assert np.array_equal(cv2.cvtColor(cv2.imread(str(path)), cv2.COLOR_BGR2RGB), drawn)
     assert [p.name for p in path.parent.iterdir()] == ["det.png"]
+
+
+DETECTOR_TAGS = models.list("ssd_lite.*", pretrained=True) + models.list("yolo.*", pretrained=True)
+
+
+@pytest.mark.parametrize("name", DETECTOR_TAGS)
+def test_pretrained_detectors_find_digits_in_larger_scenes(name):
+    from sparkzoo.datasets.synthetic import detection_scenes
+
+    detector = load_detector(name, score_threshold=0.05)
+    side = detector.config["input_shape"][0]
+    assert detector.labels == [str(d) for d in range(10)]
+    # Held-out scenes at twice the model's input size: resized down, boxes mapped back.
+    scenes = detection_scenes(12, image_size=2 * side, seed=0, subset="test")
+    found = detector.detect(scenes.images)
+    truths = [scenes.targets(i) for i in range(len(scenes))]
+    assert bx.mean_average_precision(found, truths, num_classes=10) > 0.6
