@@ -12,6 +12,7 @@ RECIPES = {
     "deepbit.mnist": "sparkzoo.models.recipes.deepbit_mnist",
     "ssd_lite.scenes": "sparkzoo.models.recipes.ssd_lite_scenes",
     "yolo.scenes": "sparkzoo.models.recipes.yolo_scenes",
+    "ncf.ml100k": "sparkzoo.models.recipes.ncf_ml100k",
     "text_cnn.rotten_tomatoes": "sparkzoo.models.recipes.text_cnn_rotten_tomatoes",
     "seq2seq.cmudict": "sparkzoo.models.recipes.seq2seq_cmudict",
     "lstm_forecaster.taylor": "sparkzoo.models.recipes.lstm_forecaster_taylor",
