@@ -94,17 +94,9 @@ def _preprocess_fn(preprocessing: Preprocessing) -> Callable[[np.ndarray], np.nd
     if unknown:
         raise ValueError(f"preprocessing keys {sorted(unknown)} unknown; use scale, mean, std")
 
-    def apply(batch: np.ndarray) -> np.ndarray:
-        x = batch.astype("float32")
-        if "scale" in spec:
-            x = x * np.float32(spec["scale"])
-        if "mean" in spec:
-            x = x - np.asarray(spec["mean"], dtype="float32")
-        if "std" in spec:
-            x = x / np.asarray(spec["std"], dtype="float32")
-        return x
+    from sparkzoo.models.registry import apply_preprocessing
 
-    return apply
+    return lambda batch: apply_preprocessing(spec, batch)
 
 
 class Detector:
