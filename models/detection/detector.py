@@ -120,44 +120,34 @@ class Detector:
 
     @staticmethod
     def from_model(
-        model: Any,
-        family: str,
-        config: dict | None = None,
-        score_threshold: float = 0.3,
-        iou_threshold: float = 0.45,
-        preprocessing: Preprocessing = None,
-        labels: Sequence[str] | None = None,
-        max_detections: int = 100,
-        batch_size: int = 16,
+        model: Any, family: str, config: dict | None = None, **options: Any
     ) -> KerasDetector:
         """A :class:`Detector` around a zoo detector model (``ssd_lite`` or ``yolo``).
 
         ``config`` is what the model was built with; missing keys take the family's
         defaults, except ``input_shape`` and ``num_classes``, read from the model.
-        ``preprocessing`` is the card's dict (``scale``/``mean``/``std``, applied to 0-255
-        values; default ``{"scale": 1/255}``, the [0, 1] input the families expect) or a
-        callable on a float32 batch.
+        ``options``: ``score_threshold`` (0.3), ``iou_threshold`` (0.45), ``preprocessing``,
+        ``labels``, ``max_detections`` (100), ``batch_size`` (16); see :class:`KerasDetector`.
 
         Example::
 
             det = Detector.from_model(model, "ssd_lite", {"num_classes": 10}, labels=names)
             det.detect(photo)[0].boxes
         """
-        return KerasDetector(
-            model,
-            family,
-            config,
-            score_threshold,
-            iou_threshold,
-            preprocessing,
-            labels,
-            max_detections,
-            batch_size,
-        )
+        return KerasDetector(model, family, config, **options)
 
 
 class KerasDetector(Detector):
-    """A zoo detector model behind the :class:`Detector` interface (see ``Detector.from_model``)."""
+    """A zoo detector model behind the :class:`Detector` interface (see ``Detector.from_model``).
+
+    Images are resized to the model's input (boxes are normalised, so they hold for the
+    original image), preprocessed and run in batches of ``batch_size``; the family's
+    ``decode_predictions`` keeps boxes scoring at least ``score_threshold``, suppresses
+    overlaps per class above ``iou_threshold`` and returns at most ``max_detections``.
+    ``preprocessing`` is a card's dict (``scale``/``mean``/``std``, applied to 0-255 values;
+    default ``{"scale": 1/255}``, the [0, 1] input the families expect) or a callable on a
+    float32 batch; ``labels`` names the classes.
+    """
 
     def __init__(
         self,

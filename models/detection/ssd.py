@@ -35,12 +35,18 @@ from sparkzoo.models.detection import anchors as anchor_lib
 from sparkzoo.models.detection.boxes import (
     DEFAULT_VARIANCES,
     Detections,
-    batched_nms,
     check_ground_truth,
     clip_boxes,
     decode,
     encode,
     iou,
+)
+from sparkzoo.models.detection.common import (
+    builder_settings,
+    candidates,
+    output_batch,
+    softmax,
+    suppress,
 )
 from sparkzoo.models.detection.squares import square_scenes
 from sparkzoo.models.registry import register
@@ -59,17 +65,7 @@ TINY = {
 
 def config_with_defaults(config: dict | None = None) -> dict:
     """The builder's defaults updated with ``config`` (what anchors and targets depend on)."""
-    import inspect
-
-    defaults = {
-        p.name: p.default
-        for p in inspect.signature(ssd_lite).parameters.values()
-        if p.default is not inspect.Parameter.empty
-    }
-    unknown = set(config or {}) - set(defaults)
-    if unknown:
-        raise ValueError(f"unknown ssd_lite settings {sorted(unknown)}; known: {sorted(defaults)}")
-    return {**defaults, **(config or {})}
+    return builder_settings(ssd_lite, "ssd_lite", config)
 
 
 def anchors_for(config: dict | None = None) -> np.ndarray:
@@ -111,10 +107,11 @@ def _ssd_example(config: dict, n: int, rng: np.random.Generator) -> tuple[np.nda
     return images, encode_targets(boxes, classes, config)
 
 
-def ssd_loss(config: dict | None = None) -> SSDLoss:
-    """The loss of a configuration (the registry calls this with the model's config)."""
+def ssd_loss(config: dict | None = None, **kwargs: Any) -> SSDLoss:
+    """The loss of a configuration (the registry calls this with the model's config);
+    ``kwargs`` go to :class:`SSDLoss` (``neg_pos_ratio``, ``box_weight``)."""
     cfg = config_with_defaults(config)
-    return SSDLoss(num_classes=cfg["num_classes"])
+    return SSDLoss(num_classes=cfg["num_classes"], **kwargs)
 
 
 @register(
@@ -308,12 +305,6 @@ class SSDLoss(tf.keras.losses.Loss):
         }
 
 
-def _softmax(logits: np.ndarray) -> np.ndarray:
-    z = logits - logits.max(axis=-1, keepdims=True)
-    e = np.exp(z)
-    return e / e.sum(axis=-1, keepdims=True)
-
-
 def decode_predictions(
     y_pred: Any,
     config: dict | None = None,
@@ -332,34 +323,11 @@ def decode_predictions(
     """
     cfg = config_with_defaults(config)
     anchors = anchors_for(cfg)
-    y = np.asarray(y_pred, dtype="float32")
-    if y.ndim == 2:
-        y = y[None]
-    expected = (len(anchors), 5 + cfg["num_classes"])
-    if y.shape[1:] != expected:
-        raise ValueError(
-            f"ssd_lite outputs for this config have shape (batch, {expected[0]}, {expected[1]}), "
-            f"got {y.shape}: is the config the model was built with?"
-        )
+    y = output_batch(y_pred, len(anchors), cfg["num_classes"], "ssd_lite")
     out = []
     for row in y:
-        probs = _softmax(row[:, 4:])[:, 1:]
-        anchor_idx, cls = np.nonzero(probs >= score_threshold)
-        scores = probs[anchor_idx, cls]
-        # Keep the best candidates of each class before decoding (NMS is quadratic).
-        keep = (
-            np.concatenate(
-                [
-                    np.flatnonzero(cls == c)[np.argsort(-scores[cls == c])[:candidates_per_class]]
-                    for c in np.unique(cls)
-                ]
-            )
-            if len(cls)
-            else np.zeros(0, dtype="int64")
-        )
-        anchor_idx, cls, scores = anchor_idx[keep], cls[keep], scores[keep]
-        boxes = clip_boxes(decode(row[anchor_idx, :4], anchors[anchor_idx]))
-        chosen = batched_nms(boxes, scores, cls, iou_threshold, max_detections)
-        names = [labels[int(c)] for c in cls[chosen]] if labels is not None else None
-        out.append(Detections(boxes[chosen], scores[chosen], cls[chosen], labels=names))
+        probs = softmax(row[:, 4:])[:, 1:]  # background dropped: ids are object classes
+        idx, cls, scores = candidates(probs, score_threshold, candidates_per_class)
+        boxes = clip_boxes(decode(row[idx, :4], anchors[idx]))
+        out.append(suppress(boxes, scores, cls, iou_threshold, max_detections, labels))
     return out

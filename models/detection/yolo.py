@@ -30,7 +30,6 @@ Example::
 
 from __future__ import annotations
 
-import inspect
 from collections.abc import Sequence
 from typing import Any
 
@@ -40,10 +39,16 @@ import tensorflow as tf
 from sparkzoo.models.detection import anchors as anchor_lib
 from sparkzoo.models.detection.boxes import (
     Detections,
-    batched_nms,
     check_ground_truth,
     clip_boxes,
     iou_tf,
+)
+from sparkzoo.models.detection.common import (
+    builder_settings,
+    candidates,
+    output_batch,
+    softmax,
+    suppress,
 )
 from sparkzoo.models.detection.squares import square_scenes
 from sparkzoo.models.registry import register
@@ -78,15 +83,7 @@ _OBJECTNESS_PRIOR = 0.01
 
 def config_with_defaults(config: dict | None = None) -> dict:
     """The builder's defaults updated with ``config``, with the anchors resolved."""
-    defaults = {
-        p.name: p.default
-        for p in inspect.signature(yolo).parameters.values()
-        if p.default is not inspect.Parameter.empty
-    }
-    unknown = set(config or {}) - set(defaults)
-    if unknown:
-        raise ValueError(f"unknown yolo settings {sorted(unknown)}; known: {sorted(defaults)}")
-    cfg = {**defaults, **(config or {})}
+    cfg = builder_settings(yolo, "yolo", config)
     cfg["anchors"] = resolve_anchors(cfg["feature_strides"], cfg["anchors"])
     return cfg
 
@@ -451,33 +448,22 @@ def decode_predictions(
     iou_threshold: float = 0.45,
     max_detections: int = 100,
     labels: Sequence[str] | None = None,
+    candidates_per_class: int = 200,
 ) -> list[Detections]:
     """Model outputs (batch, rows, 5 + C) -> one :class:`Detections` per image.
 
     Score of class c = sigmoid(objectness) x softmax(class logits)[c]; rows scoring at least
-    ``score_threshold`` are decoded, clipped to the image and suppressed per class at
-    ``iou_threshold``; the best ``max_detections`` remain.
+    ``score_threshold`` (at most ``candidates_per_class`` per class) are decoded, clipped to
+    the image and suppressed per class at ``iou_threshold``; the best ``max_detections``
+    remain.
     """
     cfg = config_with_defaults(config)
     priors = priors_for(cfg)
-    y = np.asarray(y_pred, dtype="float32")
-    if y.ndim == 2:
-        y = y[None]
-    expected = (len(priors["row"]), 5 + cfg["num_classes"])
-    if y.shape[1:] != expected:
-        raise ValueError(
-            f"yolo outputs for this config have shape (batch, {expected[0]}, {expected[1]}), "
-            f"got {y.shape}: is the config the model was built with?"
-        )
+    y = output_batch(y_pred, len(priors["row"]), cfg["num_classes"], "yolo")
     out = []
     for row in y:
-        logits = row[:, 5:] - row[:, 5:].max(axis=-1, keepdims=True)
-        probs = np.exp(logits) / np.exp(logits).sum(axis=-1, keepdims=True)
-        scores_all = _sigmoid(row[:, 4:5]) * probs
-        idx, cls = np.nonzero(scores_all >= score_threshold)
-        scores = scores_all[idx, cls]
+        class_scores = _sigmoid(row[:, 4:5]) * softmax(row[:, 5:])
+        idx, cls, scores = candidates(class_scores, score_threshold, candidates_per_class)
         boxes = clip_boxes(decode_boxes(row[idx, :4], {k: v[idx] for k, v in priors.items()}))
-        chosen = batched_nms(boxes, scores, cls, iou_threshold, max_detections)
-        names = [labels[int(c)] for c in cls[chosen]] if labels is not None else None
-        out.append(Detections(boxes[chosen], scores[chosen], cls[chosen], labels=names))
+        out.append(suppress(boxes, scores, cls, iou_threshold, max_detections, labels))
     return out
