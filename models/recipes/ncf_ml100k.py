@@ -63,6 +63,8 @@ class Protocol(NamedTuple):
     train: pd.DataFrame  # user_id, item_id, rating, timestamp (0-based ids)
     test: pd.DataFrame  # one row per user, sorted by user
     candidates: np.ndarray  # (users, 100): the held-out item in column 0, then 99 negatives
+    num_users: int = NUM_USERS  # embedding rows: ids are 0 .. num_users - 1
+    num_items: int = NUM_ITEMS
 
 
 def to_model_ids(values: np.ndarray | pd.Series, column: str) -> np.ndarray:
@@ -82,26 +84,46 @@ def to_model_ids(values: np.ndarray | pd.Series, column: str) -> np.ndarray:
     return ids + spec["offset"]
 
 
+def make_protocol(
+    ratings: pd.DataFrame,
+    num_users: int,
+    num_items: int,
+    negatives: int = EVAL_NEGATIVES,
+    seed: int = EVAL_SEED,
+) -> Protocol:
+    """Leave-last-out on ``ratings`` (0-based ``user_id``/``item_id``, ``timestamp``) with
+    ``negatives`` never-rated items per test user (drawn with ``seed``).
+
+    Example::
+
+        split = make_protocol(ratings, num_users=943, num_items=1682)
+    """
+    from sparkzoo.models.recommendation import leave_last_out, ranking_candidates
+
+    # leave_last_out breaks timestamp ties by row order, here the data file's: unrelated to
+    # the items (breaking them by item id would hold out the less popular, later-numbered
+    # movies; MovieLens users often rate several movies within one second).
+    train, test = leave_last_out(ratings)
+    candidates = ranking_candidates(test, ratings, num_items, negatives, seed=seed)
+    return Protocol(train, test, candidates, num_users, num_items)
+
+
 @functools.lru_cache(maxsize=1)
 def protocol() -> Protocol:
     """The split every run and every check uses (deterministic: no seed but ``EVAL_SEED``)."""
     from sparkzoo.datasets.loaders import movielens_100k
-    from sparkzoo.models.recommendation import leave_last_out, ranking_candidates
 
     ratings = movielens_100k().ratings
     ratings = ratings.assign(
         user_id=to_model_ids(ratings["user_id"], "user_id"),
         item_id=to_model_ids(ratings["item_id"], "item_id"),
     )
-    # leave_last_out breaks timestamp ties by row order, here the data file's: unrelated to
-    # the items (breaking them by item id would hold out the less popular, later-numbered
-    # movies; MovieLens users often rate several movies within one second).
-    train, test = leave_last_out(ratings)
-    candidates = ranking_candidates(test, ratings, NUM_ITEMS, EVAL_NEGATIVES, seed=EVAL_SEED)
-    return Protocol(train, test, candidates)
+    return make_protocol(ratings, NUM_USERS, NUM_ITEMS)
 
 
-def training_pairs(train: pd.DataFrame, rounds: int, seed: int) -> pd.DataFrame:
+def training_pairs(
+    train: pd.DataFrame, rounds: int, seed: int, num_items: int = NUM_ITEMS
+) -> pd.DataFrame:
     """Positives (label 1) and ``TRAIN_NEGATIVES`` fresh unrated items each (label 0), per round.
 
     Each round repeats the positives with a new negative draw, so one pass over the result
@@ -112,7 +134,7 @@ def training_pairs(train: pd.DataFrame, rounds: int, seed: int) -> pd.DataFrame:
     frames = []
     for round_ in range(rounds):
         negatives = sample_negatives(
-            train, TRAIN_NEGATIVES, seed=seed * 1000 + round_, num_items=NUM_ITEMS
+            train, TRAIN_NEGATIVES, seed=seed * 1000 + round_, num_items=num_items
         )
         frames.append(train[["user_id", "item_id"]].assign(label=1.0))
         frames.append(negatives.assign(label=0.0))
@@ -130,10 +152,10 @@ def ranking_metrics(scores: np.ndarray) -> dict:
     }
 
 
-def model_scores(model, limit: int | None = None) -> np.ndarray:
+def model_scores(model, limit: int | None = None, split: Protocol | None = None) -> np.ndarray:
     from sparkzoo.models.recommendation import score_candidates
 
-    split = protocol()
+    split = split or protocol()
     users = split.test["user_id"].to_numpy()[:limit]
     return score_candidates(model, users, split.candidates[:limit])
 
@@ -151,12 +173,12 @@ def popularity_scores(split: Protocol, seed: int = 0) -> np.ndarray:
     Without the tie-break the ranking metrics count every equally popular negative as ranked
     above the positive, which would understate the baseline.
     """
-    counts = np.bincount(split.train["item_id"].to_numpy(), minlength=NUM_ITEMS)
-    jitter = np.random.default_rng(seed).random(NUM_ITEMS) * 0.5  # < 1: never reorders counts
+    counts = np.bincount(split.train["item_id"].to_numpy(), minlength=split.num_items)
+    jitter = np.random.default_rng(seed).random(split.num_items) * 0.5  # < 1: never reorders counts
     return (counts + jitter)[split.candidates].astype("float64")
 
 
-def als_scores(spark, split: Protocol, seed: int) -> np.ndarray:
+def als_scores(spark, split: Protocol, seed: int, params: dict | None = None) -> np.ndarray:
     """Spark MLlib ALS (implicit preferences) on the training interactions, dot-product scores."""
     import shutil
     import tempfile
@@ -174,10 +196,10 @@ def als_scores(spark, split: Protocol, seed: int) -> np.ndarray:
         ratingCol="rating",
         implicitPrefs=True,
         seed=seed,
-        **ALS_PARAMS,
+        **(params or ALS_PARAMS),
     ).fit(interactions)
-    rank = ALS_PARAMS["rank"]
-    users, items = np.zeros((NUM_USERS, rank)), np.zeros((NUM_ITEMS, rank))
+    rank = (params or ALS_PARAMS)["rank"]
+    users, items = np.zeros((split.num_users, rank)), np.zeros((split.num_items, rank))
     for row in als.userFactors.collect():
         users[row["id"]] = row["features"]
     for row in als.itemFactors.collect():

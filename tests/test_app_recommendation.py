@@ -1,0 +1,232 @@
+"""apps/recommendation: MovieLens -> NCF / Wide & Deep on the distributed trainer -> HR@10 next
+to ALS and popularity -> top-k Parquet."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from sparkzoo.apps.common import read_metrics, run_notebook
+from sparkzoo.apps.recommendation import pipeline
+from sparkzoo.apps.recommendation.__main__ import main
+
+APP_DIR = Path(pipeline.__file__).parent
+
+
+def tiny_data(users: int = 6, items: int = 400, per_user: int = 30, seed: int = 0):
+    rng = np.random.default_rng(seed)
+    rows = []
+    for user in range(users):
+        for t, item in enumerate(rng.choice(items, per_user, replace=False)):
+            rows.append((100 + user, 1000 + int(item), 4.0, 10 * t))
+    ratings = pd.DataFrame(rows, columns=["user_id", "item_id", "rating", "timestamp"])
+    return pipeline.MovieLensData(ratings, source="tiny")
+
+
+def test_index_ids_maps_raw_ids_to_contiguous_rows():
+    data = tiny_data()
+    ids = pipeline.index_ids(data)
+    assert ids.num_users == 6
+    assert ids.ratings["user_id"].between(0, 5).all()
+    assert ids.ratings["item_id"].max() == ids.num_items - 1
+    # the mapping goes back to the raw ids, row for row
+    np.testing.assert_array_equal(
+        ids.user_ids[ids.ratings["user_id"]], data.ratings["user_id"].to_numpy()
+    )
+    np.testing.assert_array_equal(
+        ids.item_ids[ids.ratings["item_id"]], data.ratings["item_id"].to_numpy()
+    )
+
+
+def test_index_ids_names_a_missing_column_and_a_missing_id():
+    data = tiny_data()
+    with pytest.raises(ValueError, match="timestamp"):
+        pipeline.index_ids(pipeline.MovieLensData(data.ratings.drop(columns="timestamp")))
+    broken = data.ratings.astype({"item_id": "float64"})
+    broken.loc[3, "item_id"] = np.nan
+    with pytest.raises(ValueError, match="row 3"):
+        pipeline.index_ids(pipeline.MovieLensData(broken))
+
+
+def test_sample_users_keeps_whole_histories():
+    data = pipeline.load_movielens()
+    small = pipeline.sample_users(data, 0.1, seed=1)
+    kept = small.ratings["user_id"].unique()
+    assert 50 < len(kept) < 150
+    full_counts = data.ratings["user_id"].value_counts()
+    np.testing.assert_array_equal(
+        small.ratings["user_id"].value_counts().sort_index(), full_counts.loc[sorted(kept)]
+    )
+    with pytest.raises(ValueError, match="too few"):
+        pipeline.sample_users(tiny_data(users=3), 0.01)
+
+
+def test_split_needs_enough_movies_for_the_negatives():
+    ids = pipeline.index_ids(tiny_data(items=60, per_user=10))
+    with pytest.raises(ValueError, match="99 negatives"):
+        pipeline.make_split(ids)
+    split = pipeline.make_split(pipeline.index_ids(tiny_data()), negatives=99)
+    assert split.candidates.shape == (6, 100)
+    assert len(split.train) == 6 * 29
+
+
+def test_wide_deep_inputs_use_the_side_features_of_movielens_100k():
+    ids = pipeline.index_ids(pipeline.load_movielens())
+    assert (ids.num_users, ids.num_items) == (943, 1682)
+    config = pipeline.model_config("wide_deep", ids)
+    assert set(config["categorical"]) == {"user", "item", "genre", "decade", "occupation", "gender"}
+    inputs = pipeline.model_inputs(
+        "wide_deep", config, np.array([0, 1]), np.array([5, 6]), ids.side
+    )
+    assert sorted(inputs) == sorted([*config["categorical"], "age"])
+    assert inputs["genre"].shape == (2, 1)
+    assert inputs["occupation"][1, 0] == ids.side["occupation"][1]
+    model = pipeline.build_model("wide_deep", config)
+    assert model.predict(inputs, verbose=0).shape == (2, 1)
+    with pytest.raises(ValueError, match="unknown model"):
+        pipeline.model_config("bpr", ids)
+
+
+class _Broadcast:  # what mapInPandas receives from sc.broadcast: an object with .value
+    def __init__(self, value):
+        self.value = value
+
+
+def test_top_k_skips_seen_movies_and_ranks_by_score():
+    ids = pipeline.index_ids(tiny_data())
+    config = pipeline.model_config("ncf", ids)
+    model = pipeline.build_model("ncf", config)
+    seen = [np.unique(g.to_numpy()) for _, g in ids.ratings.groupby("user_id")["item_id"]]
+    spec = {
+        "key": "test",
+        "model": "ncf",
+        "config": config,
+        "weights": model.get_weights(),
+        "side": None,
+        "seen": seen,
+        "user_ids": ids.user_ids,
+        "item_ids": ids.item_ids,
+        "titles": np.array([f"movie {i}" for i in ids.item_ids]),
+    }
+    batches = [pd.DataFrame({"user": [0, 1]}), pd.DataFrame({"user": [5]})]
+    top = pd.concat(pipeline._top_k_partition(iter(batches), _Broadcast(spec), 5))
+    assert list(top.groupby("user_id").size()) == [5, 5, 5]
+    for user, group in top.groupby("user_id"):
+        assert list(group["rank"]) == [1, 2, 3, 4, 5]
+        assert group["score"].is_monotonic_decreasing
+        rated = set(tiny_data().ratings.query(f"user_id == {user}").item_id)
+        assert not rated & set(group["item_id"])  # never a movie the user already rated
+    expected = model.predict(
+        [np.zeros((ids.num_items, 1)), np.arange(ids.num_items)[:, None]], verbose=0
+    ).ravel()
+    expected[seen[0]] = -np.inf
+    assert list(top[top.user_id == 100]["item_id"]) == list(ids.item_ids[np.argsort(-expected)[:5]])
+
+
+def test_a_malformed_ratings_file_fails_by_line_and_leaves_no_output(tmp_path):
+    bad = tmp_path / "ratings.csv"
+    bad.write_text("userId,movieId,rating,timestamp\n1,10,4.0,100\n1,abc,3.0,101\n")
+    out = tmp_path / "out"
+    with pytest.raises(ValueError, match="line 3"):
+        main(["--input", str(bad), "--output", str(out)])
+    assert not out.exists()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["ratings.csv"]
+    with pytest.raises(FileNotFoundError, match="does not exist"):
+        main(["--input", str(tmp_path / "nope.csv"), "--output", str(out)])
+
+
+def _check_run(metrics: dict, recommendations: pd.DataFrame, top_k: int) -> None:
+    figures = metrics["metrics"]
+    for name in ("als", "popularity"):
+        assert 0.0 <= figures[name]["hr@10"] <= 1.0
+        assert figures[name]["ndcg@10"] <= figures[name]["hr@10"]
+    assert 0.0 <= figures["hr@10"] <= 1.0
+    assert figures["candidates"] == 100
+    assert len(figures["hr_curve"][figures["model"]]) == 20
+    assert list(recommendations.columns) == ["user_id", "rank", "item_id", "title", "score"]
+    assert recommendations["user_id"].nunique() == figures["users"]
+    assert (recommendations.groupby("user_id").size() == top_k).all()
+
+
+def test_cli_trains_ncf_and_writes_recommendations(spark, tmp_path):
+    out = tmp_path / "out"
+    rc = main(["--output", str(out), "--sample-rate", "0.05", "--rounds", "1", "--top-k", "5"])
+    assert rc == 0
+    assert sorted(p.name for p in out.iterdir()) == [
+        "hit_ratio.png",
+        "metrics.json",
+        "model",
+        "recommendations",
+    ]
+    recommendations = pd.read_parquet(out / "recommendations")
+    metrics = read_metrics(str(out))
+    _check_run(metrics, recommendations, 5)
+    assert metrics["args"]["model"] == "ncf"
+    # every recommended movie is one the user never rated, titles filled in
+    ratings = pipeline.load_movielens().ratings
+    rated = set(zip(ratings.user_id, ratings.item_id, strict=True))
+    assert not any(
+        (u, i) in rated
+        for u, i in zip(recommendations.user_id, recommendations.item_id, strict=True)
+    )
+    assert (recommendations["title"] != "").mean() > 0.95
+    assert (out / "hit_ratio.png").read_bytes()[:4] == b"\x89PNG"
+
+
+@pytest.mark.hdfs
+def test_cli_wide_deep_writes_to_hdfs(spark, hdfs):
+    target = f"{hdfs}/apps/recommendation"
+    assert (
+        main(["--output", target, "--model", "wide_deep", "--sample-rate", "0.05", "--rounds", "1"])
+        == 0
+    )
+    metrics = read_metrics(target)
+    assert metrics["metrics"]["model"] == "wide_deep"
+    recommendations = spark.read.parquet(f"{target}/recommendations").toPandas()
+    _check_run(metrics, recommendations, 10)
+
+
+@pytest.mark.slow
+def test_notebook_runs(tmp_path):
+    run_notebook(
+        "recommendation",
+        env={
+            "SPARKZOO_MASTER": "local[2]",
+            "SPARKZOO_SAMPLE_RATE": "0.05",
+            "SPARKZOO_ROUNDS": "1",
+            "SPARKZOO_OUTPUT": str(tmp_path),
+        },
+    )
+    assert len(pd.read_parquet(tmp_path / "recommendations")) > 0
+
+
+@pytest.mark.slow
+def test_submit_script_runs(tmp_path):
+    out = tmp_path / "out"
+    result = subprocess.run(
+        [
+            str(APP_DIR / "submit.sh"),
+            "--master",
+            "local[2]",
+            "--output",
+            str(out),
+            "--sample-rate",
+            "0.05",
+            "--rounds",
+            "1",
+        ],
+        env={**os.environ, "PYTHON": sys.executable},
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["metrics"]["test_users"] > 0
