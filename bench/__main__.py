@@ -6,7 +6,11 @@ import argparse
 import importlib
 import sys
 
-BENCHMARKS = {"trainer": "sparkzoo.bench.trainer", "images": "sparkzoo.bench.images"}
+BENCHMARKS = {
+    "trainer": "sparkzoo.bench.trainer",
+    "images": "sparkzoo.bench.images",
+    "pipeline": "sparkzoo.bench.pipeline",
+}
 
 
 def main(argv: list[str] | None = None) -> int:
