@@ -20,14 +20,17 @@ Example (the skeleton of an app's ``__main__.py``)::
 from __future__ import annotations
 
 import argparse
+import contextlib
 import io
 import json
 import os
 import platform
+import sys
 import time
 import uuid
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 from sparkzoo import fs
 
@@ -79,7 +82,9 @@ def add_common_args(
 
 def app_parser(prog: str, description: str, input_help: str) -> argparse.ArgumentParser:
     """An ``argparse`` parser for ``python -m sparkzoo.apps.<prog>`` with the common flags."""
-    parser = argparse.ArgumentParser(prog=f"python -m sparkzoo.apps.{prog}", description=description)
+    parser = argparse.ArgumentParser(
+        prog=f"python -m sparkzoo.apps.{prog}", description=description
+    )
     return add_common_args(parser, input_help)
 
 
@@ -97,6 +102,36 @@ def sample(df, rate: float, seed: int = 0):
     if hasattr(df, "rdd"):
         return df.sample(fraction=rate, seed=seed)
     return df.sample(frac=rate, random_state=seed)
+
+
+def run_cli(main: Callable[[], int]) -> NoReturn:
+    """Run an app's ``main()`` as a program (``python -m`` or ``spark-submit``) and exit with
+    its code.
+
+    Under ``spark-submit`` the driver JVM launched this Python process, and after a barrier
+    stage (every training run) the JVM keeps Spark's non-daemon "Barrier task timer" thread:
+    ``spark-submit`` would never return once the app has finished. So there the JVM is ended
+    with the app's exit code (``System.exit`` still runs Spark's shutdown hooks).
+    """
+    try:
+        code = main()
+    except SystemExit as exc:
+        code = exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
+    except BaseException:
+        import traceback
+
+        traceback.print_exc()
+        code = 1
+    sys.stdout.flush()
+    sys.stderr.flush()
+    if os.environ.get("PYSPARK_GATEWAY_PORT"):  # set only when a JVM launched this process
+        from pyspark import SparkContext
+
+        gateway = SparkContext._gateway
+        if gateway is not None:
+            with contextlib.suppress(Exception):  # the JVM goes away mid-call, as asked
+                gateway.jvm.java.lang.System.exit(code)
+    sys.exit(code)
 
 
 # ---- atomic output folder ---------------------------------------------------------------------

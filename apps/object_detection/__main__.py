@@ -27,6 +27,7 @@ from sparkzoo.apps.common import (
     StagedOutput,
     add_common_args,
     read_metrics,
+    run_cli,
     start_spark,
 )
 from sparkzoo.apps.object_detection import pipeline as p
@@ -380,4 +381,4 @@ def visualise(args: argparse.Namespace) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    run_cli(main)

@@ -19,10 +19,9 @@ Example::
 
 from __future__ import annotations
 
-import sys
 import time
 
-from sparkzoo.apps.common import StagedOutput, app_parser, start_spark
+from sparkzoo.apps.common import StagedOutput, app_parser, run_cli, start_spark
 from sparkzoo.apps.recommendation import pipeline
 
 
@@ -105,4 +104,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    run_cli(main)

@@ -1,0 +1,180 @@
+"""Anomaly detection on a time series with an LSTM trained on Spark by Horovod.
+
+``python -m sparkzoo.apps.anomaly_detection --output DIR`` reads the packaged Taylor
+electricity-demand series (real) with 16 SYNTHETIC labelled anomalies injected, trains
+``lstm_forecaster`` on the first half with 2 Horovod workers, flags the points whose forecast
+error passes the training part's 99th percentile, and scores the held-out half against a
+rolling z-score and scikit-learn's IsolationForest thresholded the same way. ``--input``
+takes a NAB-format CSV instead (``--labels`` its NAB labels JSON).
+
+Writes under ``--output``: ``points/`` (Parquet: index, timestamp, value, part, error,
+is_anomaly, the baselines' scores and flags, label), ``detections.png``, ``metrics.json``.
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+
+from sparkzoo.apps.common import StagedOutput, app_parser, run_cli, start_spark
+
+
+def _units(text: str) -> tuple[int, ...]:
+    import argparse
+
+    try:
+        units = tuple(int(u) for u in text.split(","))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"--units {text!r}: expected sizes like 32,16") from None
+    if not units or min(units) < 1:
+        raise argparse.ArgumentTypeError(f"--units {text!r}: sizes must be positive")
+    return units
+
+
+def parser():
+    from sparkzoo.apps.anomaly_detection.pipeline import MODELS
+
+    p = app_parser(
+        "anomaly_detection",
+        "LSTM anomaly detection on a time series, trained on Spark with Horovod, measured "
+        "against a rolling z-score and IsolationForest",
+        "a NAB-format CSV (timestamp,value); default: the packaged series named by --series "
+        "with injected (synthetic, labelled) anomalies",
+    )
+    p.add_argument("--series", default="taylor",
+                   help="packaged real series when --input is not given (default taylor; "
+                   "see sparkzoo.datasets.list_time_series())")  # fmt: skip
+    p.add_argument("--labels", default=None,
+                   help="NAB labels JSON for --input (combined_windows.json or "
+                   "combined_labels.json)")  # fmt: skip
+    p.add_argument("--labels-key", default=None,
+                   help="the entry in --labels, e.g. realKnownCause/nyc_taxi.csv")  # fmt: skip
+    p.add_argument("--anomalies", type=int, default=16,
+                   help="anomalies to inject into a packaged series (default 16)")  # fmt: skip
+    p.add_argument("--magnitude", type=float, default=1.0,
+                   help="size of the injected anomalies, x the series' typical step")  # fmt: skip
+    p.add_argument("--model", choices=MODELS, default="lstm_forecaster")
+    p.add_argument("--window", type=int, default=48, help="points per window (default 48)")
+    p.add_argument("--units", type=_units, default=(32, 16), help="LSTM sizes (default 32,16)")
+    p.add_argument("--train-fraction", type=float, default=0.5,
+                   help="first share of the series used for training and the threshold")  # fmt: skip
+    p.add_argument("--quantile", type=float, default=0.99,
+                   help="threshold: this quantile of each detector's training scores")  # fmt: skip
+    p.add_argument("--workers", type=int, default=2, help="Horovod ranks (default 2)")
+    p.add_argument("--epochs", type=int, default=10)
+    p.add_argument("--batch-size", type=int, default=32, help="batch per worker (default 32)")
+    p.add_argument("--tracking-uri", default=None, help="MLflow tracking URI (default: none)")
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    from sparkzoo.apps.anomaly_detection import pipeline
+
+    args = parser().parse_args(argv)
+    if args.input is None and args.labels is not None:
+        print("error: --labels needs --input (a NAB CSV)", file=sys.stderr)
+        return 2
+    try:
+        if args.input is not None:
+            frame = pipeline.load_nab(args.input, args.labels, args.labels_key, args.sample_rate)
+            name, labels_kind = args.input, "NAB labels" if args.labels else "none"
+        else:
+            frame = pipeline.load_packaged(
+                args.series, args.anomalies, args.seed, args.magnitude, args.sample_rate
+            )
+            name, labels_kind = args.series, "injected (synthetic)"
+    except (OSError, ValueError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+
+    from pyspark.sql import SparkSession
+
+    # A session this run starts is stopped at the end (spark-submit otherwise lingers on exit);
+    # one that was already running (a notebook, the tests) is left running.
+    owned = SparkSession.getActiveSession() is None
+    spark = start_spark(args, "anomaly_detection")
+    print(
+        f"{name}: {len(frame):,} points, labels: {labels_kind}"
+        + (
+            f", {int(frame['label'].sum())} anomalous points"
+            if frame["label"].notna().all()
+            else ""
+        )
+    )
+    try:
+        with StagedOutput(args.output, args.overwrite) as out:
+            windows = pipeline.spark_windows(
+                spark, frame, args.window, args.model, args.train_fraction
+            )
+            train_rows = windows.parts["train"]["rows"]
+            print(f"windows of {args.window} on Spark; training part: {train_rows:,} points")
+            print(f"training {args.model} on {args.workers} Horovod workers, {args.epochs} epochs")
+            fitted = pipeline.train_detector(
+                windows, args.model, args.units, args.epochs, args.workers, args.batch_size,
+                seed=args.seed, tracking_uri=args.tracking_uri,
+            )  # fmt: skip
+            print("scoring every window on Spark")
+            started = time.perf_counter()
+            errors = pipeline.point_errors(fitted, windows, args.model)
+            score_s = time.perf_counter() - started
+            result = pipeline.detect(
+                frame, errors, train_rows, args.window, args.quantile, windows.scaler, args.seed
+            )
+            windows.unpersist()
+            spark.createDataFrame(result.points, pipeline.POINTS_SCHEMA).write.parquet(
+                out.path("points")
+            )
+            title = f"{name}, {labels_kind} anomalies, {args.model}"
+            out.save_figure("detections.png", pipeline.plot_detections(frame, result, title))
+            figures = {
+                "series": name,
+                "labels": labels_kind,
+                "points": len(frame),
+                "model": args.model,
+                "train_points": train_rows,
+                "threshold_policy": f"quantile {args.quantile} of each detector's scores on "
+                "the training part (labels unused)",
+                "thresholds": result.thresholds,
+                **result.evaluated,
+                "flagged_held_out": int(
+                    result.points.loc[result.points["part"] == "test", "is_anomaly"].sum()
+                ),
+                "fit_s": round(fitted.summary["fit_s"], 1),
+                "score_s": round(score_s, 1),
+                "final_loss": _final_loss(fitted),
+                **{f"{name}_{k}": v for name, m in result.metrics.items() for k, v in m.items()},
+            }
+            record = out.write_metrics("anomaly_detection", args, figures)
+    except (OSError, ValueError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    finally:
+        if owned:
+            spark.stop()
+    _summary(record, result, args.output)
+    return 0
+
+
+def _final_loss(fitted) -> float | None:
+    history = getattr(fitted, "history", None) or {}
+    losses = history.get("loss") if isinstance(history, dict) else None
+    return round(float(losses[-1]), 5) if losses else None
+
+
+def _summary(record: dict, result, output: str) -> None:
+    m = record["metrics"]
+    print(
+        f"\nheld-out points: {m['held_out_points']:,}; flagged by the LSTM: {m['flagged_held_out']}"
+    )
+    if result.metrics:
+        print(f"{'detector':<18}{'precision':>10}{'recall':>8}{'F1':>7}{'events':>8}{'AUPRC':>7}")
+        for name, s in result.metrics.items():
+            print(
+                f"{name:<18}{s['precision']:>10.3f}{s['recall']:>8.3f}{s['f1']:>7.3f}"
+                f"{s['events_found']:>5}/{m['held_out_events']:<2}{s['auprc'] or float('nan'):>7.3f}"
+            )
+    print(f"results in {output} ({record['seconds']:.0f} s, load {record['loadavg']})")
+
+
+if __name__ == "__main__":
+    run_cli(main)
