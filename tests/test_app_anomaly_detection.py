@@ -55,6 +55,22 @@ def test_load_packaged_injects_labelled_anomalies_into_the_real_series():
     assert spikes.sum() == 2 and not np.allclose(frame["value"].to_numpy()[spikes], real[spikes])
 
 
+def test_load_packaged_can_keep_the_training_history_clean():
+    from sparkzoo.datasets import time_series
+
+    frame = pipeline.load_packaged(
+        "taylor", anomalies=6, seed=1, sample_rate=0.25, clean_fraction=0.5
+    )
+    real = time_series("taylor")["value"].to_numpy()[:1008]
+    assert not frame["label"].to_numpy()[:504].any()
+    assert (frame["event"].to_numpy()[:504] == -1).all()
+    np.testing.assert_allclose(frame["value"].to_numpy()[:504], real[:504])
+    assert set(frame.loc[frame["label"], "event"]) == set(range(6))
+    assert frame["index"].tolist() == list(range(1008))
+    with pytest.raises(ValueError, match="clean fraction"):
+        pipeline.load_packaged("taylor", clean_fraction=1.0)
+
+
 def test_load_packaged_rejects_an_unknown_series():
     with pytest.raises(ValueError, match="unknown series 'nope': choose one of taylor"):
         pipeline.load_packaged("nope")

@@ -60,6 +60,9 @@ def parser():
                    help="first share of the series used for training and the threshold")  # fmt: skip
     p.add_argument("--quantile", type=float, default=0.99,
                    help="threshold: this quantile of each detector's training scores")  # fmt: skip
+    p.add_argument("--inject-into", choices=("test", "all"), default="test",
+                   help="packaged series: inject anomalies into the held-out part only "
+                   "(default; the training history stays normal) or all of it")  # fmt: skip
     p.add_argument("--workers", type=int, default=2, help="Horovod ranks (default 2)")
     p.add_argument("--epochs", type=int, default=10)
     p.add_argument("--batch-size", type=int, default=32, help="batch per worker (default 32)")
@@ -80,7 +83,12 @@ def main(argv: list[str] | None = None) -> int:
             name, labels_kind = args.input, "NAB labels" if args.labels else "none"
         else:
             frame = pipeline.load_packaged(
-                args.series, args.anomalies, args.seed, args.magnitude, args.sample_rate
+                args.series,
+                args.anomalies,
+                args.seed,
+                args.magnitude,
+                args.sample_rate,
+                clean_fraction=args.train_fraction if args.inject_into == "test" else 0.0,
             )
             name, labels_kind = args.series, "injected (synthetic)"
     except (OSError, ValueError) as exc:

@@ -80,10 +80,13 @@ def load_packaged(
     seed: int = 0,
     magnitude: float = 1.0,
     sample_rate: float = 1.0,
+    clean_fraction: float = 0.0,
 ) -> pd.DataFrame:
     """A real packaged series (``sparkzoo.datasets.time_series(name)``, missing values
     dropped) with ``anomalies`` SYNTHETIC labelled anomalies injected (spikes, level shifts,
     noise bursts, cycling). ``sample_rate`` keeps the first fraction before injecting.
+    ``clean_fraction`` leaves the first share of the series as it was (the history a detector
+    is trained and thresholded on, assumed normal as in practice) and injects into the rest.
 
     Returns ``index`` (0..n-1), ``timestamp``, ``value`` (with the anomalies), ``label``
     (bool: inside an injected anomaly), ``event`` (the anomaly's number, -1 outside) and
@@ -102,7 +105,19 @@ def load_packaged(
         raise ValueError(f"unknown series {name!r}: choose one of {', '.join(known)}")
     frame = time_series(name, dropna=True)
     frame = head_fraction(frame[["timestamp", "value"]], sample_rate)
-    frame, labels = inject_anomalies(frame, n=anomalies, seed=seed, magnitude=magnitude)
+    if not 0.0 <= clean_fraction < 1.0:
+        raise ValueError(f"clean fraction {clean_fraction} must be in [0, 1)")
+    clean = int(len(frame) * clean_fraction)
+    later, labels = inject_anomalies(
+        frame.iloc[clean:], n=anomalies, seed=seed, magnitude=magnitude
+    )
+    frame = pd.concat([frame.iloc[:clean], later])
+    labels = pd.concat(
+        [
+            pd.DataFrame({"is_anomaly": False, "kind": "", "event": -1}, index=frame.index[:clean]),
+            labels,
+        ]
+    )
     frame = frame.assign(
         label=labels["is_anomaly"].to_numpy(),
         event=labels["event"].to_numpy(),
