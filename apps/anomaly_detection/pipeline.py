@@ -260,8 +260,8 @@ def train_detector(
     """Train ``model`` on the training windows with :class:`sparkzoo.trainer.KerasEstimator`
     (``workers`` Horovod ranks as Spark barrier tasks); returns the fitted ``KerasModel``.
 
-    The training part is not cleaned of anomalies: the detector is unsupervised, as it would
-    be on data nobody has labelled.
+    The detector is unsupervised: it never sees a label (the training part is whatever the
+    data holds; the packaged default keeps it free of injected anomalies).
 
     Example::
 
