@@ -1,0 +1,242 @@
+"""Fraud detection on transactions: train and evaluate, or score new transactions in batch.
+
+``python -m sparkzoo.apps.fraud --output DIR [flags]`` (training; the default data is the
+SYNTHETIC PaySim-like generator, ``--input creditcard.csv`` reads the Kaggle file) writes
+``scored_test/`` (Parquet), ``model/`` (Keras model + ``preprocess.json`` with the scaler and
+the threshold), ``pr_curve.png`` and ``metrics.json``.
+``python -m sparkzoo.apps.fraud score --model DIR/model --input NEW --output DIR2`` writes
+``scores/`` (Parquet with ``score`` and ``flag``) and ``metrics.json``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+
+from sparkzoo.apps.common import StagedOutput, add_common_args, app_parser, run_cli, start_spark
+from sparkzoo.apps.fraud import pipeline as fp
+
+INPUT_HELP = (
+    "transactions to train on: a Kaggle credit-card CSV (Time, V1..V28, Amount, Class) or a "
+    "transactions CSV/Parquet (timestamp, customer_id, merchant_id, merchant_category, type, "
+    "amount, is_fraud); default: the SYNTHETIC PaySim-like generator"
+)
+
+
+def _train_parser() -> argparse.ArgumentParser:
+    parser = app_parser(
+        "fraud", "Train and evaluate fraud detection (tabular MLP vs scikit-learn)", INPUT_HELP
+    )
+    parser.add_argument("--customers", type=int, default=1000, help="generator: accounts")
+    parser.add_argument("--days", type=int, default=30, help="generator: days of activity")
+    parser.add_argument(
+        "--fraud-rate", type=float, default=0.01, help="generator: share of fraud (0.01)"
+    )
+    parser.add_argument("--workers", type=int, default=2, help="Horovod ranks (default 2)")
+    parser.add_argument("--epochs", type=int, default=8)
+    parser.add_argument("--batch-size", type=int, default=256, help="per worker")
+    parser.add_argument("--learning-rate", type=float, default=1e-3)
+    parser.add_argument(
+        "--hidden", type=int, nargs="+", default=[64, 32], help="hidden layer sizes"
+    )
+    parser.add_argument(
+        "--positive-share",
+        type=float,
+        default=0.2,
+        help="oversample fraud rows of the training part to this share (default 0.2)",
+    )
+    parser.add_argument(
+        "--split",
+        type=float,
+        nargs=3,
+        default=[0.6, 0.2, 0.2],
+        metavar=("TRAIN", "VAL", "TEST"),
+        help="time-ordered fractions (default 0.6 0.2 0.2)",
+    )
+    parser.add_argument(
+        "--tracking-uri", default=None, help="MLflow tracking URI (default: no tracking)"
+    )
+    return parser
+
+
+def _score_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="python -m sparkzoo.apps.fraud score",
+        description="Score new transactions in batch with a trained fraud model",
+    )
+    add_common_args(parser, "the transactions to score (CSV or Parquet, same layout as training)")
+    parser.add_argument("--model", required=True, help="the model/ folder of a training run")
+    parser.add_argument(
+        "--history",
+        default=None,
+        help="earlier transactions of the same accounts, so past windows see them",
+    )
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv[:1] == ["score"]:
+        args = _score_parser().parse_args(argv[1:])
+        run = _score
+    else:
+        args = _train_parser().parse_args(argv[1:] if argv[:1] == ["train"] else argv)
+        run = _train
+    from pyspark.sql import SparkSession
+
+    # A session this run creates is stopped at the end: under spark-submit a live context
+    # keeps the driver JVM from exiting. One the caller already had (tests, notebooks) stays.
+    owned = SparkSession.getActiveSession() is None
+    try:
+        return run(args)
+    except (ValueError, FileNotFoundError, FileExistsError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    finally:
+        active = SparkSession.getActiveSession()
+        if owned and active is not None:
+            active.stop()
+
+
+def _step(message: str) -> None:
+    print(f"[fraud] {message}", flush=True)
+
+
+def _train(args: argparse.Namespace) -> int:
+    if abs(sum(args.split) - 1.0) > 1e-6:
+        raise ValueError(f"--split {args.split} must sum to 1")
+    spark = start_spark(args, "fraud")
+    start = time.perf_counter()
+    with StagedOutput(args.output, args.overwrite) as out:
+        source = args.input or "the synthetic generator"
+        _step(f"reading {source}")
+        raw = fp.load_transactions(
+            spark, args.input, args.customers, args.days, args.fraud_rate, args.seed
+        )
+        raw = fp.sample_accounts(raw, args.sample_rate, args.seed)
+        data = fp.prepare(raw, source)
+        feats = fp.add_features(data).cache()
+        train, val, test = fp.time_split(feats, args.split)
+        counts = {
+            name: part.groupBy(fp.LABEL).count().collect()
+            for name, part in (("train", train), ("validation", val), ("test", test))
+        }
+        sizes = {n: {int(r[0]): int(r[1]) for r in rows} for n, rows in counts.items()}
+        _step(
+            f"{data.layout} layout; past-window features done; time-ordered split "
+            + ", ".join(f"{n} {sum(c.values())} ({c.get(1, 0)} fraud)" for n, c in sizes.items())
+        )
+        prep = fp.fit_preprocessor(train, data.layout)
+        balanced, factor = fp.oversample(train, args.positive_share)
+        _step(
+            f"training tabular_mlp on {args.workers} Horovod workers, {args.epochs} epochs, "
+            f"fraud rows x{factor} (focal loss)"
+        )
+        fit_start = time.perf_counter()
+        fitted = fp.train_mlp(
+            fp.assemble(balanced, prep),
+            len(prep.input_names),
+            workers=args.workers,
+            epochs=args.epochs,
+            batch_size=args.batch_size,
+            learning_rate=args.learning_rate,
+            hidden=args.hidden,
+            seed=args.seed,
+            tracking_uri=args.tracking_uri,
+        )
+        fit_seconds = time.perf_counter() - fit_start
+
+        _step("scoring validation and test parts; fitting scikit-learn baselines")
+        result = fp.evaluate(fitted, prep, train, val, test, args.seed)
+        models, scored_test = result.models, result.scored_test
+        mlp_test = models["tabular_mlp"]["test"]
+
+        scored_test.select(*fp.output_columns(data.layout, True)).write.parquet(
+            out.path("scored_test")
+        )
+        fp.save_model(fitted, prep, out.path("model"))
+        out.save_figure(
+            "pr_curve.png",
+            fp.pr_curve_figure(result.curves, (mlp_test.get("recall"), mlp_test.get("precision"))),
+        )
+        key = f"precision_at_recall_{fp.TARGET_RECALL}"
+        metrics = {
+            "data": "synthetic PaySim-like generator" if args.input is None else args.input,
+            "layout": data.layout,
+            "rows": {n: sum(c.values()) for n, c in sizes.items()},
+            "fraud": {n: c.get(1, 0) for n, c in sizes.items()},
+            "features": prep.input_names,
+            "oversample_factor": factor,
+            "threshold": prep.threshold,
+            "fit_seconds": round(fit_seconds, 2),
+            "baseline_fit_seconds": round(result.baseline_seconds, 2),
+            "history": fitted.history,
+            "models": models,
+            "auprc": {n: m["test"]["auprc"] for n, m in models.items()},
+            key: {n: m["test"][key] for n, m in models.items()},
+        }
+        record = out.write_metrics("fraud", args, metrics)
+        feats.unpersist()
+        scored_test.unpersist()
+    _print_summary(record, args.output, time.perf_counter() - start)
+    return 0
+
+
+def _print_summary(record: dict, output: str, seconds: float) -> None:
+    metrics = record["metrics"]
+    print(
+        f"\nfraud detection, test part ({metrics['rows']['test']} latest transactions, "
+        f"{metrics['fraud']['test']} fraud):"
+    )
+    print(fp.metrics_table(metrics["models"]))
+    t = metrics["models"]["tabular_mlp"]["test"]
+    print(
+        f"MLP at the validation threshold {metrics['threshold']:.4f}: precision "
+        f"{fp.format_figure(t.get('precision'))}, recall {fp.format_figure(t.get('recall'))}, "
+        f"{t.get('flagged')} flagged"
+    )
+    print(
+        f"done in {seconds:.0f} s; output in {output} (metrics.json, scored_test/, model/, "
+        "pr_curve.png)"
+    )
+
+
+def _score(args: argparse.Namespace) -> int:
+    if args.input is None:
+        raise ValueError("score needs --input: the transactions to score")
+    spark = start_spark(args, "fraud")
+    fitted, prep = fp.load_model(args.model)
+    with StagedOutput(args.output, args.overwrite) as out:
+        _step(f"scoring {args.input} with {args.model} (threshold {prep.threshold:.4f})")
+        raw = fp.sample_accounts(fp.load_transactions(spark, args.input), args.sample_rate)
+        new = fp.prepare(raw, args.input, require_label=False)
+        history = None
+        if args.history:
+            history = fp.prepare(
+                fp.load_transactions(spark, args.history), args.history, require_label=False
+            )
+        scored = fp.score_new(fitted, prep, new, history).cache()
+        scored.select(*fp.output_columns(new.layout, new.labelled)).write.parquet(
+            out.path("scores")
+        )
+        columns = [fp.SCORE, fp.LABEL] if new.labelled else [fp.SCORE]
+        values = fp.to_numpy(scored, columns)
+        metrics: dict = {
+            "rows": len(values[0]),
+            "flagged": int((values[0] >= prep.threshold).sum()),
+            "threshold": prep.threshold,
+        }
+        if new.labelled:
+            metrics["evaluation"] = fp.score_metrics(values[1], values[0], prep.threshold)
+        out.write_metrics("fraud-score", args, metrics)
+        scored.unpersist()
+    print(
+        f"scored {metrics['rows']} transactions, flagged {metrics['flagged']}; "
+        f"output in {args.output} (scores/, metrics.json)"
+    )
+    return 0
+
+
+if __name__ == "__main__":
+    run_cli(main)
