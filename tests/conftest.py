@@ -8,6 +8,7 @@ local HDFS; ``slow`` tests build wheels, start processes or train. ``make test``
 from __future__ import annotations
 
 import atexit
+import json
 import os
 import subprocess
 import sys
@@ -88,3 +89,18 @@ def run_python(
         text=True,
         timeout=timeout,
     )
+
+
+def run_submit(app: str, output: Path, *args: str, timeout: int = 600) -> dict:
+    """Run ``apps/<app>/submit.sh --master local[2] --output OUTPUT ARGS`` (spark-submit with
+    this interpreter), assert it succeeded, and return the ``metrics.json`` it wrote."""
+    result = subprocess.run(
+        [str(REPO / "apps" / app / "submit.sh"), "--master", "local[2]", "--output", str(output),
+         *args],
+        env={**os.environ, "PYTHON": sys.executable},
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr[-3000:]
+    return json.loads((output / "metrics.json").read_text())

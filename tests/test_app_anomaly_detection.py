@@ -4,9 +4,6 @@ and hdfs:// output), the notebook and submit.sh."""
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -16,7 +13,8 @@ import pytest
 from sparkzoo.apps.anomaly_detection import pipeline
 from sparkzoo.apps.anomaly_detection.__main__ import main
 
-APP = Path(__file__).resolve().parents[1] / "apps" / "anomaly_detection"
+from conftest import run_submit
+
 # A short CLI run: 30 % of Taylor (1,210 points), small windows and LSTM, one epoch.
 TINY = ["--sample-rate", "0.3", "--epochs", "1", "--window", "24", "--units", "8,4",
         "--anomalies", "8", "--master", "local[2]"]  # fmt: skip
@@ -299,22 +297,7 @@ def test_notebook_runs(tmp_path):
 @pytest.mark.slow
 def test_submit_script(tmp_path):
     out = tmp_path / "submitted"
-    result = subprocess.run(
-        [
-            str(APP / "submit.sh"),
-            "--master",
-            "local[2]",
-            "--output",
-            str(out),
-            *[a for a in TINY if a not in ("--master", "local[2]")],
-            "--sample-rate",
-            "0.2",  # the last --sample-rate wins: 806 points
-        ],
-        env={**os.environ, "PYTHON": sys.executable},
-        capture_output=True,
-        text=True,
-        timeout=600,
-    )
-    assert result.returncode == 0, result.stderr[-3000:]
-    record = json.loads((out / "metrics.json").read_text())
+    # the last --sample-rate wins: 806 points
+    args = [a for a in TINY if a not in ("--master", "local[2]")]
+    record = run_submit("anomaly_detection", out, *args, "--sample-rate", "0.2")
     assert record["metrics"]["points"] == 806 and record["args"]["epochs"] == 1

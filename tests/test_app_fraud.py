@@ -5,11 +5,7 @@ HDFS output, the notebook and spark-submit."""
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 import uuid
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -17,8 +13,8 @@ import pytest
 
 from sparkzoo.apps.fraud import pipeline as fp
 
-REPO = Path(__file__).resolve().parents[1]
-APP_DIR = REPO / "apps" / "fraud"
+from conftest import run_submit
+
 # A small synthetic run: 1000 customers x 0.06, 30 days, 5% fraud (about 3,800 rows).
 SMALL = ["--sample-rate", "0.06", "--fraud-rate", "0.05", "--epochs", "1", "--batch-size", "64"]
 
@@ -370,13 +366,5 @@ def test_notebook_runs(tmp_path):
 @pytest.mark.slow
 def test_submit_script(tmp_path):
     output = tmp_path / "submitted"
-    done = subprocess.run(
-        [str(APP_DIR / "submit.sh"), "--master", "local[2]", "--output", str(output), *SMALL],
-        env={**os.environ, "PYTHON": sys.executable},
-        capture_output=True,
-        text=True,
-        timeout=600,
-    )
-    assert done.returncode == 0, done.stderr[-3000:]
-    metrics = json.loads((output / "metrics.json").read_text())["metrics"]
+    metrics = run_submit("fraud", output, *SMALL)["metrics"]
     assert metrics["rows"]["test"] > 0 and (output / "scored_test").is_dir()

@@ -7,11 +7,7 @@ lenet5.mnist / deepbit.mnist weights.
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 import uuid
-from pathlib import Path
 
 import cv2
 import numpy as np
@@ -21,7 +17,7 @@ import pytest
 from sparkzoo.apps.image_similarity import pipeline as P
 from sparkzoo.apps.image_similarity.__main__ import main, parse_args
 
-REPO = Path(__file__).resolve().parents[1]
+from conftest import run_submit
 
 
 def _digits(n: int = 12) -> tuple[np.ndarray, np.ndarray]:
@@ -303,24 +299,8 @@ def test_notebook_runs(tmp_path):
 @pytest.mark.slow
 def test_submit_script(tmp_path):
     output = tmp_path / "submitted"
-    done = subprocess.run(
-        [
-            str(REPO / "apps" / "image_similarity" / "submit.sh"),
-            "--master",
-            "local[2]",
-            "--output",
-            str(output),
-            "--sample-rate",
-            "0.03",
-            "--top",
-            "4",
-        ],
-        env={**os.environ, "PYTHON": sys.executable},
-        capture_output=True,
-        text=True,
-        timeout=600,
-    )
-    assert done.returncode == 0, done.stderr[-3000:]
-    metrics = json.loads((output / "metrics.json").read_text())["metrics"]
+    metrics = run_submit("image_similarity", output, "--sample-rate", "0.03", "--top", "4")[
+        "metrics"
+    ]
     assert metrics["retrieval"]["queries"] > 0
     assert len(json.loads((output / "results.json").read_text())["results"]["code"]) == 4

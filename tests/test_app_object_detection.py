@@ -8,8 +8,6 @@ from __future__ import annotations
 
 import os
 import shutil
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -20,8 +18,7 @@ from sparkzoo.apps.common import read_metrics
 from sparkzoo.apps.object_detection import pipeline as p
 from sparkzoo.apps.object_detection.__main__ import main, parse
 
-APP_DIR = Path(p.__file__).parent
-
+from conftest import run_submit
 
 # ---- fast unit tests ----------------------------------------------------------------------------
 
@@ -324,22 +321,5 @@ def test_notebook_runs(tmp_path):
 def test_submit_script(tmp_path):
     folder = p.materialise_scenes(str(tmp_path / "scenes"), n=4)
     out = tmp_path / "submitted"
-    result = subprocess.run(
-        [
-            str(APP_DIR / "submit.sh"),
-            "--master",
-            "local[2]",
-            "--input",
-            folder,
-            "--output",
-            str(out),
-            "--previews",
-            "0",
-        ],
-        env={**os.environ, "PYTHON": sys.executable},
-        capture_output=True,
-        text=True,
-        timeout=600,
-    )
-    assert result.returncode == 0, result.stderr[-3000:]
-    assert read_metrics(str(out))["metrics"]["images"] == 4
+    metrics = run_submit("object_detection", out, "--input", folder, "--previews", "0")
+    assert metrics["metrics"]["images"] == 4

@@ -3,12 +3,6 @@ to ALS and popularity -> top-k Parquet."""
 
 from __future__ import annotations
 
-import json
-import os
-import subprocess
-import sys
-from pathlib import Path
-
 import numpy as np
 import pandas as pd
 import pytest
@@ -17,7 +11,7 @@ from sparkzoo.apps.common import read_metrics, run_notebook
 from sparkzoo.apps.recommendation import pipeline
 from sparkzoo.apps.recommendation.__main__ import main
 
-APP_DIR = Path(pipeline.__file__).parent
+from conftest import run_submit
 
 
 def tiny_data(users: int = 6, items: int = 400, per_user: int = 30, seed: int = 0):
@@ -210,23 +204,5 @@ def test_notebook_runs(tmp_path):
 @pytest.mark.slow
 def test_submit_script_runs(tmp_path):
     out = tmp_path / "out"
-    result = subprocess.run(
-        [
-            str(APP_DIR / "submit.sh"),
-            "--master",
-            "local[2]",
-            "--output",
-            str(out),
-            "--sample-rate",
-            "0.05",
-            "--rounds",
-            "1",
-        ],
-        env={**os.environ, "PYTHON": sys.executable},
-        capture_output=True,
-        text=True,
-        timeout=600,
-    )
-    assert result.returncode == 0, result.stderr[-3000:]
-    metrics = json.loads((out / "metrics.json").read_text())
+    metrics = run_submit("recommendation", out, "--sample-rate", "0.05", "--rounds", "1")
     assert metrics["metrics"]["test_users"] > 0
