@@ -260,3 +260,20 @@ def test_learning_rate_scales_linearly_with_workers_and_clipping_is_set():
     assert optimizer.get_config()["clipnorm"] == 1.5
     unscaled = _make_optimizer(_plan(scale_lr=False, optimizer="adam"), size=4)
     assert float(tf.keras.backend.get_value(unscaled.learning_rate)) == pytest.approx(0.001)
+
+
+def test_tracking_does_not_export_its_uri_to_later_processes(tmp_path, monkeypatch):
+    # MLflow's set_tracking_uri exports $MLFLOW_TRACKING_URI; a run must not leave it behind,
+    # or every later run and child process (e.g. `sparkzoo demo` in another folder) would
+    # write to this run's store.
+    from sparkzoo.trainer.tracking import RunTracker
+
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    uri = f"sqlite:///{tmp_path}/mlruns/mlflow.db"
+    os.makedirs(tmp_path / "mlruns")
+    tracker = RunTracker(uri, "units", "no-leak", {"a": 1})
+    tracker.end()
+    assert "MLFLOW_TRACKING_URI" not in os.environ
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", "sqlite:///elsewhere.db")
+    RunTracker(uri, "units", "kept", {}).end()
+    assert os.environ["MLFLOW_TRACKING_URI"] == "sqlite:///elsewhere.db"

@@ -41,7 +41,15 @@ class RunTracker:
 
         self._mlflow = mlflow
         self.tracking_uri = tracking_uri or default_tracking_uri()
+        exported = os.environ.get("MLFLOW_TRACKING_URI")
         mlflow.set_tracking_uri(self.tracking_uri)
+        # MLflow also exports the URI as $MLFLOW_TRACKING_URI, which every process started
+        # later inherits (and default_tracking_uri() would then prefer): a notebook or a test
+        # that trains once would send all its later runs, and its children's, to that store.
+        if exported is None:
+            os.environ.pop("MLFLOW_TRACKING_URI", None)
+        else:
+            os.environ["MLFLOW_TRACKING_URI"] = exported
         if mlflow.get_experiment_by_name(experiment) is None:
             mlflow.create_experiment(
                 experiment, artifact_location=_artifact_root(self.tracking_uri)
