@@ -59,10 +59,6 @@ def test_importing_models_pulls_in_neither_pyspark_nor_horovod():
 def test_models_source_never_imports_pyspark_or_horovod():
     offenders = []
     for path in (REPO / "models").rglob("*.py"):
-        if "recipes" in path.relative_to(REPO / "models").parts:
-            # The recipes train the shipped weights through the trainer, like timm's train.py
-            # beside timm/models; `import sparkzoo.models` never imports them.
-            continue
         for node in ast.walk(ast.parse(path.read_text())):
             names = (
                 [a.name for a in node.names]

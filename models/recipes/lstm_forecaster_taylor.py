@@ -102,17 +102,13 @@ def check_metric(model, limit: int = CHECK_LIMIT) -> float:
 
 def spark_windows(spark):
     """make_windows over the series with its week-ago column, split as :func:`held_out_start`."""
-    from pyspark.sql import Window
-    from pyspark.sql import functions as F
-
     from sparkzoo.datasets.loaders import time_series
     from sparkzoo.datasets.windows import make_windows
 
-    frame = time_series("taylor", spark=spark)
-    # One series of 4,032 rows: a single-partition window is the simple, exact way to lag.
-    in_time = Window.orderBy("timestamp")
-    lagged = frame.withColumn("week_ago", F.lag("value", WEEK - 1).over(in_time))
-    lagged = lagged.where(F.col("week_ago").isNotNull())
+    # One series of 4,032 rows: lagged in pandas (exact, one pass), then windowed on Spark.
+    frame = time_series("taylor").sort_values("timestamp")
+    frame = frame.assign(week_ago=frame["value"].shift(WEEK - 1)).dropna(subset=["week_ago"])
+    lagged = spark.createDataFrame(frame[["timestamp", *COLUMNS]])
     rows = len(series()) - (WEEK - 1)
     train_rows = held_out_start() - (WEEK - 1)
     # make_windows takes int(rows * fraction) rows for training; the half row guards

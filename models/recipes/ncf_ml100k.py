@@ -179,32 +179,13 @@ def popularity_scores(split: Protocol, seed: int = 0) -> np.ndarray:
 
 
 def als_scores(spark, split: Protocol, seed: int, params: dict | None = None) -> np.ndarray:
-    """Spark MLlib ALS (implicit preferences) on the training interactions, dot-product scores."""
-    import shutil
-    import tempfile
+    """Spark MLlib ALS (implicit preferences) on the training interactions, dot-product scores
+    of the test users' candidates."""
+    from sparkzoo.baselines import als_factors
 
-    from pyspark.ml.recommendation import ALS
-
-    # Checkpoints cut ALS's lineage every 10 iterations; without them the driver can hit
-    # a StackOverflowError serialising 15 iterations' worth of RDD lineage.
-    checkpoints = tempfile.mkdtemp(prefix="sparkzoo-als-")
-    spark.sparkContext.setCheckpointDir(checkpoints)
-    interactions = spark.createDataFrame(split.train[["user_id", "item_id"]].assign(rating=1.0))
-    als = ALS(
-        userCol="user_id",
-        itemCol="item_id",
-        ratingCol="rating",
-        implicitPrefs=True,
-        seed=seed,
-        **(params or ALS_PARAMS),
-    ).fit(interactions)
-    rank = (params or ALS_PARAMS)["rank"]
-    users, items = np.zeros((split.num_users, rank)), np.zeros((split.num_items, rank))
-    for row in als.userFactors.collect():
-        users[row["id"]] = row["features"]
-    for row in als.itemFactors.collect():
-        items[row["id"]] = row["features"]
-    shutil.rmtree(checkpoints, ignore_errors=True)
+    users, items = als_factors(
+        spark, split.train, split.num_users, split.num_items, params or ALS_PARAMS, seed
+    )
     test_users = split.test["user_id"].to_numpy()
     return np.einsum("uk,uck->uc", users[test_users], items[split.candidates])
 
