@@ -33,6 +33,7 @@ from pathlib import Path
 from typing import Any, NoReturn
 
 from sparkzoo import fs
+from sparkzoo.records import jsonable, loadavg
 
 APPS_DIR = Path(__file__).resolve().parent
 
@@ -191,7 +192,7 @@ class StagedOutput:
         return self.final_path(name)
 
     def write_json(self, name: str, obj: Any) -> str:
-        return self.write_bytes(name, json.dumps(obj, indent=2, default=_jsonable).encode())
+        return self.write_bytes(name, json.dumps(obj, indent=2, default=jsonable).encode())
 
     def save_figure(self, name: str, figure) -> str:
         """Save a matplotlib figure as PNG (works for hdfs:// outputs too)."""
@@ -208,7 +209,7 @@ class StagedOutput:
             "args": vars(args) if isinstance(args, argparse.Namespace) else (args or {}),
             "metrics": metrics,
             "seconds": round(time.time() - self.started, 2),
-            "loadavg": _loadavg(),
+            "loadavg": loadavg(),
             "python": platform.python_version(),
         }
         self.write_json("metrics.json", record)
@@ -218,21 +219,6 @@ class StagedOutput:
 def read_metrics(output: str) -> dict[str, Any]:
     """The ``metrics.json`` an app wrote into ``output``."""
     return json.loads(fs.read_bytes(fs.join(output, "metrics.json")))
-
-
-def _jsonable(value: Any) -> Any:
-    if hasattr(value, "item"):  # numpy scalars
-        return value.item()
-    if hasattr(value, "tolist"):
-        return value.tolist()
-    return str(value)
-
-
-def _loadavg() -> list[float] | None:
-    try:
-        return [float(x) for x in Path("/proc/loadavg").read_text().split()[:3]]
-    except OSError:
-        return None
 
 
 # ---- notebooks --------------------------------------------------------------------------------

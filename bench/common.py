@@ -3,16 +3,10 @@
 from __future__ import annotations
 
 import json
-import os
 import statistics
 import sys
 
-
-def loadavg() -> list[float]:
-    try:
-        return [float(v) for v in open("/proc/loadavg").read().split()[:3]]
-    except OSError:
-        return list(os.getloadavg())
+from sparkzoo.records import loadavg
 
 
 def emit(name: str, runs: list[float], target: str, unit: str = "ratio", **extra) -> dict:

@@ -19,6 +19,8 @@ import threading
 from collections.abc import Callable, Iterator
 from typing import Any
 
+from sparkzoo.records import jsonable
+
 Message = dict[str, Any]
 
 
@@ -89,7 +91,7 @@ class RelayClient:
 
     def send(self, kind: str, **payload: Any) -> None:
         line = json.dumps(
-            {"kind": kind, "rank": self.rank, "token": self._token, **payload}, default=_jsonable
+            {"kind": kind, "rank": self.rank, "token": self._token, **payload}, default=jsonable
         )
         with self._lock:
             self._sock.sendall(line.encode() + b"\n")
@@ -103,14 +105,6 @@ class RelayClient:
 
     def __exit__(self, *exc) -> None:
         self.close()
-
-
-def _jsonable(value: Any) -> Any:
-    if hasattr(value, "item"):  # numpy scalars
-        return value.item()
-    if hasattr(value, "tolist"):
-        return value.tolist()
-    return str(value)
 
 
 class _LineForwarder(io.TextIOBase):
