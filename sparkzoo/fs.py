@@ -415,14 +415,15 @@ def _copy_tree(source: str, target: str) -> None:
 
 
 def _copy_into_place(source: str, target: str, overwrite: bool) -> None:
-    if exists(target):
-        if not overwrite:
-            raise FileExistsError(f"{target!r} exists; remove it or pass overwrite=True")
-        if isdir(target):
-            delete(target)  # a directory cannot be renamed over another: not atomic then
+    if exists(target) and not overwrite:
+        raise FileExistsError(f"{target!r} exists; remove it or pass overwrite=True")
     temp = f"{target.rstrip('/')}.tmp-{uuid.uuid4().hex}"
     try:
         _copy_tree(source, temp)
+        # A directory cannot be renamed over another: the old one goes only once the new copy
+        # is complete, so a failed copy leaves it untouched.
+        if overwrite and isdir(target):
+            delete(target)
         _rename(temp, target)
     finally:
         if exists(temp):

@@ -131,10 +131,12 @@ def test_demo_trains_lenet_on_mnist_and_records_the_run(tmp_path):
     assert [line.split()[1] for line in epochs] == ["1/3", "2/3", "3/3"]
     accuracy = float(out.stdout.split("held-out accuracy: ")[1].split("%")[0])
     assert accuracy > 90.0  # three epochs; the full demo (20 epochs) reaches about 97 %
-    assert (tmp_path / "mlruns" / "mlflow.db").exists()
+    # MLflow's own default store, so `mlflow ui` in the same folder shows the run
+    assert (tmp_path / "mlflow.db").exists()
+    assert "browse it: mlflow ui\n" in out.stdout
     run_id = out.stdout.split("MLflow run ")[1].split()[0]
 
     import mlflow
 
-    run = mlflow.MlflowClient(f"sqlite:///{tmp_path}/mlruns/mlflow.db").get_run(run_id)
+    run = mlflow.MlflowClient(f"sqlite:///{tmp_path}/mlflow.db").get_run(run_id)
     assert run.info.status == "FINISHED" and run.data.params["num_workers"] == "2"

@@ -198,6 +198,7 @@ class PreparedData:
     rows: int
     dropped_rows: int
     indicator_rows: int  # rows where the indicator column is true (the validation rows)
+    weight: ColumnSpec | None = None  # per-row loss weights
 
 
 def prepare_columns(
@@ -206,12 +207,14 @@ def prepare_columns(
     label_cols: list[str],
     nan_policy: str = "fail",
     indicator: str | None = None,
+    weight_col: str | None = None,
 ) -> PreparedData:
     """Check the columns and count what training needs, in one pass over the data.
 
     Raises :class:`ColumnError` before any training for: a missing column, a non-numeric
     column, arrays of varying length, an empty DataFrame, and null/NaN values when
-    ``nan_policy="fail"`` (with ``"drop"`` such rows are dropped and counted).
+    ``nan_policy="fail"`` (with ``"drop"`` such rows are dropped and counted). ``label_cols``
+    may be empty (a model that computes its own loss); ``weight_col`` must hold numbers.
     """
     from pyspark.sql import functions as F
 
@@ -220,11 +223,19 @@ def prepare_columns(
     overlap = set(feature_cols) & set(label_cols)
     if overlap:
         raise ColumnError(f"columns {sorted(overlap)} are both features and labels")
+    if weight_col in (*feature_cols, *label_cols):
+        raise ColumnError(f"sample weight column {weight_col!r} is also a feature or label")
+    roles = {"feature": feature_cols, "label": label_cols, "sample weight": [weight_col]}
     described = {
         role: describe_columns(df, cols, role)
-        for role, cols in (("feature", feature_cols), ("label", label_cols))
+        for role, cols in roles.items()
+        if role == "feature" or (cols and cols != [None])
     }
-    keep = [*feature_cols, *label_cols, *([indicator] if indicator else [])]
+    for name, kind, _ in described.get("sample weight", []):
+        if kind != "scalar":
+            raise ColumnError(f"sample weight column {name!r} must hold one number per row")
+    keep = [*feature_cols, *label_cols, *([weight_col] if weight_col else [])]
+    keep += [indicator] if indicator else []
     df = df.select(*keep)
     for role in described.values():
         for name, kind, _ in role:
@@ -281,10 +292,20 @@ def prepare_columns(
 
     def specs(role: str) -> list[ColumnSpec]:
         return [
-            ColumnSpec(name, kind, sizes[name], integer) for name, kind, integer in described[role]
+            ColumnSpec(name, kind, sizes[name], False if role == "sample weight" else integer)
+            for name, kind, integer in described.get(role, [])
         ]
 
     indicator_rows = stats.get("indicator") or 0
     if indicator and dropped:
         indicator_rows = df.filter(F.col(indicator)).count()
-    return PreparedData(df, specs("feature"), specs("label"), rows, dropped, indicator_rows)
+    weight = specs("sample weight")
+    return PreparedData(
+        df,
+        specs("feature"),
+        specs("label"),
+        rows,
+        dropped,
+        indicator_rows,
+        weight[0] if weight else None,
+    )

@@ -8,15 +8,38 @@ import time
 from typing import Any, ClassVar
 
 from pyspark.ml import Estimator
-from pyspark.ml.param import Param, Params
+from pyspark.ml.util import MLReadable, MLWritable
+from pyspark.sql import DataFrame
+from pyspark.sql import functions as F
 
 from sparkzoo import fs
 from sparkzoo.spark import slot_count
 from sparkzoo.trainer.columns import check_shapes, prepare_columns
 from sparkzoo.trainer.launcher import RankFailedError, check_slots, run_ranks
 from sparkzoo.trainer.model import KerasModel
+from sparkzoo.trainer.params import (
+    NamedParamErrors,
+    anything,
+    at_least,
+    column_names,
+    model_source,
+    one_of,
+    optional,
+    store_path,
+    to_bool,
+    to_dict,
+    to_float,
+    to_int,
+    to_list,
+    to_string,
+    typed_param,
+    validation_value,
+    with_accessors,
+)
+from sparkzoo.trainer.persistence import EstimatorReader, EstimatorWriter
 from sparkzoo.trainer.rank_training import TrainingPlan, keras_model_bytes, train_rank
 from sparkzoo.trainer.relay import Message, print_output
+from sparkzoo.trainer.tracking import RunTracker
 
 _VALIDATION_COLUMN = "__sparkzoo_is_validation"
 
@@ -29,11 +52,223 @@ class TrainingFailedError(RuntimeError):
         self.cause = cause
 
 
-def _param(name: str, doc: str) -> Param:
-    return Param(Params._dummy(), name, doc)
+class _EstimatorParams(NamedParamErrors):
+    """The Params of :class:`KerasEstimator` (Horovod's ``KerasEstimator`` names where the two
+    share a meaning)."""
+
+    model = typed_param(
+        "model", "a Keras model, or a zero-argument function that builds one", model_source
+    )
+    optimizer = typed_param(
+        "optimizer", "a Keras optimizer or its name (learning rate before scaling)", anything
+    )
+    loss = typed_param(
+        "loss", "a Keras loss (name, function or object), or a list, one per output", anything
+    )
+    loss_weights = typed_param(
+        "loss_weights", "weights of the losses of a multi-output model (list or dict)", anything
+    )
+    metrics = typed_param("metrics", "Keras metrics", to_list)
+    feature_cols = typed_param(
+        "feature_cols",
+        "feature columns: numbers, fixed-length arrays or ML vectors",
+        column_names(),
+    )
+    label_cols = typed_param(
+        "label_cols",
+        "label columns ([] for a model that trains without labels)",
+        column_names(allow_empty=True),
+    )
+    sample_weight_col = typed_param(
+        "sample_weight_col",
+        "a numeric column of per-row loss weights (Spark ML: weightCol)",
+        optional(to_string),
+    )
+    output_cols = typed_param(
+        "output_cols", "prediction columns the fitted model adds, one per output", column_names()
+    )
+    prediction_col = typed_param(
+        "prediction_col",
+        "a double column of the predicted class (argmax, or score >= 0.5 for one sigmoid "
+        "output) added by the fitted model; None: none",
+        optional(to_string),
+    )
+    probability_col = typed_param(
+        "probability_col",
+        "a Spark ML vector column of class scores added by the fitted model; None: none",
+        optional(to_string),
+    )
+    batch_size = typed_param("batch_size", "batch size per worker", at_least(1))
+    val_batch_size = typed_param(
+        "val_batch_size",
+        "validation batch size per worker (default: batch_size)",
+        optional(at_least(1)),
+    )
+    epochs = typed_param("epochs", "number of epochs", at_least(1))
+    train_steps_per_epoch = typed_param(
+        "train_steps_per_epoch",
+        "steps per epoch on every rank (default: ceil(rows / (batch_size * workers)))",
+        optional(at_least(1)),
+    )
+    validation_steps_per_epoch = typed_param(
+        "validation_steps_per_epoch",
+        "validation steps per epoch on every rank",
+        optional(at_least(1)),
+    )
+    num_workers = typed_param(
+        "num_workers",
+        "Horovod ranks (Spark barrier tasks); default: every task slot",
+        optional(at_least(1)),
+    )
+    validation = typed_param(
+        "validation", "fraction of rows held out for validation, or a DataFrame", validation_value
+    )
+    callbacks = typed_param("callbacks", "Keras callbacks run on every rank", to_list)
+    shuffle = typed_param("shuffle", "shuffle each rank's rows every epoch", to_bool)
+    store = typed_param(
+        "store",
+        "directory for checkpoints and TensorBoard logs (local path or hdfs://, or an object "
+        "with a prefix_path); default: a temporary one",
+        store_path,
+    )
+    run_name = typed_param(
+        "run_name", "name of the run: its store folder and MLflow run name", optional(to_string)
+    )
+    scale_lr = typed_param(
+        "scale_lr",
+        "multiply the learning rate by the number of workers (linear scaling)",
+        to_bool,
+    )
+    warmup_epochs = typed_param(
+        "warmup_epochs",
+        "epochs of learning-rate warm-up from the unscaled rate",
+        at_least(0.0, to_float),
+    )
+    gradient_clipnorm = typed_param(
+        "gradient_clipnorm",
+        "clip each gradient to this norm (None: off)",
+        optional(at_least(0.0, to_float)),
+    )
+    max_retries = typed_param(
+        "max_retries",
+        "attempts after a failed one, each resuming from the checkpoint",
+        at_least(0),
+    )
+    nan_policy = typed_param(
+        "nan_policy",
+        "rows with null/NaN features or labels: 'fail' or 'drop'",
+        one_of("fail", "drop"),
+    )
+    memory_budget_mb = typed_param(
+        "memory_budget_mb",
+        "a rank's partition beyond this spills to local disk",
+        at_least(1.0, to_float),
+    )
+    threads_per_worker = typed_param(
+        "threads_per_worker",
+        "TensorFlow threads per rank (default: cores / ranks per host)",
+        optional(at_least(1)),
+    )
+    tracking_uri = typed_param(
+        "tracking_uri",
+        "MLflow tracking URI (default: MLflow's own, $MLFLOW_TRACKING_URI or ./mlflow.db)",
+        optional(to_string),
+    )
+    experiment_name = typed_param("experiment_name", "MLflow experiment", to_string)
+    log_to_mlflow = typed_param("log_to_mlflow", "track the run in MLflow", to_bool)
+    registered_model_name = typed_param(
+        "registered_model_name",
+        "register the logged model under this name in MLflow's Model Registry",
+        optional(to_string),
+    )
+    tensorboard = typed_param(
+        "tensorboard",
+        "rank 0 writes TensorBoard event files to <store>/<run_name>/logs",
+        to_bool,
+    )
+    custom_objects = typed_param(
+        "custom_objects", "custom Keras objects needed to load the model", to_dict
+    )
+    seed = typed_param(
+        "seed", "random seed: weights, data order, validation split, dropout", to_int
+    )
+    deterministic = typed_param(
+        "deterministic",
+        "TensorFlow's deterministic ops on every rank (slower, reproducible)",
+        to_bool,
+    )
+    verbose = typed_param("verbose", "1: a line per epoch on the driver; 0: quiet", at_least(0))
 
 
-class KerasEstimator(Estimator):
+# Horovod's KerasEstimator Params that sparkzoo has no use for: what to do instead.
+HOROVOD_ONLY_PARAMS = {
+    "shuffle_buffer_size": "each rank shuffles its whole partition every epoch; use shuffle=True",
+    "partitions_per_process": "each rank trains on exactly one partition of the DataFrame",
+    "transformation_fn": "transform the DataFrame with Spark (or a pipeline stage) before fit",
+    "train_reader_num_workers": "ranks read their partition's Arrow batches directly (no "
+    "Petastorm reader)",
+    "val_reader_num_workers": "ranks read their partition's Arrow batches directly (no "
+    "Petastorm reader)",
+    "reader_pool_type": "ranks read their partition's Arrow batches directly (no Petastorm reader)",
+    "label_shapes": "label columns are reshaped to the model's output shapes by themselves",
+    "compress_sparse_cols": "sparse vectors are made dense as each rank reads them",
+    "mp_start_method": "ranks are Spark barrier tasks; there are no extra processes to start",
+    "checkpoint_callback": "rank 0 checkpoints every epoch to <store>/<run_name>/checkpoints/ "
+    "and a fit with the same store and run_name resumes",
+    "gradient_compression": "gradients are allreduced in full precision",
+    "backward_passes_per_step": "use a larger batch_size (with scale_lr=True)",
+    "use_gpu": "each rank uses the GPU TensorFlow finds in its task",
+    "run_id_prefix": "use run_name",
+}
+# Other names for Params: Horovod's and Spark ML's.
+PARAM_ALIASES = {
+    "num_proc": "num_workers",
+    "random_seed": "seed",
+    "run_id": "run_name",
+    "weightCol": "sample_weight_col",
+}
+
+
+def translate_params(params: dict[str, Any]) -> dict[str, Any]:
+    """Map Horovod's and Spark ML's names onto sparkzoo's; refuse Horovod-only knobs with what
+    to use instead."""
+    translated: dict[str, Any] = {}
+    for name, value in params.items():
+        if name in PARAM_ALIASES:
+            target = PARAM_ALIASES[name]
+            if target in params:
+                raise TypeError(f"{name} and {target} name the same Param; give one of them")
+            translated[target] = value
+        elif name == "backend":
+            translated["num_workers"] = _num_workers_of_backend(value)
+        elif name == "inmemory_cache_all":
+            if to_bool(value):  # keep every partition in memory: never spill
+                translated.setdefault("memory_budget_mb", float("inf"))
+        elif name in HOROVOD_ONLY_PARAMS:
+            raise ValueError(
+                f"KerasEstimator parameter {name!r} is Horovod's and has no use in sparkzoo: "
+                f"{HOROVOD_ONLY_PARAMS[name]}"
+            )
+        else:
+            translated[name] = value
+    return translated
+
+
+def _num_workers_of_backend(backend) -> int | None:
+    """Horovod's ``SparkBackend(num_proc=N)`` says how many processes to run, nothing more."""
+    if backend is None:
+        return None
+    count = getattr(backend, "num_processes", None)
+    if callable(count):
+        return count()
+    raise ValueError(
+        f"backend={type(backend).__name__} is Horovod's process launcher; sparkzoo runs each "
+        "rank as a Spark barrier task itself: pass num_workers (or num_proc) instead"
+    )
+
+
+@with_accessors
+class KerasEstimator(Estimator, _EstimatorParams, MLReadable, MLWritable):
     """Train a Keras model on a DataFrame with Horovod, each rank on its own partition.
 
     ``fit(df)`` repartitions ``df`` into ``num_workers`` partitions and runs them as a Spark
@@ -41,70 +276,39 @@ class KerasEstimator(Estimator):
     (spilling to local disk past ``memory_budget_mb``), trains with ``hvd.DistributedOptimizer``
     and the same number of steps per epoch as every other rank. Rank 0 checkpoints each epoch
     to ``store``; a failed attempt is retried from the last checkpoint up to ``max_retries``
-    times. Parameters, per-epoch metrics (averaged over ranks) and the final model go to MLflow.
-    Returns a :class:`KerasModel`.
+    times. Parameters, per-epoch metrics (averaged over ranks) and the final model (an MLflow
+    pyfunc model with a signature) go to MLflow. Returns a :class:`KerasModel`.
+
+    Every Param has ``setX``/``getX`` accessors (``setBatchSize``, ``getFeatureCols``, ...);
+    Horovod's ``num_proc``, ``random_seed``, ``run_id`` and Spark ML's ``weightCol`` are
+    accepted as other names. The estimator saves and loads as a Spark ML stage
+    (``write().save(path)``, ``KerasEstimator.load(path)``), inside a ``Pipeline`` too.
 
     Example::
 
         est = KerasEstimator(model=build_lenet, optimizer=tf.keras.optimizers.Adam(1e-3),
                              loss="sparse_categorical_crossentropy", metrics=["accuracy"],
                              feature_cols=["pixels"], label_cols=["label"],
-                             batch_size=64, epochs=5, num_workers=2, validation=0.1)
+                             batch_size=64, epochs=5, num_workers=2, validation=0.1,
+                             output_cols=["scores"], prediction_col="prediction")
         fitted = est.fit(train_df)
-        scored = fitted.transform(test_df)       # adds "prediction"
+        scored = fitted.transform(test_df)       # adds "scores" and "prediction"
     """
-
-    model = _param("model", "a Keras model, or a zero-argument function that builds one")
-    optimizer = _param("optimizer", "a Keras optimizer or its name (learning rate before scaling)")
-    loss = _param("loss", "a Keras loss (name, function or object), or a list, one per output")
-    metrics = _param("metrics", "Keras metrics")
-    feature_cols = _param(
-        "feature_cols", "feature columns: numbers, fixed-length arrays or ML vectors"
-    )
-    label_cols = _param("label_cols", "label columns")
-    output_cols = _param("output_cols", "prediction columns the fitted model adds, one per output")
-    batch_size = _param("batch_size", "batch size per worker")
-    epochs = _param("epochs", "number of epochs")
-    num_workers = _param(
-        "num_workers", "Horovod ranks (Spark barrier tasks); default: every task slot"
-    )
-    validation = _param("validation", "fraction of rows held out for validation, or a DataFrame")
-    callbacks = _param("callbacks", "Keras callbacks run on every rank")
-    shuffle = _param("shuffle", "shuffle each rank's rows every epoch")
-    store = _param("store", "directory for checkpoints (local path); default: a temporary one")
-    run_name = _param("run_name", "name of the run: its store folder and MLflow run name")
-    scale_lr = _param(
-        "scale_lr", "multiply the learning rate by the number of workers (linear scaling)"
-    )
-    warmup_epochs = _param(
-        "warmup_epochs", "epochs of learning-rate warm-up from the unscaled rate"
-    )
-    gradient_clipnorm = _param("gradient_clipnorm", "clip each gradient to this norm (None: off)")
-    max_retries = _param(
-        "max_retries", "attempts after a failed one, each resuming from the checkpoint"
-    )
-    nan_policy = _param("nan_policy", "rows with null/NaN features or labels: 'fail' or 'drop'")
-    memory_budget_mb = _param(
-        "memory_budget_mb", "a rank's partition beyond this spills to local disk"
-    )
-    threads_per_worker = _param(
-        "threads_per_worker", "TensorFlow threads per rank (default: cores / ranks per host)"
-    )
-    tracking_uri = _param(
-        "tracking_uri", "MLflow tracking URI (default: $MLFLOW_TRACKING_URI or ./mlruns)"
-    )
-    experiment_name = _param("experiment_name", "MLflow experiment")
-    log_to_mlflow = _param("log_to_mlflow", "track the run in MLflow")
-    custom_objects = _param("custom_objects", "custom Keras objects needed to load the model")
-    seed = _param("seed", "random seed (validation split, shuffling)")
-    verbose = _param("verbose", "1: a line per epoch on the driver; 0: quiet")
 
     _DEFAULTS: ClassVar[dict[str, Any]] = dict(
         optimizer="adam",
+        loss=None,
+        loss_weights=None,
         metrics=[],
+        sample_weight_col=None,
         output_cols=["prediction"],
+        prediction_col=None,
+        probability_col=None,
         batch_size=32,
+        val_batch_size=None,
         epochs=1,
+        train_steps_per_epoch=None,
+        validation_steps_per_epoch=None,
         num_workers=None,
         validation=None,
         callbacks=[],
@@ -116,13 +320,16 @@ class KerasEstimator(Estimator):
         gradient_clipnorm=None,
         max_retries=1,
         nan_policy="fail",
-        memory_budget_mb=1024,
+        memory_budget_mb=1024.0,
         threads_per_worker=None,
         tracking_uri=None,
         experiment_name="sparkzoo",
         log_to_mlflow=True,
+        registered_model_name=None,
+        tensorboard=True,
         custom_objects={},
         seed=0,
+        deterministic=False,
         verbose=1,
     )
 
@@ -132,9 +339,14 @@ class KerasEstimator(Estimator):
         self.setParams(**params)
 
     def setParams(self, **params: Any) -> KerasEstimator:
+        """Set several Params at once (the constructor's keywords, aliases included)."""
+        params = translate_params(params)
         unknown = sorted(set(params) - {p.name for p in self.params})
         if unknown:
-            raise TypeError(f"unknown KerasEstimator parameters {unknown}")
+            raise TypeError(
+                f"unknown KerasEstimator parameters {unknown}; its parameters are "
+                f"{sorted(p.name for p in self.params)}"
+            )
         self._set(**params)
         return self
 
@@ -142,14 +354,52 @@ class KerasEstimator(Estimator):
         """The value of parameter ``name`` (set or default)."""
         return self.getOrDefault(name)
 
+    # Horovod's and Spark ML's accessor names for the same Params.
+    def setNumProc(self, value: int) -> KerasEstimator:
+        return self._set(num_workers=value)
+
+    def getNumProc(self) -> int | None:
+        return self.getOrDefault("num_workers")
+
+    def setRandomSeed(self, value: int) -> KerasEstimator:
+        return self._set(seed=value)
+
+    def getRandomSeed(self) -> int:
+        return self.getOrDefault("seed")
+
+    def setRunId(self, value: str) -> KerasEstimator:
+        return self._set(run_name=value)
+
+    def getRunId(self) -> str | None:
+        return self.getOrDefault("run_name")
+
+    def setWeightCol(self, value: str) -> KerasEstimator:
+        return self._set(sample_weight_col=value)
+
+    def getWeightCol(self) -> str | None:
+        return self.getOrDefault("sample_weight_col")
+
+    # ---- persistence (Spark ML) -------------------------------------------------------------
+    def write(self) -> EstimatorWriter:
+        return EstimatorWriter(self)
+
+    @classmethod
+    def read(cls) -> EstimatorReader:
+        return EstimatorReader(cls)
+
     # ---- fit -------------------------------------------------------------------------------
     def _fit(self, dataset) -> KerasModel:
         fit_start = time.perf_counter()
         spark = dataset.sparkSession
         get = self.get
-        for required in ("model", "loss", "feature_cols", "label_cols"):
+        for required in ("model", "feature_cols", "label_cols"):
             if not self.isDefined(required) or get(required) is None:
                 raise ValueError(f"KerasEstimator needs {required}=...")
+        if get("label_cols") and get("loss") is None:
+            raise ValueError(
+                "KerasEstimator needs loss=... (or label_cols=[] for a model that "
+                "computes its own loss)"
+            )
         num_workers = get("num_workers") or slot_count(spark)
         check_slots(spark, num_workers)
 
@@ -162,10 +412,16 @@ class KerasEstimator(Estimator):
 
         df, indicator = self._with_validation(dataset)
         data = prepare_columns(
-            df, list(get("feature_cols")), list(get("label_cols")), get("nan_policy"), indicator
+            df,
+            list(get("feature_cols")),
+            list(get("label_cols")),
+            get("nan_policy"),
+            indicator,
+            weight_col=get("sample_weight_col"),
         )
         check_shapes(data.features, input_shapes, "feature")
-        check_shapes(data.labels, output_shapes, "label")
+        if data.labels:
+            check_shapes(data.labels, output_shapes, "label")
         train_rows = data.rows - data.indicator_rows
         if train_rows < num_workers:
             raise ValueError(f"{train_rows} training rows cannot feed {num_workers} workers")
@@ -190,26 +446,33 @@ class KerasEstimator(Estimator):
             else keras_model_bytes(source),
             optimizer=_optimizer_config(get("optimizer")),
             loss=get("loss"),
+            loss_weights=get("loss_weights"),
             metrics=list(get("metrics")),
             features=data.features,
             labels=data.labels,
+            weight=data.weight,
             input_shapes=input_shapes,
             output_shapes=output_shapes,
             batch_size=get("batch_size"),
+            val_batch_size=get("val_batch_size") or get("batch_size"),
             epochs=get("epochs"),
+            train_steps=get("train_steps_per_epoch"),
+            val_steps=get("validation_steps_per_epoch"),
             train_rows=train_rows,
             val_rows=data.indicator_rows,
             run_dir=run_dir,
             indicator=indicator,
             shuffle=get("shuffle"),
             seed=get("seed"),
+            deterministic=get("deterministic"),
             scale_lr=get("scale_lr"),
             warmup_epochs=get("warmup_epochs"),
             gradient_clipnorm=get("gradient_clipnorm"),
             callbacks=list(get("callbacks")),
-            memory_budget_bytes=int(get("memory_budget_mb") * 2**20),
+            memory_budget_bytes=get("memory_budget_mb") * 2**20,
             threads_per_worker=get("threads_per_worker"),
             custom_objects=get("custom_objects"),
+            tensorboard=get("tensorboard"),
         )
         tracker = self._start_tracking(run_name, num_workers, data.rows, train_rows)
         try:
@@ -223,6 +486,9 @@ class KerasEstimator(Estimator):
                 run_id=tracker.run_id if tracker else None,
                 history=result["history"],
                 custom_objects=get("custom_objects"),
+                prediction_col=get("prediction_col"),
+                probability_col=get("probability_col"),
+                label_cols=[s.name for s in data.labels],
             )
             started = timings.get("started")
             fitted.summary = {
@@ -232,9 +498,13 @@ class KerasEstimator(Estimator):
                 "num_workers": num_workers,
                 "train_rows": train_rows,
                 "dropped_rows": data.dropped_rows,
+                "tensorboard_logs": fs.join(run_dir, "logs") if plan.tensorboard else None,
             }
             if tracker:
-                tracker.log_model(result["model_bytes"])
+                example = data.df.select(*get("feature_cols")).limit(2).toPandas()
+                fitted.model_uri = tracker.log_model(fitted, example, get("registered_model_name"))
+                if plan.tensorboard:
+                    tracker.log_tensorboard(fs.join(run_dir, "logs"))
                 tracker.end("FINISHED")
         except BaseException:
             if tracker:
@@ -245,34 +515,25 @@ class KerasEstimator(Estimator):
         return fitted
 
     def _with_validation(self, dataset):
-        from pyspark.sql import DataFrame
-        from pyspark.sql import functions as F
-
         validation = self.get("validation")
         if validation is None:
             return dataset, None
         if isinstance(validation, DataFrame):
-            columns = [*self.get("feature_cols"), *self.get("label_cols")]
+            weight = [self.get("sample_weight_col")] if self.get("sample_weight_col") else []
+            columns = [*self.get("feature_cols"), *self.get("label_cols"), *weight]
             missing = [c for c in columns if c not in validation.columns]
             if missing:
                 raise ValueError(f"the validation DataFrame lacks columns {missing}")
             train = dataset.select(*columns).withColumn(_VALIDATION_COLUMN, F.lit(False))
             val = validation.select(*columns).withColumn(_VALIDATION_COLUMN, F.lit(True))
             return train.unionByName(val), _VALIDATION_COLUMN
-        fraction = float(validation)
-        if not 0.0 < fraction < 1.0:
-            raise ValueError(
-                f"validation must be a fraction in (0, 1) or a DataFrame, got {validation!r}"
-            )
         return dataset.withColumn(
-            _VALIDATION_COLUMN, F.rand(self.get("seed")) < fraction
+            _VALIDATION_COLUMN, F.rand(self.get("seed")) < float(validation)
         ), _VALIDATION_COLUMN
 
     def _start_tracking(self, run_name: str, num_workers: int, rows: int, train_rows: int):
         if not self.get("log_to_mlflow"):
             return None
-        from sparkzoo.trainer.tracking import RunTracker
-
         logged = {
             p.name: self.getOrDefault(p)
             for p in self.params

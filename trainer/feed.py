@@ -13,6 +13,7 @@ import os
 import shutil
 import tempfile
 from collections.abc import Iterator
+from typing import Any
 
 import numpy as np
 
@@ -122,40 +123,52 @@ def batch_indices(rows: int, batch_size: int, shuffle: bool, seed: int) -> Itera
 
 
 def make_dataset(
-    xs: list[np.ndarray], ys: list[np.ndarray], batch_size: int, shuffle: bool, seed: int
+    xs: list[np.ndarray],
+    ys: list[np.ndarray],
+    batch_size: int,
+    shuffle: bool,
+    seed: int,
+    weights: np.ndarray | None = None,
 ):
-    """An endless ``tf.data.Dataset`` of ``(inputs, targets)`` batches over the partition.
+    """An endless ``tf.data.Dataset`` of ``(inputs, targets[, sample_weights])`` batches over the
+    partition; just ``inputs`` when there are no targets (a model that computes its own loss).
 
     In-memory arrays are gathered inside TensorFlow's graph; memory-mapped (spilled) arrays are
     read batch by batch with numpy, which touches only the rows of that batch.
     """
     import tensorflow as tf
 
+    groups = [xs, ys] + ([[weights]] if weights is not None else [])
+    groups = [group for group in groups if group]
     rows = len(xs[0])
-    pack_x = (lambda v: v[0]) if len(xs) == 1 else tuple
-    pack_y = (lambda v: v[0]) if len(ys) == 1 else tuple
-    if not any(isinstance(a, np.memmap) for a in (*xs, *ys)):
-        tensors = [tf.constant(a) for a in (*xs, *ys)]
-        n_x = len(xs)
+
+    def pack(values: list) -> Any:
+        """One batch's arrays as Keras wants them: ``x`` or ``(x, y)`` or ``(x, y, w)``, each
+        part a tensor or a tuple of tensors (several inputs or outputs)."""
+        parts, start = [], 0
+        for group in groups:
+            taken = values[start : start + len(group)]
+            parts.append(taken[0] if len(taken) == 1 else tuple(taken))
+            start += len(group)
+        return parts[0] if len(parts) == 1 else tuple(parts)
+
+    arrays = [a for group in groups for a in group]
+    if not any(isinstance(a, np.memmap) for a in arrays):
+        tensors = [tf.constant(a) for a in arrays]
         indices = tf.data.Dataset.from_generator(
             lambda: batch_indices(rows, batch_size, shuffle, seed),
             output_signature=tf.TensorSpec([batch_size], tf.int64),
         )
-
-        def gather(idx):
-            taken = [tf.gather(t, idx) for t in tensors]
-            return pack_x(taken[:n_x]), pack_y(taken[n_x:])
-
-        return indices.map(gather, num_parallel_calls=tf.data.AUTOTUNE).prefetch(tf.data.AUTOTUNE)
+        return indices.map(
+            lambda idx: pack([tf.gather(t, idx) for t in tensors]),
+            num_parallel_calls=tf.data.AUTOTUNE,
+        ).prefetch(tf.data.AUTOTUNE)
 
     def batches():
         for idx in batch_indices(rows, batch_size, shuffle, seed):
-            yield pack_x([a[idx] for a in xs]), pack_y([a[idx] for a in ys])
+            yield pack([a[idx] for a in arrays])
 
-    def spec(arrays):
-        specs = [tf.TensorSpec((batch_size, *a.shape[1:]), tf.as_dtype(a.dtype)) for a in arrays]
-        return specs[0] if len(specs) == 1 else tuple(specs)
-
-    return tf.data.Dataset.from_generator(batches, output_signature=(spec(xs), spec(ys))).prefetch(
-        2
+    signature = pack(
+        [tf.TensorSpec((batch_size, *a.shape[1:]), tf.as_dtype(a.dtype)) for a in arrays]
     )
+    return tf.data.Dataset.from_generator(batches, output_signature=signature).prefetch(2)

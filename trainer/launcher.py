@@ -8,6 +8,7 @@ any rank is raised on the driver as :class:`RankFailedError`, with that rank's t
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import time
@@ -20,7 +21,13 @@ import pyarrow as pa
 
 from sparkzoo.spark import slot_count
 from sparkzoo.trainer.horovod_ring import RankInfo, horovod_ring
-from sparkzoo.trainer.relay import Message, MessageRelay, RelayClient, forwarded_output
+from sparkzoo.trainer.relay import (
+    Message,
+    MessageRelay,
+    RelayClient,
+    current_client,
+    forwarded_output,
+)
 
 # rank_fn(batches, ring, client) -> picklable result (only rank 0's reaches the driver)
 RankFunction = Callable[[Iterator[pa.RecordBatch], RankInfo, RelayClient], Any]
@@ -67,15 +74,18 @@ def driver_host(spark) -> str:
     return spark.sparkContext.getConf().get("spark.driver.host", "127.0.0.1")
 
 
-def _barrier_task(rank_fn: RankFunction, relay_address: tuple[str, int, str]):
+def _barrier_task(
+    rank_fn: RankFunction, relay_address: tuple[str, int, str], forward_output: bool = True
+):
     def run(batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
         from pyspark import BarrierTaskContext
 
         partition = BarrierTaskContext.get().partitionId()
         with horovod_ring() as ring, RelayClient(relay_address, ring.rank) as client:
             client.send("hello", partition=partition, pid=os.getpid(), host=ring.hostname)
+            output = forwarded_output(client) if forward_output else contextlib.nullcontext()
             try:
-                with forwarded_output(client):
+                with output, current_client(client):
                     result = rank_fn(batches, ring, client)
             except BaseException as exc:
                 client.send(
@@ -100,20 +110,29 @@ _PEER_ERRORS = (
 )
 
 
+def reported_failure(relay: MessageRelay, wait_s: float = 3.0) -> RankFailedError | None:
+    """The failure a rank reported itself, not counting ranks that failed because a peer went
+    away (Gloo errors); None when no rank reported one within ``wait_s``."""
+    deadline = time.monotonic() + wait_s
+    while not relay.of_kind("error") and time.monotonic() < deadline:
+        time.sleep(0.1)  # a failing rank's report may trail the news of its failure
+    errors = relay.of_kind("error")
+    own = [e for e in errors if not any(marker in e["error"] for marker in _PEER_ERRORS)]
+    if own:
+        return RankFailedError(own[0]["rank"], own[0]["error"], own[0].get("traceback", ""))
+    return None
+
+
 def _failure_from(exc: Exception, relay: MessageRelay, wait_s: float = 3.0) -> RankFailedError:
     """Name the rank that failed: its own report if it sent one, else Spark's error text.
 
     A rank whose peer died fails too (a Gloo error); such reports count only when Spark's
     error does not say which task went first.
     """
-    deadline = time.monotonic() + wait_s
-    while not relay.of_kind("error") and time.monotonic() < deadline:
-        time.sleep(0.1)  # a failing rank's report may trail Spark's error by a moment
+    reported = reported_failure(relay, wait_s)
+    if reported is not None:
+        return reported
     errors = relay.of_kind("error")
-    own = [e for e in errors if not any(marker in e["error"] for marker in _PEER_ERRORS)]
-    if own:
-        return RankFailedError(own[0]["rank"], own[0]["error"], own[0].get("traceback", ""))
-
     text = str(exc)
     partition_to_rank = {m["partition"]: m["rank"] for m in relay.of_kind("hello")}
     failed = [
@@ -159,12 +178,14 @@ def run_ranks(
     rank_fn: RankFunction,
     df=None,
     on_message: Callable[[Message], None] | None = None,
+    forward_output: bool = True,
 ) -> Any:
     """Run ``rank_fn`` as ``num_ranks`` Horovod ranks and return rank 0's result.
 
     With ``df``, each rank receives the Arrow batches of its own partition of
     ``df.repartition(num_ranks)``; without, an empty iterator. ``on_message`` sees every
-    message the ranks send (output lines, epochs, ...), on the driver, as they arrive.
+    message the ranks send (output lines, epochs, ...), on the driver, as they arrive; with
+    ``forward_output=False`` the ranks' stdout/stderr stay in the executors' logs.
     """
     check_slots(spark, num_ranks)
     relay = MessageRelay(driver_host(spark), on_message)
@@ -174,7 +195,7 @@ def run_ranks(
         else:
             source = df.repartition(num_ranks)
         stage = source.mapInArrow(
-            _barrier_task(rank_fn, relay.address), _RESULT_SCHEMA, barrier=True
+            _barrier_task(rank_fn, relay.address, forward_output), _RESULT_SCHEMA, barrier=True
         )
         try:
             rows = stage.collect()

@@ -3,17 +3,13 @@
 from __future__ import annotations
 
 import hashlib
-import json
 import math
-import os
-import tempfile
 from dataclasses import asdict
 from typing import Any
 
 from pyspark.ml import Transformer
-from pyspark.ml.param import Param, Params
+from pyspark.ml.util import MLReadable, MLWritable
 
-from sparkzoo import fs
 from sparkzoo.trainer.columns import (
     ColumnSpec,
     as_array_column,
@@ -21,7 +17,18 @@ from sparkzoo.trainer.columns import (
     describe_columns,
     fit_to_shapes,
 )
+from sparkzoo.trainer.params import (
+    NamedParamErrors,
+    at_least,
+    column_names,
+    optional,
+    to_string,
+    typed_param,
+    with_accessors,
+)
+from sparkzoo.trainer.persistence import ModelReader, ModelWriter
 from sparkzoo.trainer.rank_training import load_keras_model
+from sparkzoo.trainer.scoring import classify, run_model
 
 # Keras models loaded in this Python worker, by the digest of their bytes: a reused worker
 # loads a model once, not once per task.
@@ -35,21 +42,43 @@ def _cached_model(digest: str, model_bytes: bytes, custom_objects: dict | None):
     return _LOADED[digest]
 
 
-class KerasModel(Transformer):
+class _ModelParams(NamedParamErrors):
+    feature_cols = typed_param(
+        "feature_cols", "input columns, in the model's input order", column_names()
+    )
+    output_cols = typed_param(
+        "output_cols", "names of the prediction columns, one per model output", column_names()
+    )
+    prediction_col = typed_param(
+        "prediction_col",
+        "a double column of the predicted class: argmax of the first output's scores, or "
+        "score >= 0.5 for one sigmoid value; None: none",
+        optional(to_string),
+    )
+    probability_col = typed_param(
+        "probability_col",
+        "a Spark ML vector column of the first output's class scores ([1 - p, p] for one "
+        "sigmoid value); None: none",
+        optional(to_string),
+    )
+    batch_size = typed_param("batch_size", "rows per model call in transform", at_least(1))
+
+
+@with_accessors
+class KerasModel(Transformer, _ModelParams, MLReadable, MLWritable):
     """Adds the model's predictions to a DataFrame: ``transform(df)`` runs the model on Arrow
     batches in the executors, loading it once per Python worker.
 
     Each output column holds a double when the model's output has one value per row, else an
-    array of floats. Returned by :meth:`KerasEstimator.fit`; ``save``/``load`` a directory.
-    """
+    array of floats. For a classifier, ``prediction_col`` adds the class as a double and
+    ``probability_col`` the scores as a Spark ML vector, which is what Spark ML's
+    ``MulticlassClassificationEvaluator`` and ``BinaryClassificationEvaluator`` read.
 
-    feature_cols = Param(
-        Params._dummy(), "feature_cols", "input columns, in the model's input order"
-    )
-    output_cols = Param(
-        Params._dummy(), "output_cols", "names of the prediction columns, one per model output"
-    )
-    batch_size = Param(Params._dummy(), "batch_size", "rows per model call in transform")
+    Returned by :meth:`KerasEstimator.fit`. A Spark ML stage: ``write().save(path)`` (or
+    ``save(path)``) and ``KerasModel.load(path)``, for a local path or an ``hdfs://`` URI, inside
+    a ``PipelineModel`` too. Accessors in Spark's and Horovod's naming: ``setOutputCols``,
+    ``getModel()`` (the ``tf.keras.Model``), ``getHistory()``, ``getFeatureColumns()``, ...
+    """
 
     def __init__(
         self,
@@ -62,28 +91,43 @@ class KerasModel(Transformer):
         run_id: str | None = None,
         history: dict | None = None,
         custom_objects: dict | None = None,
+        prediction_col: str | None = None,
+        probability_col: str | None = None,
+        label_cols: list[str] | None = None,
     ):
         super().__init__()
-        output_cols = list(output_cols or ["prediction"])
-        if len(output_cols) != len(output_shapes):
-            raise ValueError(
-                f"output_cols {output_cols} name {len(output_cols)} columns but the "
-                f"model has {len(output_shapes)} outputs"
-            )
-        self._setDefault(batch_size=1024, output_cols=["prediction"])
+        self._setDefault(
+            batch_size=1024, output_cols=["prediction"], prediction_col=None, probability_col=None
+        )
+        self.output_shapes = [tuple(s) for s in output_shapes]
         self._set(
-            feature_cols=[f.name for f in features], output_cols=output_cols, batch_size=batch_size
+            feature_cols=[f.name for f in features],
+            output_cols=list(output_cols or ["prediction"]),
+            batch_size=batch_size,
+            prediction_col=prediction_col,
+            probability_col=probability_col,
         )
         self.model_bytes = model_bytes
         self.features = list(features)
         self.input_shapes = [tuple(s) for s in input_shapes]
-        self.output_shapes = [tuple(s) for s in output_shapes]
+        self.label_cols = list(label_cols or [])
         self.run_id = run_id
+        self.model_uri: str | None = None  # the MLflow model logged by fit, if any
         self.history = history or {}
         self.custom_objects = custom_objects or {}
         self.summary: dict = {}  # how the fit went (set by KerasEstimator.fit)
         self._broadcasts: dict[int, Any] = {}  # one broadcast of the bytes per SparkContext
         self._digest = hashlib.sha256(model_bytes).hexdigest()
+
+    def _set(self, **kwargs: Any):
+        super()._set(**kwargs)
+        cols = kwargs.get("output_cols")
+        if cols is not None and len(cols) != len(self.output_shapes):
+            raise ValueError(
+                f'Invalid param value given for param "output_cols". {cols} name {len(cols)} '
+                f"columns but the model has {len(self.output_shapes)} outputs"
+            )
+        return self
 
     def _broadcast(self, sc):
         """The model bytes as a Spark broadcast, made once per SparkContext, not per transform."""
@@ -96,20 +140,61 @@ class KerasModel(Transformer):
         """The trained model as a ``tf.keras.Model`` on the driver."""
         return load_keras_model(self.model_bytes, self.custom_objects)
 
+    # Horovod's KerasModel accessors.
+    def getModel(self):
+        """The trained ``tf.keras.Model`` (loaded on the driver)."""
+        return self.keras_model()
+
+    def getHistory(self) -> dict[str, list[float]]:
+        """Per-epoch metrics of the fit, as Keras' ``History.history``: name -> list."""
+        return self.history
+
+    def getFeatureColumns(self) -> list[str]:
+        return self.getOrDefault("feature_cols")
+
+    def getLabelColumns(self) -> list[str]:
+        return self.label_cols
+
+    def getRunId(self) -> str | None:
+        """The MLflow run of the fit, if it was tracked."""
+        return self.run_id
+
+    # ---- transform ---------------------------------------------------------------------------
+    def _added_columns(self) -> list[str]:
+        names = list(self.getOrDefault("output_cols"))
+        names += [c for c in (self.getPredictionCol(), self.getProbabilityCol()) if c]
+        return names
+
     def _output_fields(self):
         from pyspark.sql.types import ArrayType, DoubleType, FloatType, StructField
 
-        return [
+        fields = [
             StructField(name, DoubleType() if math.prod(shape) == 1 else ArrayType(FloatType()))
             for name, shape in zip(
                 self.getOrDefault("output_cols"), self.output_shapes, strict=True
             )
         ]
+        if self.getPredictionCol():
+            fields.append(StructField(self.getPredictionCol(), DoubleType()))
+        if self.getProbabilityCol():  # an array here; a Spark ML vector after the Arrow step
+            fields.append(StructField(self.getProbabilityCol(), ArrayType(DoubleType())))
+        return fields
 
     def _transform(self, dataset):
+        from pyspark.ml.functions import array_to_vector
         from pyspark.sql.types import StructType
 
         names = self.getOrDefault("feature_cols")
+        added = self._added_columns()
+        if len(set(added)) != len(added):
+            raise ValueError(f"KerasModel would add the columns {added}: a name appears twice")
+        clash = [c for c in added if c in dataset.columns]
+        if clash:
+            raise ValueError(
+                f"the DataFrame already has column(s) {clash} that KerasModel would add; "
+                "rename them or choose other names with setOutputCols / setPredictionCol / "
+                "setProbabilityCol"
+            )
         described = describe_columns(dataset, names, "feature")
         prepared, temp_specs = dataset, []
         for i, ((name, kind, _), spec) in enumerate(zip(described, self.features, strict=True)):
@@ -127,62 +212,66 @@ class KerasModel(Transformer):
             temp_specs,
             self.input_shapes,
             names,
-            [f.name for f in output_fields],
-            [f.dataType.simpleString() == "double" for f in output_fields],
+            self.getOrDefault("output_cols"),
+            [math.prod(shape) == 1 for shape in self.output_shapes],
+            self.getPredictionCol(),
+            self.getProbabilityCol(),
             self.getOrDefault("batch_size"),
             self.custom_objects,
         )
-        return prepared.mapInArrow(predict, schema).drop(*[s.name for s in temp_specs])
+        scored = prepared.mapInArrow(predict, schema).drop(*[s.name for s in temp_specs])
+        probability = self.getProbabilityCol()
+        if probability:
+            scored = scored.withColumn(probability, array_to_vector(scored[probability]))
+        return scored
 
-    # ---- persistence ---------------------------------------------------------------------
-    def save(self, path: str) -> None:
-        """Write the model to directory ``path`` (``model.keras`` + ``metadata.json``): a local
-        path or an ``hdfs://`` URI.
+    # ---- persistence -------------------------------------------------------------------------
+    def write(self) -> ModelWriter:
+        """A Spark ML writer: ``write().save(path)``, ``write().overwrite().save(path)``."""
+        return ModelWriter(self)
 
-        The files are written to a local temporary directory, copied to a temporary name beside
-        ``path`` and renamed into place. Example: ``fitted.save("hdfs://127.0.0.1:9000/m/lenet")``.
+    @classmethod
+    def read(cls) -> ModelReader:
+        return ModelReader(cls)
+
+    @classmethod
+    def load(cls, path: str, custom_objects: dict | None = None) -> KerasModel:
+        """Read a model saved by :meth:`save` / ``write().save()`` (local path or ``hdfs://``).
+
+        Example: ``KerasModel.load("hdfs://127.0.0.1:9000/models/lenet")``.
         """
-        if fs.exists(path):
-            raise FileExistsError(f"{path} exists; remove it or choose another path")
-        with tempfile.TemporaryDirectory(prefix="sparkzoo-model-") as temp:
-            with open(os.path.join(temp, "model.keras"), "wb") as handle:
-                handle.write(self.model_bytes)
-            with open(os.path.join(temp, "metadata.json"), "w") as handle:
-                json.dump(self._metadata(), handle, indent=2)
-            fs.put(temp, path)
+        return cls.read().custom_objects(custom_objects).load(path)
 
-    def _metadata(self) -> dict:
+    def save_metadata(self) -> dict:
+        """What :class:`ModelWriter` stores beside the ``.keras`` file."""
         return {
-            "format": "sparkzoo.KerasModel/1",
             "features": [asdict(f) for f in self.features],
             "input_shapes": self.input_shapes,
             "output_shapes": self.output_shapes,
-            "output_cols": self.getOrDefault("output_cols"),
-            "batch_size": self.getOrDefault("batch_size"),
+            "label_cols": self.label_cols,
             "run_id": self.run_id,
             "history": self.history,
             "sha256": self._digest,
         }
 
     @classmethod
-    def load(cls, path: str, custom_objects: dict | None = None) -> KerasModel:
-        meta_path = fs.join(path, "metadata.json")
-        if not fs.exists(meta_path):
-            raise FileNotFoundError(f"{path} holds no saved KerasModel (no metadata.json)")
-        meta = json.loads(fs.read_bytes(meta_path))
-        model_bytes = fs.read_bytes(fs.join(path, "model.keras"))
-        if hashlib.sha256(model_bytes).hexdigest() != meta["sha256"]:
-            raise ValueError(f"{path}/model.keras does not match the sha256 in its metadata.json")
+    def from_saved(
+        cls, model_bytes: bytes, meta: dict, params: dict, custom_objects: dict | None
+    ) -> KerasModel:
+        """The model :class:`ModelReader` read: files, metadata and Param values."""
         return cls(
             model_bytes,
             [ColumnSpec(**f) for f in meta["features"]],
             meta["input_shapes"],
             meta["output_shapes"],
-            meta["output_cols"],
-            meta["batch_size"],
+            params.get("output_cols"),
+            params.get("batch_size", 1024),
             meta.get("run_id"),
             meta.get("history"),
             custom_objects,
+            prediction_col=params.get("prediction_col"),
+            probability_col=params.get("probability_col"),
+            label_cols=meta.get("label_cols"),
         )
 
 
@@ -194,6 +283,8 @@ def _predict_batches(
     names,
     output_names,
     scalar_outputs,
+    prediction_col,
+    probability_col,
     batch_size,
     custom_objects,
 ):
@@ -209,33 +300,33 @@ def _predict_batches(
                 outputs = [np.zeros((0, 1), np.float32) for _ in output_names]
             else:
                 xs = fit_to_shapes(batch_to_arrays(batch, specs), input_shapes, "feature", names)
-                outputs = _run_model(model, xs, batch_size, len(output_names))
+                outputs = run_model(model, xs, batch_size, len(output_names))
             columns = list(batch.columns)
             for values, scalar in zip(outputs, scalar_outputs, strict=True):
                 values = values.reshape(len(values), -1)
                 if scalar:
                     columns.append(pa.array(values[:, 0].astype(np.float64)))
                 else:
-                    flat = pa.array(values.astype(np.float32).ravel())
-                    offsets = pa.array(
-                        np.arange(0, values.size + 1, values.shape[1], dtype=np.int32)
-                    )
-                    columns.append(pa.ListArray.from_arrays(offsets, flat))
-            names_out = [*batch.schema.names, *output_names]
-            yield pa.RecordBatch.from_arrays(columns, names=names_out)
+                    columns.append(_list_array(values.astype(np.float32)))
+            added = list(output_names)
+            if prediction_col or probability_col:
+                predicted, probabilities = classify(outputs[0])
+                if prediction_col:
+                    columns.append(pa.array(predicted))
+                    added.append(prediction_col)
+                if probability_col:
+                    columns.append(_list_array(probabilities))
+                    added.append(probability_col)
+            yield pa.RecordBatch.from_arrays(columns, names=[*batch.schema.names, *added])
 
     return predict
 
 
-def _run_model(model, xs, batch_size: int, n_outputs: int):
+def _list_array(values):
+    """A ``(rows, width)`` array as an Arrow list column, without a copy per row."""
     import numpy as np
+    import pyarrow as pa
 
-    chunks: list[list] = [[] for _ in range(n_outputs)]
-    rows = len(xs[0])
-    for start in range(0, rows, batch_size):
-        part = [x[start : start + batch_size] for x in xs]
-        out = model(part[0] if len(part) == 1 else part, training=False)
-        out = out if isinstance(out, (list, tuple)) else [out]
-        for i, o in enumerate(out):
-            chunks[i].append(o.numpy())
-    return [np.concatenate(c) for c in chunks]
+    values = values.reshape(len(values), -1)
+    offsets = pa.array(np.arange(0, values.size + 1, max(values.shape[1], 1), dtype=np.int32))
+    return pa.ListArray.from_arrays(offsets[: len(values) + 1], pa.array(values.ravel()))

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 import tempfile
 import time
 from dataclasses import dataclass, field
@@ -10,6 +11,7 @@ from typing import Any
 
 import numpy as np
 
+from sparkzoo import fs
 from sparkzoo.trainer.checkpoint import CheckpointStore
 from sparkzoo.trainer.columns import ColumnSpec, batch_to_arrays, fit_to_shapes
 from sparkzoo.trainer.feed import PartitionBuffer, make_dataset, steps_for
@@ -21,7 +23,7 @@ class TrainingPlan:
 
     model_source: Any  # bytes of a .keras file, or a zero-argument builder
     optimizer: Any  # a serialized Keras optimizer (dict) or a name
-    loss: Any
+    loss: Any  # None: the model computes its own loss (no label columns)
     metrics: list
     features: list[ColumnSpec]
     labels: list[ColumnSpec]
@@ -32,9 +34,16 @@ class TrainingPlan:
     train_rows: int
     val_rows: int
     run_dir: str
+    weight: ColumnSpec | None = None  # per-row loss weights
+    loss_weights: Any = None
+    val_batch_size: int | None = None
+    train_steps: int | None = None  # steps per epoch; None: from the rows
+    val_steps: int | None = None
     indicator: str | None = None
     shuffle: bool = True
     seed: int = 0
+    deterministic: bool = False
+    tensorboard: bool = False
     scale_lr: bool = True
     warmup_epochs: float = 0.0
     gradient_clipnorm: float | None = None
@@ -93,6 +102,7 @@ def _configure_threads(threads: int | None, local_size: int) -> None:
 
 
 def _read_partition(plan: TrainingPlan, batches) -> tuple[PartitionBuffer, PartitionBuffer]:
+    """The partition's rows as arrays: inputs, then targets, then the sample weights (if any)."""
     train = PartitionBuffer(plan.memory_budget_bytes)
     val = PartitionBuffer(plan.memory_budget_bytes)
     feature_names = [s.name for s in plan.features]
@@ -103,10 +113,15 @@ def _read_partition(plan: TrainingPlan, batches) -> tuple[PartitionBuffer, Parti
         xs = fit_to_shapes(
             batch_to_arrays(batch, plan.features), plan.input_shapes, "feature", feature_names
         )
-        ys = fit_to_shapes(
-            batch_to_arrays(batch, plan.labels), plan.output_shapes, "label", label_names
+        ys = (
+            fit_to_shapes(
+                batch_to_arrays(batch, plan.labels), plan.output_shapes, "label", label_names
+            )
+            if plan.labels
+            else []
         )
-        columns = [*xs, *ys]
+        weights = batch_to_arrays(batch, [plan.weight]) if plan.weight else []
+        columns = [*xs, *ys, *weights]
         if plan.indicator is None:
             train.append(columns)
             continue
@@ -143,7 +158,11 @@ def train_rank(plan: TrainingPlan, batches, ring, client) -> dict | None:
     # reused Python worker has counted up Keras' name counters in earlier tasks.
     tf.keras.backend.clear_session()
     _configure_threads(plan.threads_per_worker, ring.local_size)
-    np.random.seed(plan.seed + ring.rank)
+    # Python's, NumPy's and TensorFlow's generators: the initial weights (rank 0's are
+    # broadcast), dropout and each rank's data order follow from the seed.
+    tf.keras.utils.set_random_seed(plan.seed + ring.rank)
+    if plan.deterministic:
+        tf.config.experimental.enable_op_determinism()
 
     train_buf, val_buf = _read_partition(plan, batches)
     client.send(
@@ -171,26 +190,23 @@ def _fit(plan, ring, client, train_buf, val_buf) -> dict | None:
     import horovod.tensorflow.keras as hvd
     import tensorflow as tf
 
-    n_x = len(plan.input_shapes)
-    train_arrays = train_buf.arrays()
-    train_ds = make_dataset(
-        train_arrays[:n_x], train_arrays[n_x:], plan.batch_size, plan.shuffle, plan.seed + ring.rank
-    )
-    steps = steps_for(plan.train_rows, plan.batch_size, ring.size)
+    train_ds = _dataset(plan, train_buf.arrays(), plan.batch_size, plan.shuffle, ring.rank)
+    steps = plan.train_steps or steps_for(plan.train_rows, plan.batch_size, ring.size)
     validation = {}
     if plan.indicator:
-        val_arrays = val_buf.arrays()
+        val_batch = plan.val_batch_size or plan.batch_size
         validation = {
-            "validation_data": make_dataset(
-                val_arrays[:n_x], val_arrays[n_x:], plan.batch_size, False, 0
-            ),
-            "validation_steps": steps_for(plan.val_rows, plan.batch_size, ring.size),
+            "validation_data": _dataset(plan, val_buf.arrays(), val_batch, False, 0),
+            "validation_steps": plan.val_steps or steps_for(plan.val_rows, val_batch, ring.size),
         }
 
     model = build_model(plan.model_source, plan.custom_objects)
     optimizer = _make_optimizer(plan, ring.size)
     model.compile(
-        optimizer=hvd.DistributedOptimizer(optimizer), loss=plan.loss, metrics=list(plan.metrics)
+        optimizer=hvd.DistributedOptimizer(optimizer),
+        loss=plan.loss,
+        loss_weights=plan.loss_weights,
+        metrics=list(plan.metrics),
     )
 
     checkpoints = CheckpointStore(plan.run_dir)
@@ -229,6 +245,8 @@ def _fit(plan, ring, client, train_buf, val_buf) -> dict | None:
             )
         )
     callbacks += list(plan.callbacks)
+    if ring.rank == 0 and plan.tensorboard:
+        callbacks.append(_tensorboard_callback(plan.run_dir))
     if ring.rank == 0:
         callbacks.append(
             _epoch_end_callback(
@@ -245,6 +263,39 @@ def _fit(plan, ring, client, train_buf, val_buf) -> dict | None:
         **validation,
     )
     return _result(model, history, plan.epochs) if ring.rank == 0 else None
+
+
+def _dataset(plan: TrainingPlan, arrays: list[np.ndarray], batch_size: int, shuffle: bool, rank):
+    """The rank's rows as batches of ``(inputs, targets[, weights])``, or inputs alone."""
+    n_x, n_y = len(plan.input_shapes), len(plan.labels) and len(plan.output_shapes)
+    weights = arrays[n_x + n_y] if plan.weight else None
+    return make_dataset(
+        arrays[:n_x], arrays[n_x : n_x + n_y], batch_size, shuffle, plan.seed + rank, weights
+    )
+
+
+def _tensorboard_callback(run_dir: str):
+    """Rank 0's TensorBoard callback: scalars per epoch and the graph, in ``<run_dir>/logs``.
+
+    TensorFlow writes local paths only here (no libhdfs), so for an ``hdfs://`` store the
+    events are written to a local folder and copied to the store when training ends.
+    """
+    import tensorflow as tf
+
+    target = fs.join(run_dir, "logs")
+    if not fs.is_hdfs(target):
+        return tf.keras.callbacks.TensorBoard(
+            fs.local_path(target), write_graph=True, update_freq="epoch", profile_batch=0
+        )
+
+    class CopiedTensorBoard(tf.keras.callbacks.TensorBoard):
+        def on_train_end(self, logs=None):
+            super().on_train_end(logs)  # closes (and so flushes) the event files
+            fs.put(self.log_dir, target, overwrite=True)
+            shutil.rmtree(self.log_dir, ignore_errors=True)
+
+    local = tempfile.mkdtemp(prefix="sparkzoo-tensorboard-")
+    return CopiedTensorBoard(local, write_graph=True, update_freq="epoch", profile_batch=0)
 
 
 def _result(model, history: dict, epochs: int) -> dict:

@@ -148,8 +148,37 @@ def forwarded_output(client: RelayClient) -> Iterator[None]:
 
 
 def print_output(message: Message) -> None:
-    """Show a rank's output line on the driver as ``[rank]<stream>: line``."""
-    if message.get("kind") != "output":
-        return
-    target = sys.stderr if message["stream"] == "stderr" else sys.stdout
-    print(f"[{message['rank']}]<{message['stream']}>: {message['line']}", file=target, flush=True)
+    """Show a rank's output line on the driver as ``[rank]<stream>: line``, and a
+    :func:`log_to_driver` message as ``[rank] message``."""
+    kind = message.get("kind")
+    if kind == "log":
+        print(f"[{message['rank']}] {message['line']}", flush=True)
+    elif kind == "output":
+        target = sys.stderr if message["stream"] == "stderr" else sys.stdout
+        print(
+            f"[{message['rank']}]<{message['stream']}>: {message['line']}", file=target, flush=True
+        )
+
+
+# The relay client of the rank running in this process (set while a rank function runs).
+_current_client: RelayClient | None = None
+
+
+@contextlib.contextmanager
+def current_client(client: RelayClient) -> Iterator[None]:
+    """Make ``client`` the channel of :func:`log_to_driver` while a rank function runs."""
+    global _current_client
+    previous, _current_client = _current_client, client
+    try:
+        yield
+    finally:
+        _current_client = previous
+
+
+def log_to_driver(message: str) -> None:
+    """Show ``message`` on the driver, whatever ``driver_log_verbosity`` says (Databricks'
+    ``sparkdl.horovod.log_to_driver``). Outside a rank it is printed here."""
+    if _current_client is None:
+        print(message, flush=True)
+    else:
+        _current_client.send("log", line=str(message))
