@@ -33,13 +33,13 @@ def test_layout_is_detected_and_missing_columns_are_named():
         fp.feature_columns("paysim")
 
 
-def test_oversample_factor_reaches_the_share():
-    assert fp.oversample_factor(10, 990, 0.2) == 25  # 250 fraud against 990 honest rows
-    assert fp.oversample_factor(500, 500, 0.2) == 1  # never drops rows
+def test_fraud_weight_reaches_the_share():
+    assert fp.fraud_weight(10, 990, 0.2) == 25  # 10 x 25 weigh as 250 against 990 honest rows
+    assert fp.fraud_weight(500, 500, 0.2) == 1  # never below an ordinary row
     with pytest.raises(ValueError, match="holds no fraud"):
-        fp.oversample_factor(0, 100, 0.2)
+        fp.fraud_weight(0, 100, 0.2)
     with pytest.raises(ValueError, match=r"share must be in \(0, 1\)"):
-        fp.oversample_factor(1, 100, 1.0)
+        fp.fraud_weight(1, 100, 1.0)
 
 
 def test_threshold_reaches_the_recall_on_its_rows():
@@ -190,9 +190,10 @@ def test_preprocessor_uses_the_training_part_only(spark):
     vectors = np.stack(fp.assemble(train, prep).select(fp.FEATURES).toPandas()[fp.FEATURES])
     assert vectors.shape == (29, len(prep.input_names))  # times before the 0.6 quantile
     assert np.allclose(vectors[:, log_amount], 0.0)
-    balanced, factor = fp.oversample(train, 0.5)
-    assert factor == 4  # 6 fraud x 4 = 24 against 23 honest rows
-    assert balanced.where("label = 1").count() == 24 and balanced.count() == 47
+    weighted, factor = fp.with_class_weights(train, 0.5)
+    assert factor == 4  # 6 fraud x 4 weigh 24 against 23 honest rows
+    totals = {r[0]: r[1] for r in weighted.groupBy("label").sum(fp.WEIGHT).collect()}
+    assert totals == {1: 24.0, 0: 23.0} and weighted.count() == 29  # no row repeated
 
 
 def test_prepare_names_bad_values(spark):

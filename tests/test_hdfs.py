@@ -105,7 +105,7 @@ def test_keras_model_saves_to_and_loads_from_hdfs(hdfs):
     )
     path = _fresh(hdfs, "saved") + "/model"
     model.save(path)
-    assert fs.listdir(path) == ["metadata.json", "model.keras"]
+    assert fs.listdir(path) == ["metadata", "model.keras"]  # a Spark ML stage folder
     assert fs.listdir(path.rsplit("/", 1)[0]) == [path.rsplit("/", 1)[1]]  # no temporary left
     with pytest.raises(FileExistsError, match=re.escape(path)):
         model.save(path)

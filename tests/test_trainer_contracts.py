@@ -352,7 +352,12 @@ def test_mlflow_models_serve_answers_with_the_same_predictions(fitted_pipeline, 
     server = subprocess.Popen(
         [mlflow_cli, "models", "serve", "-m", f"runs:/{stage.run_id}/model",
          "--env-manager", "local", "-h", "127.0.0.1", "-p", str(port)],
-        env={**os.environ, "MLFLOW_TRACKING_URI": tracking},
+        env={
+            **os.environ,
+            "MLFLOW_TRACKING_URI": tracking,
+            # MLflow starts `uvicorn` by name: the environment's scripts must be on PATH.
+            "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}",
+        },
         stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
     )  # fmt: skip
     try:
@@ -431,8 +436,8 @@ class _AutoEncoder:
             def train_step(self, data):
                 with tf.GradientTape() as tape:
                     loss = tf.reduce_mean(tf.square(self(data, training=True) - data))
-                grads = tape.gradient(loss, self.trainable_variables)
-                self.optimizer.apply_gradients(zip(grads, self.trainable_variables, strict=True))
+                # minimize(), so Horovod's DistributedOptimizer averages the gradients
+                self.optimizer.minimize(loss, self.trainable_variables, tape=tape)
                 return {"loss": loss}
 
         inputs = tf.keras.Input((4,))
@@ -546,3 +551,74 @@ def test_log_callback_only_shows_logs_but_not_prints(spark, capsys):
     assert "<stdout>: rank 0 prints" not in out
     HorovodRunner(np=2, spark=spark, driver_log_verbosity="all").run(_rank_sum, offset=0.0)
     assert "[1]<stdout>: rank 1 prints" in capsys.readouterr().out
+
+
+# ---- Horovod's own Spark example, ported by changing the import ---------------------------------
+@pytest.mark.slow
+def test_horovods_keras_spark_mnist_example_runs_with_sparkzoo(spark, tmp_path):
+    """``examples/spark/keras/keras_spark_mnist.py`` of Horovod, on real MNIST digits written
+    as the LIBSVM file it downloads; only the import of the estimator changed."""
+    from horovod.spark.common.backend import SparkBackend
+    from horovod.spark.common.store import Store
+    from pyspark.ml.evaluation import MulticlassClassificationEvaluator
+    from pyspark.ml.feature import OneHotEncoder
+    from pyspark.sql import types as T
+    from pyspark.sql.functions import udf
+    from sklearn.datasets import dump_svmlight_file
+    from tensorflow import keras
+    from tensorflow.keras.layers import Conv2D, Dense, Dropout, Flatten, MaxPooling2D
+    from tensorflow.keras.models import Sequential
+
+    import sparkzoo.trainer as hvd  # was: import horovod.spark.keras as hvd
+    from sparkzoo.datasets import mnist
+
+    digits = mnist().sample(2000, random_state=0)
+    libsvm_path = str(tmp_path / "mnist.libsvm")
+    dump_svmlight_file(np.stack(digits["pixels"]), digits["label"], libsvm_path)
+
+    store = Store.create(str(tmp_path / "work"))
+    df = spark.read.format("libsvm").option("numFeatures", "784").load(libsvm_path)
+    encoder = OneHotEncoder(inputCols=["label"], outputCols=["label_vec"], dropLast=False)
+    train_df = encoder.fit(df).transform(df)
+    train_df, test_df = train_df.randomSplit([0.9, 0.1], seed=0)
+
+    model = Sequential()
+    model.add(Conv2D(32, kernel_size=(3, 3), activation="relu", input_shape=(28, 28, 1)))
+    model.add(Conv2D(64, (3, 3), activation="relu"))
+    model.add(MaxPooling2D(pool_size=(2, 2)))
+    model.add(Dropout(0.25))
+    model.add(Flatten())
+    model.add(Dense(128, activation="relu"))
+    model.add(Dropout(0.5))
+    model.add(Dense(10, activation="softmax"))
+    optimizer = keras.optimizers.Adadelta(1.0)
+    loss = keras.losses.categorical_crossentropy
+
+    backend = SparkBackend(num_proc=2, stdout=sys.stdout, stderr=sys.stderr)
+    keras_estimator = hvd.KerasEstimator(
+        backend=backend,
+        store=store,
+        model=model,
+        optimizer=optimizer,
+        loss=loss,
+        metrics=["accuracy"],
+        feature_cols=["features"],
+        label_cols=["label_vec"],
+        batch_size=64,
+        epochs=2,
+        random_seed=1,
+        inmemory_cache_all=True,
+        verbose=1,
+        callbacks=[keras.callbacks.TensorBoard(log_dir=str(tmp_path / "tb"), profile_batch=0)],
+        log_to_mlflow=False,
+    )
+    keras_model = keras_estimator.fit(train_df).setOutputCols(["label_prob"])
+
+    pred_df = keras_model.transform(test_df)
+    argmax = udf(lambda v: float(np.argmax(v)), returnType=T.DoubleType())
+    pred_df = pred_df.withColumn("label_pred", argmax(pred_df.label_prob))
+    evaluator = MulticlassClassificationEvaluator(
+        predictionCol="label_pred", labelCol="label", metricName="accuracy"
+    )
+    assert evaluator.evaluate(pred_df) > 0.8
+    assert (tmp_path / "work").is_dir()  # checkpoints went to the Horovod store

@@ -91,7 +91,8 @@ def _allreduce_rank(offset):
 
 
 def test_runner_returns_rank_zeros_value_and_prefixes_output(spark, capsys):
-    assert HorovodRunner(np=2, spark=spark).run(_allreduce_rank, offset=1.0) == 3.0
+    runner = HorovodRunner(np=2, spark=spark, driver_log_verbosity="all")
+    assert runner.run(_allreduce_rank, offset=1.0) == 3.0
     out = capsys.readouterr().out
     assert "[0]<stdout>: rank 0 says hi" in out and "[1]<stdout>: rank 1 says hi" in out
 
@@ -343,7 +344,7 @@ def test_mlflow_run_has_params_epoch_metrics_and_the_model(blobs, tmp_path):
     mlflow.set_tracking_uri(uri)
     logged = client.search_logged_models([run.info.experiment_id])
     assert logged, "no model logged"
-    model = mlflow.tensorflow.load_model(logged[0].model_uri)
+    model = mlflow.pyfunc.load_model(logged[0].model_uri).unwrap_python_model().keras_model
     x = np.stack(_blobs(5)["features"])
     np.testing.assert_allclose(
         model.predict(x, verbose=0), fitted.keras_model().predict(x, verbose=0), rtol=1e-5

@@ -25,6 +25,7 @@ from sparkzoo.trainer.params import (
     model_source,
     one_of,
     optional,
+    positive,
     store_path,
     to_bool,
     to_dict,
@@ -162,7 +163,7 @@ class _EstimatorParams(NamedParamErrors):
     memory_budget_mb = typed_param(
         "memory_budget_mb",
         "a rank's partition beyond this spills to local disk",
-        at_least(1.0, to_float),
+        positive(to_float),
     )
     threads_per_worker = typed_param(
         "threads_per_worker",

@@ -89,6 +89,16 @@ def at_least(minimum: float, converter: Converter = to_int) -> Converter:
     return convert
 
 
+def positive(converter: Converter) -> Converter:
+    def convert(value):
+        converted = converter(value)
+        if not converted > 0:
+            raise ValueError(f"must be > 0, got {value!r}")
+        return converted
+
+    return convert
+
+
 def to_float(value) -> float:
     if isinstance(value, bool):
         raise TypeError(f"expected a number, got {value!r}")

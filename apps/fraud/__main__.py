@@ -44,7 +44,7 @@ def _train_parser() -> argparse.ArgumentParser:
         "--positive-share",
         type=float,
         default=0.2,
-        help="oversample fraud rows of the training part to this share (default 0.2)",
+        help="weight fraud rows of the training part up to this share of the loss (default 0.2)",
     )
     parser.add_argument(
         "--split",
@@ -128,14 +128,14 @@ def _train(args: argparse.Namespace) -> int:
             + ", ".join(f"{n} {sum(c.values())} ({c.get(1, 0)} fraud)" for n, c in sizes.items())
         )
         prep = fp.fit_preprocessor(train, data.layout)
-        balanced, factor = fp.oversample(train, args.positive_share)
+        weighted, factor = fp.with_class_weights(train, args.positive_share)
         _step(
             f"training tabular_mlp on {args.workers} Horovod workers, {args.epochs} epochs, "
-            f"fraud rows x{factor} (focal loss)"
+            f"fraud rows weighted x{factor} (focal loss)"
         )
         fit_start = time.perf_counter()
         fitted = fp.train_mlp(
-            fp.assemble(balanced, prep),
+            fp.assemble(weighted, prep),
             len(prep.input_names),
             workers=args.workers,
             epochs=args.epochs,
@@ -167,7 +167,7 @@ def _train(args: argparse.Namespace) -> int:
             "rows": {n: sum(c.values()) for n, c in sizes.items()},
             "fraud": {n: c.get(1, 0) for n, c in sizes.items()},
             "features": prep.input_names,
-            "oversample_factor": factor,
+            "fraud_weight": factor,
             "threshold": prep.threshold,
             "fit_seconds": round(fit_seconds, 2),
             "baseline_fit_seconds": round(result.baseline_seconds, 2),

@@ -3,7 +3,7 @@
 The UnionPay use case of the Analytics Zoo talks, rebuilt: transactions -> per-account and
 per-merchant aggregates over *past* windows on Spark (no look-ahead) -> a time-ordered split
 (train earliest, validation, test latest) -> ``tabular_mlp`` trained with Horovod through
-:class:`sparkzoo.trainer.KerasEstimator` on a rebalanced training part with a focal loss ->
+:class:`sparkzoo.trainer.KerasEstimator` with fraud rows weighted up and a focal loss ->
 AUPRC and precision at recall 0.8 on the test part, beside scikit-learn's
 ``HistGradientBoostingClassifier`` and ``LogisticRegression`` on the same features -> a
 threshold chosen on the validation part -> batch scoring of new transactions.
@@ -42,6 +42,7 @@ LABEL = "label"  # 0/1 after prepare()
 EVENT_TIME = "event_time"  # seconds (long): what every past window is ordered by
 KEY = "transaction_key"  # the id every output row carries
 FEATURES = "features"  # the standardised feature vector (array<float>)
+WEIGHT = "weight"  # per-row loss weight of the training part (with_class_weights)
 SCORE = "score"
 FLAG = "flag"
 
@@ -480,13 +481,13 @@ def assemble(df, prep: Preprocessor):
 # ---- imbalance, model, metrics ---------------------------------------------------------------
 
 
-def oversample_factor(positives: int, negatives: int, share: float) -> int:
-    """How many copies of each positive row bring the positives to about ``share`` of the
-    rows (at least 1: never fewer than there are).
+def fraud_weight(positives: int, negatives: int, share: float) -> int:
+    """The loss weight of each positive row that makes the positives count for about ``share``
+    of the training loss (at least 1: never less than an ordinary row).
 
     Example::
 
-        oversample_factor(10, 990, 0.2)    # 25: 250 positives against 990 negatives
+        fraud_weight(10, 990, 0.2)    # 25: 10 rows x 25 weigh as 250 against 990 negatives
     """
     if not 0.0 < share < 1.0:
         raise ValueError(f"positive share must be in (0, 1), got {share}")
@@ -499,18 +500,18 @@ def oversample_factor(positives: int, negatives: int, share: float) -> int:
     return max(1, round(wanted / positives))
 
 
-def oversample(train, share: float = 0.2):
-    """``train`` with each fraud row repeated :func:`oversample_factor` times (the trainer
-    takes no class weights: rebalancing the rows is what reaches every Horovod rank; its
-    repartition spreads the copies over the ranks and each rank shuffles every epoch).
-    Returns (DataFrame, factor)."""
+def with_class_weights(train, share: float = 0.2):
+    """``train`` with a ``weight`` column: :func:`fraud_weight` for fraud rows, 1 for the
+    others (the trainer's ``sample_weight_col``: every rank weighs its rows' losses, no row is
+    repeated). Returns (DataFrame, fraud weight)."""
     from pyspark.sql import functions as F
 
     counts = {r[0]: r[1] for r in train.groupBy(LABEL).count().collect()}
-    factor = oversample_factor(counts.get(1, 0), counts.get(0, 0), share)
-    copies = F.when(F.col(LABEL) == 1, F.lit(factor)).otherwise(F.lit(1))
-    repeated = train.withColumn("__copy", F.explode(F.sequence(F.lit(1), copies))).drop("__copy")
-    return repeated, factor
+    weight = fraud_weight(counts.get(1, 0), counts.get(0, 0), share)
+    weighted = train.withColumn(
+        WEIGHT, F.when(F.col(LABEL) == 1, F.lit(float(weight))).otherwise(F.lit(1.0))
+    )
+    return weighted, weight
 
 
 def build_mlp(input_dim: int, hidden: Sequence[int] = (64, 32), dropout: float = 0.2):
@@ -540,7 +541,7 @@ def train_mlp(
 
     Example::
 
-        fitted = train_mlp(assemble(rebalanced, prep), len(prep.input_names), workers=2)
+        fitted = train_mlp(assemble(weighted, prep), len(prep.input_names), workers=2)
     """
     import tensorflow as tf
 
@@ -554,6 +555,7 @@ def train_mlp(
         metrics=[tf.keras.metrics.AUC(curve="PR", name="auprc")],
         feature_cols=[FEATURES],
         label_cols=[LABEL],
+        sample_weight_col=WEIGHT,
         batch_size=batch_size,
         epochs=epochs,
         num_workers=workers,
