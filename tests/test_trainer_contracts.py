@@ -203,6 +203,17 @@ def test_unfitted_pipeline_saves_and_loads_with_its_params(spark, tmp_path):
     assert loaded.getModel()().count_params() == build_mlp().count_params()
     assert type(loaded.getOptimizer()).__name__ == "SGD"
     assert loaded.getOptimizer().get_config()["learning_rate"] == pytest.approx(0.05)
+    from pyspark.ml.evaluation import MulticlassClassificationEvaluator
+    from pyspark.ml.tuning import CrossValidator, ParamGridBuilder
+
+    grid = ParamGridBuilder().addGrid(estimator.batch_size, [16, 64]).build()
+    search = CrossValidator(
+        estimator=estimator, estimatorParamMaps=grid, evaluator=MulticlassClassificationEvaluator()
+    )
+    search.save(str(tmp_path / "cv"))
+    restored_search = CrossValidator.load(str(tmp_path / "cv"))
+    assert [m[restored_search.getEstimator().batch_size] for m in
+            restored_search.getEstimatorParamMaps()] == [16, 64]  # fmt: skip
     model_object = _estimator(model=build_mlp())  # a model, not a builder: saved as .keras
     model_object.save(str(tmp_path / "with-model"))
     restored = KerasEstimator.load(str(tmp_path / "with-model")).getModel()

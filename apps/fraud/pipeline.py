@@ -535,7 +535,8 @@ def train_mlp(
     seed: int = 0,
     tracking_uri: str | None = None,
 ):
-    """Train ``tabular_mlp`` on ``train`` (``features``, ``label``) with Horovod through
+    """Train ``tabular_mlp`` on ``train`` (``features``, ``label`` and, if present, the
+    per-row loss ``weight`` of :func:`with_class_weights`) with Horovod through
     :class:`~sparkzoo.trainer.KerasEstimator`; returns the fitted ``KerasModel`` (its
     ``transform`` adds ``prediction``, the fraud probability).
 
@@ -555,7 +556,7 @@ def train_mlp(
         metrics=[tf.keras.metrics.AUC(curve="PR", name="auprc")],
         feature_cols=[FEATURES],
         label_cols=[LABEL],
-        sample_weight_col=WEIGHT,
+        sample_weight_col=WEIGHT if WEIGHT in train.columns else None,
         batch_size=batch_size,
         epochs=epochs,
         num_workers=workers,
@@ -565,7 +566,9 @@ def train_mlp(
         tracking_uri=tracking_uri,
         custom_objects={"FocalLoss": FocalLoss},
     )
-    return estimator.fit(train.select(FEATURES, LABEL))
+    return estimator.fit(
+        train.select(FEATURES, LABEL, *[c for c in [WEIGHT] if c in train.columns])
+    )
 
 
 def precision_at_recall(y_true: np.ndarray, scores: np.ndarray, recall: float = TARGET_RECALL):
