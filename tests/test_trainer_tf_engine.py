@@ -12,6 +12,7 @@ import subprocess
 import sys
 import time
 
+import numpy as np
 import pytest
 
 from sparkzoo.trainer import RankFailedError
@@ -83,7 +84,9 @@ def test_bind_library_turns_the_wildcard_bind_of_one_port_into_the_given_address
     )
     assert out.returncode == 0, out.stderr
     assert out.stdout.split() == ["::ffff:127.0.0.1", "0.0.0.0"]
-    plain = subprocess.run([sys.executable, "-c", _LISTEN, str(port)], capture_output=True, text=True)
+    plain = subprocess.run(
+        [sys.executable, "-c", _LISTEN, str(port)], capture_output=True, text=True
+    )
     assert plain.stdout.split() == ["::", "0.0.0.0"]  # without the library: every interface
 
 
@@ -103,8 +106,13 @@ def _allreduce(offset):
         strategy.run(lambda: tf.constant(float(rank) + offset)),
         axis=None,
     )
-    return {"rank": rank, "sum": float(total), "tf_config": config, "pid": os.getpid(),
-            "task": config["task"]}
+    return {
+        "rank": rank,
+        "sum": float(total),
+        "tf_config": config,
+        "pid": os.getpid(),
+        "task": config["task"],
+    }
 
 
 @pytest.mark.spark
@@ -253,3 +261,99 @@ def test_use_gpu_without_gpus_is_refused(spark):
         MirroredStrategyRunner(num_slots=1, local_mode=True, use_gpu=True, spark=spark).run(
             _where_am_i
         )
+
+
+# ---- the tf variant of train_rank ----------------------------------------------------------------
+def _build_mlp():
+    import tensorflow as tf
+
+    tf.keras.utils.set_random_seed(0)
+    return tf.keras.Sequential(
+        [
+            tf.keras.layers.Input((4,)),
+            tf.keras.layers.Dense(8, activation="relu"),
+            tf.keras.layers.Dense(2, activation="softmax"),
+        ],
+        name="mlp",
+    )
+
+
+class KeepWeights:
+    """A Keras callback that saves each worker's final weights to ``<out_dir>/rank<r>.npz``."""
+
+    def __new__(cls, out_dir: str):
+        import json
+
+        import tensorflow as tf
+
+        class _Keep(tf.keras.callbacks.Callback):
+            def on_train_end(self, logs=None):
+                rank = json.loads(os.environ["TF_CONFIG"])["task"]["index"]
+                np.savez(os.path.join(out_dir, f"rank{rank}.npz"), *self.model.get_weights())
+
+        return _Keep()
+
+
+def _plan(spark, tmp_path, n: int = 600, **overrides):
+    import pandas as pd
+
+    from sparkzoo.trainer.columns import prepare_columns
+    from sparkzoo.trainer.rank_training import TrainingPlan
+
+    rng = np.random.default_rng(0)
+    label = rng.integers(0, 2, n)
+    x = rng.normal(size=(n, 4)).astype(np.float32) + (label[:, None] * 2 - 1) * 2.0
+    df = spark.createDataFrame(pd.DataFrame({"features": list(x), "label": label}))
+    data = prepare_columns(df, ["features"], ["label"])
+    model = _build_mlp()
+    params = dict(
+        model_source=_build_mlp,
+        optimizer="adam",
+        loss="sparse_categorical_crossentropy",
+        metrics=["accuracy"],
+        features=data.features,
+        labels=data.labels,
+        input_shapes=[tuple(t.shape[1:]) for t in model.inputs],
+        output_shapes=[tuple(t.shape[1:]) for t in model.outputs],
+        batch_size=32,
+        epochs=3,
+        train_rows=n,
+        val_rows=0,
+        run_dir=str(tmp_path / "run"),
+        callbacks=[KeepWeights(str(tmp_path))],
+    )
+    return TrainingPlan(**(params | overrides)), data.df
+
+
+@pytest.mark.spark
+def test_tf_train_rank_gives_both_ranks_identical_weights(spark, tmp_path, capsys):
+    from sparkzoo.trainer.rank_training import load_keras_model
+    from sparkzoo.trainer.relay import print_output
+    from sparkzoo.trainer.tf_launcher import run_tf_ranks
+    from sparkzoo.trainer.tf_training import train_rank
+
+    plan, df = _plan(spark, tmp_path)
+    messages = []
+
+    def on_message(message):
+        messages.append(message)
+        print_output(message)
+
+    def child_fn(batches, ring, client):
+        return train_rank(plan, batches, ring, client)
+
+    result = run_tf_ranks(spark, 2, child_fn, df=df, on_message=on_message)
+    rank0, rank1 = (np.load(tmp_path / f"rank{r}.npz") for r in (0, 1))
+    assert len(rank0.files) == 4
+    for name in rank0.files:
+        np.testing.assert_array_equal(rank0[name], rank1[name])
+    returned = load_keras_model(result["model_bytes"]).get_weights()
+    for name, weights in zip(rank0.files, returned, strict=True):
+        np.testing.assert_array_equal(rank0[name], weights)
+    assert len(result["history"]["loss"]) == 3
+    assert result["history"]["accuracy"][-1] > 0.9
+    epochs = [m for m in messages if m["kind"] == "epoch"]
+    assert [m["epoch"] for m in epochs] == [1, 2, 3] and {m["rank"] for m in epochs} == {0}
+    rows = sorted(m["train_rows"] for m in messages if m["kind"] == "partition")
+    assert sum(rows) == 600
+    assert os.path.exists(tmp_path / "run" / "checkpoints" / "latest.json")

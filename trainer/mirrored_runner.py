@@ -8,7 +8,7 @@ from typing import Any
 
 import cloudpickle
 
-from sparkzoo.trainer.launcher import RankFailedError, driver_host
+from sparkzoo.trainer.launcher import RankFailedError
 from sparkzoo.trainer.relay import MessageRelay, RelayClient, print_output
 from sparkzoo.trainer.tf_launcher import WorkerFailedError, run_child, run_tf_ranks
 from sparkzoo.trainer.tf_ring import WorkerInfo
@@ -48,9 +48,7 @@ class MirroredStrategyRunner:
         weights = MirroredStrategyRunner(num_slots=2).run(train, epochs=3)
     """
 
-    def __init__(
-        self, num_slots: int, local_mode: bool = False, use_gpu: bool = False, spark=None
-    ):
+    def __init__(self, num_slots: int, local_mode: bool = False, use_gpu: bool = False, spark=None):
         if not isinstance(num_slots, int) or num_slots < 1:
             raise ValueError(
                 f"num_slots must be an integer >= 1, got {num_slots!r} (for a run on the driver "

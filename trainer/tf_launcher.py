@@ -223,11 +223,7 @@ def run_child(
             f"rank {info.rank} failed: {report['error']}\n\n"
             f"--- traceback of rank {info.rank} ---\n{report['traceback']}"
         )
-    how = (
-        f"was killed by {signal.Signals(-code).name}"
-        if code < 0
-        else f"exited with code {code}"
-    )
+    how = f"was killed by {signal.Signals(-code).name}" if code < 0 else f"exited with code {code}"
     reason = f"its TensorFlow process (pid {child.pid}) {how}"
     tail = "\n".join(stderr_tail)
     client.send("error", error=reason, traceback=tail)

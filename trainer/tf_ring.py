@@ -208,7 +208,9 @@ def bind_library(cache_dir: str | None = None) -> str:
                 os.replace(built, library)  # atomic: a concurrent task sees all of it or none
             return library
         except FileNotFoundError as exc:
-            raise RuntimeError(f"no C compiler ({exc.filename}) to build the bind library") from None
+            raise RuntimeError(
+                f"no C compiler ({exc.filename}) to build the bind library"
+            ) from None
         except subprocess.CalledProcessError as exc:
             raise RuntimeError(f"building the bind library failed: {exc.stderr.strip()}") from None
         except OSError:
