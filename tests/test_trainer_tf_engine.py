@@ -327,7 +327,6 @@ def _plan(spark, tmp_path, n: int = 600, **overrides):
 
 @pytest.mark.spark
 def test_tf_train_rank_gives_both_ranks_identical_weights(spark, tmp_path, capsys):
-    from sparkzoo.trainer.rank_training import load_keras_model
     from sparkzoo.trainer.relay import print_output
     from sparkzoo.trainer.tf_launcher import run_tf_ranks
     from sparkzoo.trainer.tf_training import train_rank
@@ -343,13 +342,7 @@ def test_tf_train_rank_gives_both_ranks_identical_weights(spark, tmp_path, capsy
         return train_rank(plan, batches, ring, client)
 
     result = run_tf_ranks(spark, 2, child_fn, df=df, on_message=on_message)
-    rank0, rank1 = (np.load(tmp_path / f"rank{r}.npz") for r in (0, 1))
-    assert len(rank0.files) == 4
-    for name in rank0.files:
-        np.testing.assert_array_equal(rank0[name], rank1[name])
-    returned = load_keras_model(result["model_bytes"]).get_weights()
-    for name, weights in zip(rank0.files, returned, strict=True):
-        np.testing.assert_array_equal(rank0[name], weights)
+    _assert_identical_weights(tmp_path, result)
     assert len(result["history"]["loss"]) == 3
     assert result["history"]["accuracy"][-1] > 0.9
     epochs = [m for m in messages if m["kind"] == "epoch"]
@@ -357,3 +350,38 @@ def test_tf_train_rank_gives_both_ranks_identical_weights(spark, tmp_path, capsy
     rows = sorted(m["train_rows"] for m in messages if m["kind"] == "partition")
     assert sum(rows) == 600
     assert os.path.exists(tmp_path / "run" / "checkpoints" / "latest.json")
+
+
+def _assert_identical_weights(tmp_path, result):
+    from sparkzoo.trainer.rank_training import load_keras_model
+
+    rank0, rank1 = (np.load(tmp_path / f"rank{r}.npz") for r in (0, 1))
+    assert len(rank0.files) == 4
+    for name in rank0.files:
+        np.testing.assert_array_equal(rank0[name], rank1[name])
+    returned = load_keras_model(result["model_bytes"]).get_weights()
+    for name, weights in zip(rank0.files, returned, strict=True):
+        np.testing.assert_array_equal(rank0[name], weights)
+
+
+@pytest.mark.spark
+def test_tf_train_rank_resumes_every_rank_from_rank_zeros_checkpoint(spark, tmp_path):
+    from sparkzoo.trainer.tf_launcher import run_tf_ranks
+    from sparkzoo.trainer.tf_training import train_rank
+
+    messages = []
+    for epochs in (1, 2):
+        plan, df = _plan(spark, tmp_path, epochs=epochs, warmup_epochs=1.0)
+
+        def child_fn(batches, ring, client, plan=plan):
+            return train_rank(plan, batches, ring, client)
+
+        result = run_tf_ranks(spark, 2, child_fn, df=df, on_message=messages.append)
+    resumed = [m for m in messages if m["kind"] == "resumed"]  # every rank reports it
+    assert sorted((m["rank"], m["epoch"], m["finished"]) for m in resumed) == [
+        (0, 1, False),
+        (1, 1, False),
+    ]
+    assert [m["epoch"] for m in messages if m["kind"] == "epoch"] == [1, 2]
+    assert len(result["history"]["loss"]) == 2
+    _assert_identical_weights(tmp_path, result)  # rank 1 started from rank 0's checkpoint too

@@ -112,9 +112,9 @@ def _tf_barrier_task(child_fn: ChildFunction, relay_address: tuple[str, int, str
                     env |= bind_env(info.hostname, info.port, bind_library())
                 except RuntimeError as exc:
                     client.send(
-                        "warning",
-                        message=f"TensorFlow's gRPC server of rank {info.rank} listens on "
-                        f"every interface: {exc}",
+                        "output",
+                        stream="stderr",
+                        line=f"warning: TensorFlow's gRPC server listens on every interface: {exc}",
                     )
                 payload = run_child(workdir, child_fn, info, relay_address, env, client, data)
             ctx.barrier()  # every worker is done before any task (and its server) goes
