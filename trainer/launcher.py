@@ -47,9 +47,7 @@ class RankFailedError(RuntimeError):
         super().__init__(text)
 
 
-def check_slots(
-    spark, num_ranks: int, wait_s: float = 20.0, what: str = "Horovod ranks"
-) -> None:
+def check_slots(spark, num_ranks: int, wait_s: float = 20.0, what: str = "Horovod ranks") -> None:
     """Refuse at once when the cluster cannot run ``num_ranks`` barrier tasks together.
 
     On a cluster, executors register a few seconds after the SparkContext starts: wait up to

@@ -3,7 +3,7 @@
 TensorFlow cannot enable collective ops twice in one process, and Spark reuses its Python
 workers, so each rank trains in a child of its barrier task. The child dies with that task
 (``PR_SET_PDEATHSIG``), reads its job from ``<workdir>/job.pkl``, calls the rank function on
-its partition (``<workdir>/partition.arrow``) and leaves rank 0's result in
+its partition (``<workdir>/partition.arrow``; ``log_to_driver`` works there) and leaves rank 0's result in
 ``<workdir>/result.pkl``; a failure goes to the driver's relay and to ``<workdir>/error.json``.
 """
 
@@ -20,7 +20,7 @@ from collections.abc import Iterator
 import cloudpickle
 import pyarrow as pa
 
-from sparkzoo.trainer.relay import RelayClient
+from sparkzoo.trainer.relay import RelayClient, current_client
 
 JOB, PARTITION, RESULT, ERROR = "job.pkl", "partition.arrow", "result.pkl", "error.json"
 _PR_SET_PDEATHSIG = 1
@@ -56,7 +56,7 @@ def main(workdir: str) -> int:
     with open(os.path.join(workdir, JOB), "rb") as handle:
         job = cloudpickle.load(handle)
     info = job["info"]
-    with RelayClient(job["relay"], info.rank) as client:
+    with RelayClient(job["relay"], info.rank) as client, current_client(client):
         try:
             result = job["fn"](read_partition(job["partition"]), info, client)
             if info.rank == 0:

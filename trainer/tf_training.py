@@ -20,14 +20,16 @@ from __future__ import annotations
 import numpy as np
 
 from sparkzoo.trainer.checkpoint import CheckpointStore
-from sparkzoo.trainer.feed import make_dataset, steps_for
+from sparkzoo.trainer.feed import steps_for
 from sparkzoo.trainer.rank_training import (
     TrainingPlan,
     _configure_threads,
+    _dataset,
     _epoch_end_callback,
     _make_optimizer,
     _read_partition,
     _result,
+    _tensorboard_callback,
     build_model,
 )
 
@@ -38,7 +40,11 @@ def train_rank(plan: TrainingPlan, batches, ring, client) -> dict | None:
 
     tf.get_logger().setLevel("ERROR")
     _configure_threads(plan.threads_per_worker, ring.local_size)
-    np.random.seed(plan.seed + ring.rank)
+    # Python's, NumPy's and TensorFlow's generators: dropout and each rank's data order follow
+    # from the seed (the initial weights are worker 0's: the strategy broadcasts them).
+    tf.keras.utils.set_random_seed(plan.seed + ring.rank)
+    if plan.deterministic:
+        tf.config.experimental.enable_op_determinism()
     strategy = tf.distribute.MultiWorkerMirroredStrategy()
 
     train_buf, val_buf = _read_partition(plan, batches)
@@ -84,11 +90,13 @@ def _from_rank0(strategy, rank: int, arrays: list[np.ndarray]) -> list[np.ndarra
     return out
 
 
-def _distributed(strategy, arrays: list[np.ndarray], n_x: int, plan: TrainingPlan, shuffle, seed):
+def _distributed(strategy, plan: TrainingPlan, arrays: list[np.ndarray], batch_size, shuffle, rank):
+    """This worker's rows as its replica's batches: no auto-sharding, no re-batching."""
+
     def per_worker(_context):
         import tensorflow as tf
 
-        dataset = make_dataset(arrays[:n_x], arrays[n_x:], plan.batch_size, shuffle, seed)
+        dataset = _dataset(plan, arrays, batch_size, shuffle, rank)
         options = tf.data.Options()
         options.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.OFF
         return dataset.with_options(options)
@@ -99,22 +107,27 @@ def _distributed(strategy, arrays: list[np.ndarray], n_x: int, plan: TrainingPla
 def _fit(plan, strategy, ring, client, train_buf, val_buf) -> dict | None:
     import tensorflow as tf
 
-    n_x = len(plan.input_shapes)
     train = _distributed(
-        strategy, train_buf.arrays(), n_x, plan, plan.shuffle, plan.seed + ring.rank
+        strategy, plan, train_buf.arrays(), plan.batch_size, plan.shuffle, ring.rank
     )
-    steps = steps_for(plan.train_rows, plan.batch_size, ring.size)
+    steps = plan.train_steps or steps_for(plan.train_rows, plan.batch_size, ring.size)
     validation = {}
     if plan.indicator:
+        val_batch = plan.val_batch_size or plan.batch_size
         validation = {
-            "validation_data": _distributed(strategy, val_buf.arrays(), n_x, plan, False, 0),
-            "validation_steps": steps_for(plan.val_rows, plan.batch_size, ring.size),
+            "validation_data": _distributed(strategy, plan, val_buf.arrays(), val_batch, False, 0),
+            "validation_steps": plan.val_steps or steps_for(plan.val_rows, val_batch, ring.size),
         }
 
     with strategy.scope():
         model = build_model(plan.model_source, plan.custom_objects)
         optimizer = _make_optimizer(plan, ring.size)
-        model.compile(optimizer=optimizer, loss=plan.loss, metrics=list(plan.metrics))
+        model.compile(
+            optimizer=optimizer,
+            loss=plan.loss,
+            loss_weights=plan.loss_weights,
+            metrics=list(plan.metrics),
+        )
         model.optimizer.build(model.trainable_variables)
 
     checkpoints = CheckpointStore(plan.run_dir)
@@ -158,6 +171,8 @@ def _fit(plan, strategy, ring, client, train_buf, val_buf) -> dict | None:
             )
         )
     callbacks += list(plan.callbacks)
+    if ring.rank == 0 and plan.tensorboard:
+        callbacks.append(_tensorboard_callback(plan.run_dir))
     if ring.rank == 0:
         callbacks.append(
             _epoch_end_callback(
