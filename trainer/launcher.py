@@ -47,11 +47,12 @@ class RankFailedError(RuntimeError):
         super().__init__(text)
 
 
-def check_slots(spark, num_ranks: int, wait_s: float = 20.0) -> None:
+def check_slots(spark, num_ranks: int, wait_s: float = 20.0, what: str = "Horovod ranks") -> None:
     """Refuse at once when the cluster cannot run ``num_ranks`` barrier tasks together.
 
     On a cluster, executors register a few seconds after the SparkContext starts: wait up to
     ``wait_s`` for enough task slots before refusing (a local master has all of its at once).
+    ``what`` names the tasks in the error (``"Horovod ranks"``, ``"TensorFlow workers"``).
     """
     if num_ranks < 1:
         raise ValueError(f"the number of ranks must be >= 1, got {num_ranks}")
@@ -63,7 +64,7 @@ def check_slots(spark, num_ranks: int, wait_s: float = 20.0) -> None:
         slots = slot_count(spark)
     if num_ranks > slots:
         raise ValueError(
-            f"asked for {num_ranks} Horovod ranks but the Spark cluster "
+            f"asked for {num_ranks} {what} but the Spark cluster "
             f"({spark.sparkContext.master}) has {slots} task slots; lower the number of "
             "workers or add executors/cores"
         )
@@ -110,26 +111,34 @@ _PEER_ERRORS = (
 )
 
 
-def reported_failure(relay: MessageRelay, wait_s: float = 3.0) -> RankFailedError | None:
+def reported_failure(
+    relay: MessageRelay, wait_s: float = 3.0, peer_errors: tuple[str, ...] = _PEER_ERRORS
+) -> RankFailedError | None:
     """The failure a rank reported itself, not counting ranks that failed because a peer went
-    away (Gloo errors); None when no rank reported one within ``wait_s``."""
+    away (errors containing one of ``peer_errors``); None when no rank reported one within
+    ``wait_s``."""
     deadline = time.monotonic() + wait_s
     while not relay.of_kind("error") and time.monotonic() < deadline:
         time.sleep(0.1)  # a failing rank's report may trail the news of its failure
     errors = relay.of_kind("error")
-    own = [e for e in errors if not any(marker in e["error"] for marker in _PEER_ERRORS)]
+    own = [e for e in errors if not any(marker in e["error"] for marker in peer_errors)]
     if own:
         return RankFailedError(own[0]["rank"], own[0]["error"], own[0].get("traceback", ""))
     return None
 
 
-def _failure_from(exc: Exception, relay: MessageRelay, wait_s: float = 3.0) -> RankFailedError:
+def _failure_from(
+    exc: Exception,
+    relay: MessageRelay,
+    wait_s: float = 3.0,
+    peer_errors: tuple[str, ...] = _PEER_ERRORS,
+) -> RankFailedError:
     """Name the rank that failed: its own report if it sent one, else Spark's error text.
 
-    A rank whose peer died fails too (a Gloo error); such reports count only when Spark's
-    error does not say which task went first.
+    A rank whose peer died fails too (an error containing one of ``peer_errors``); such
+    reports count only when Spark's error does not say which task went first.
     """
-    reported = reported_failure(relay, wait_s)
+    reported = reported_failure(relay, wait_s, peer_errors)
     if reported is not None:
         return reported
     errors = relay.of_kind("error")
@@ -188,19 +197,46 @@ def run_ranks(
     ``forward_output=False`` the ranks' stdout/stderr stay in the executors' logs.
     """
     check_slots(spark, num_ranks)
+    return run_barrier_stage(
+        spark,
+        num_ranks,
+        lambda relay_address: _barrier_task(rank_fn, relay_address, forward_output),
+        df,
+        on_message,
+    )
+
+
+# ---- shared by the engines (this Horovod one and trainer/tf_launcher.py) -------------------------
+BarrierTask = Callable[[Iterator[pa.RecordBatch]], Iterator[pa.RecordBatch]]
+
+
+def run_barrier_stage(
+    spark,
+    num_ranks: int,
+    make_task: Callable[[tuple[str, int, str]], BarrierTask],
+    df=None,
+    on_message: Callable[[Message], None] | None = None,
+    peer_errors: tuple[str, ...] = _PEER_ERRORS,
+) -> Any:
+    """Run ``make_task(relay_address)`` as a barrier stage of ``num_ranks`` tasks.
+
+    The task function receives the Arrow batches of its partition of ``df.repartition(...)``
+    (none without ``df``) and yields rank 0's cloudpickled result as one row of
+    ``rank long, payload binary``; its messages reach ``on_message`` through a
+    :class:`MessageRelay` on the driver. A failed stage is raised as :class:`RankFailedError`
+    naming the rank (see :func:`_failure_from`). The caller checks the slots first.
+    """
     relay = MessageRelay(driver_host(spark), on_message)
     try:
         if df is None:
             source = spark.range(0, num_ranks, 1, numPartitions=num_ranks).filter("id < 0")
         else:
             source = df.repartition(num_ranks)
-        stage = source.mapInArrow(
-            _barrier_task(rank_fn, relay.address, forward_output), _RESULT_SCHEMA, barrier=True
-        )
+        stage = source.mapInArrow(make_task(relay.address), _RESULT_SCHEMA, barrier=True)
         try:
             rows = stage.collect()
         except Exception as exc:  # Py4JJavaError, or Spark's own exception types
-            raise _failure_from(exc, relay) from None
+            raise _failure_from(exc, relay, peer_errors=peer_errors) from None
     finally:
         relay.close()
     if len(rows) != 1:
