@@ -633,3 +633,15 @@ def test_horovods_keras_spark_mnist_example_runs_with_sparkzoo(spark, tmp_path):
     )
     assert evaluator.evaluate(pred_df) > 0.8
     assert (tmp_path / "work").is_dir()  # checkpoints went to the Horovod store
+
+
+def test_engine_choice_and_a_missing_horovod(monkeypatch):
+    from sparkzoo.trainer import estimator as est_module
+
+    with pytest.raises(ValueError, match=r'param "engine"'):
+        KerasEstimator(engine="mpi")
+    assert est_module.resolve_engine("tf") == "tf"
+    monkeypatch.setattr(est_module, "horovod_available", lambda: False)
+    assert est_module.resolve_engine("auto") == "tf"
+    with pytest.raises(ValueError, match=r"needs Horovod.*`make setup`.*engine='tf'"):
+        est_module.resolve_engine("horovod")

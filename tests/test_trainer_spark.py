@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import time
@@ -17,6 +18,7 @@ from sparkzoo.trainer import (
     TrainingFailedError,
 )
 from sparkzoo.trainer.columns import ColumnError, prepare_columns
+from sparkzoo.trainer.estimator import horovod_available
 
 pytestmark = pytest.mark.spark
 
@@ -172,8 +174,21 @@ def test_vectors_and_nested_arrays_become_flat_arrays(spark):
 
 
 # ---- KerasEstimator -------------------------------------------------------------------------
-def test_fit_on_two_workers_and_transform(blobs, capsys):
-    fitted = _estimator(epochs=3, validation=0.2).fit(blobs)
+# Both engines where Horovod is installed (the classic stack); the tf engine everywhere.
+ENGINES = [
+    pytest.param(
+        "horovod",
+        marks=pytest.mark.skipif(
+            not horovod_available(), reason="Horovod is installed on the classic stack only"
+        ),
+    ),
+    "tf",
+]
+
+
+@pytest.mark.parametrize("engine", ENGINES)
+def test_fit_on_two_workers_and_transform(blobs, capsys, engine):
+    fitted = _estimator(epochs=3, validation=0.2, engine=engine).fit(blobs)
     out = capsys.readouterr().out
     assert [line.split()[1] for line in out.splitlines() if line.startswith("epoch ")] == [
         "1/3",
@@ -267,10 +282,12 @@ class KillRankOnce:
 
         class _Kill(tf.keras.callbacks.Callback):
             def on_train_batch_end(self, batch, logs=None):
-                import horovod.tensorflow.keras as hvd
-
+                # Horovod's rank, or the TensorFlow worker's index (either engine)
+                rank = os.environ.get("HOROVOD_RANK")
+                if rank is None:
+                    rank = json.loads(os.environ["TF_CONFIG"])["task"]["index"]
                 if (
-                    hvd.rank() == 1
+                    int(rank) == 1
                     and self._epoch == epoch
                     and batch == 2
                     and not os.path.exists(marker)
@@ -286,10 +303,12 @@ class KillRankOnce:
         return _Kill()
 
 
-def test_killed_rank_is_retried_from_the_last_checkpoint(blobs, tmp_path, capsys):
+@pytest.mark.parametrize("engine", ENGINES)
+def test_killed_rank_is_retried_from_the_last_checkpoint(blobs, tmp_path, capsys, engine):
     marker = str(tmp_path / "killed-once")
     store = str(tmp_path / "store")
     fitted = _estimator(
+        engine=engine,
         epochs=4,
         store=store,
         run_name="resume",
@@ -317,11 +336,15 @@ def test_a_finished_run_in_the_store_is_not_trained_again(blobs, tmp_path, capsy
     assert len(again.history["loss"]) == 2
 
 
-def test_failure_after_the_last_retry_names_the_rank(blobs, tmp_path):
+@pytest.mark.parametrize("engine", ENGINES)
+def test_failure_after_the_last_retry_names_the_rank(blobs, tmp_path, engine):
     marker = str(tmp_path / "failed")
     with pytest.raises(TrainingFailedError) as caught:
         _estimator(
-            epochs=2, max_retries=0, callbacks=[KillRankOnce(marker, epoch=0, how="raise")]
+            engine=engine,
+            epochs=2,
+            max_retries=0,
+            callbacks=[KillRankOnce(marker, epoch=0, how="raise")],
         ).fit(blobs)
     assert caught.value.cause.rank == 1
     assert "RuntimeError: injected failure" in str(caught.value)

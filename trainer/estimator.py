@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 import shutil
 import sys
 import time
@@ -199,6 +200,12 @@ class _EstimatorParams(NamedParamErrors):
         to_bool,
     )
     verbose = typed_param("verbose", "1: a line per epoch on the driver; 0: quiet", at_least(0))
+    engine = typed_param(
+        "engine",
+        "'horovod' (Horovod ranks, Gloo allreduce), 'tf' (TensorFlow's "
+        "MultiWorkerMirroredStrategy) or 'auto' (Horovod where it is installed, else tf)",
+        one_of("auto", "horovod", "tf"),
+    )
 
 
 # Horovod's KerasEstimator Params that sparkzoo has no use for: what to do instead.
@@ -332,6 +339,7 @@ class KerasEstimator(Estimator, _EstimatorParams, MLReadable, MLWritable):
         seed=0,
         deterministic=False,
         verbose=1,
+        engine="auto",
     )
 
     def __init__(self, **params: Any):
@@ -401,6 +409,7 @@ class KerasEstimator(Estimator, _EstimatorParams, MLReadable, MLWritable):
                 "KerasEstimator needs loss=... (or label_cols=[] for a model that "
                 "computes its own loss)"
             )
+        resolve_engine(get("engine"))
         num_workers = get("num_workers") or slot_count(spark)
         check_slots(spark, num_workers)
 
@@ -581,12 +590,14 @@ class KerasEstimator(Estimator, _EstimatorParams, MLReadable, MLWritable):
                     flush=True,
                 )
 
+        run, train = engine_functions(self.get("engine"))
+
         def rank_fn(batches, ring, client):
-            return train_rank(plan, batches, ring, client)
+            return train(plan, batches, ring, client)
 
         for attempt in range(retries + 1):
             try:
-                return run_ranks(spark, num_workers, rank_fn, df=df, on_message=on_message), timings
+                return run(spark, num_workers, rank_fn, df=df, on_message=on_message), timings
             except RankFailedError as failure:
                 if attempt == retries:
                     raise TrainingFailedError(
@@ -599,6 +610,35 @@ class KerasEstimator(Estimator, _EstimatorParams, MLReadable, MLWritable):
                     flush=True,
                 )
         raise AssertionError("unreachable")
+
+
+def horovod_available() -> bool:
+    """Horovod is installed here and built with TensorFlow (the classic stack)."""
+    return importlib.util.find_spec("horovod") is not None
+
+
+def resolve_engine(engine: str) -> str:
+    """``auto`` -> ``horovod`` where Horovod is installed, else ``tf``; ``horovod`` without
+    Horovod is refused with what to do instead."""
+    if engine == "auto":
+        return "horovod" if horovod_available() else "tf"
+    if engine == "horovod" and not horovod_available():
+        raise ValueError(
+            "engine='horovod' needs Horovod, which is not installed in this environment (it "
+            "builds only against TensorFlow <= 2.15, the classic stack: `make setup`); use "
+            "engine='tf' (TensorFlow's MultiWorkerMirroredStrategy) here"
+        )
+    return engine
+
+
+def engine_functions(engine: str):
+    """The engine's launcher and rank training function: ``(run, train_rank)``."""
+    if resolve_engine(engine) == "tf":
+        from sparkzoo.trainer.tf_launcher import run_tf_ranks
+        from sparkzoo.trainer.tf_training import train_rank as tf_train_rank
+
+        return run_tf_ranks, tf_train_rank
+    return run_ranks, train_rank
 
 
 def format_epoch(message: Message) -> str:
