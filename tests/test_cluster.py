@@ -77,3 +77,56 @@ def test_trainer_runs_two_ranks_across_two_workers(standalone, tmp_path):
     assert lines["SLOTS"] == "2"
     assert lines["RUNNER"] == "[2, 3.0]"
     assert float(lines["ACCURACY"]) > 0.9
+
+
+TF_JOB = textwrap.dedent("""
+    import sys
+    import numpy as np, tensorflow as tf
+    from sparkzoo import init_spark
+    from sparkzoo.datasets import mnist_split
+    from sparkzoo.models.lenet import lenet5
+    from sparkzoo.trainer import KerasEstimator, MirroredStrategyRunner
+
+    EPOCHS, BATCH, LR = 6, 32, 1e-3
+    spark = init_spark(sys.argv[1], app_name="sparkzoo-cluster-tf",
+                       **{"spark.executor.memory": "1200m", "spark.executor.cores": "1"})
+
+    def where(greeting):
+        import json, os
+        return [greeting, json.loads(os.environ["TF_CONFIG"])["task"]["index"]]
+
+    print("RUNNER", MirroredStrategyRunner(num_slots=2, spark=spark).run(where, greeting="hi"))
+
+    train, test = mnist_split()
+    x_test = np.stack(test["pixels"]).reshape(-1, 28, 28, 1)
+    build = lambda: lenet5((28, 28, 1), 10)
+    fitted = KerasEstimator(model=build, optimizer=tf.keras.optimizers.Adam(LR),
+                            loss="sparse_categorical_crossentropy", feature_cols=["pixels"],
+                            label_cols=["label"], batch_size=BATCH, epochs=EPOCHS, num_workers=2,
+                            engine="tf", log_to_mlflow=False, tensorboard=False, verbose=0,
+                            ).fit(spark.createDataFrame(train))
+    scores = fitted.getModel().predict(x_test, verbose=0)
+    print("TWO_RANKS", float((scores.argmax(1) == test["label"]).mean()))
+
+    # One process, the same global batch and learning rate (2 ranks x 32, lr x 2).
+    tf.keras.utils.set_random_seed(0)
+    alone = build()
+    alone.compile(tf.keras.optimizers.Adam(LR * 2), "sparse_categorical_crossentropy")
+    alone.fit(np.stack(train["pixels"]).reshape(-1, 28, 28, 1), train["label"].to_numpy(),
+              batch_size=BATCH * 2, epochs=EPOCHS, verbose=0)
+    print("ONE_PROCESS", float((alone.predict(x_test, verbose=0).argmax(1) == test["label"]).mean()))
+    spark.stop()
+""")
+
+
+def test_tf_engine_on_two_workers_matches_one_process(standalone, tmp_path):
+    script = tmp_path / "tf_job.py"
+    script.write_text(TF_JOB)
+    out = subprocess.run(
+        [sys.executable, str(script), standalone.url], capture_output=True, text=True, timeout=900
+    )
+    assert out.returncode == 0, out.stdout[-2000:] + out.stderr[-4000:]
+    lines = dict(line.split(" ", 1) for line in out.stdout.splitlines() if " " in line)
+    assert lines["RUNNER"] == "['hi', 0]"  # rank 0's value, TF_CONFIG set in the task
+    two, one = float(lines["TWO_RANKS"]), float(lines["ONE_PROCESS"])
+    assert two > 0.9 and abs(two - one) <= 0.02, (two, one)

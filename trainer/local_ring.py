@@ -3,7 +3,7 @@
 Databricks' contract for a negative ``np``: run the job as ``-np`` local processes, with all
 their output on the driver, to debug before going to the cluster. The driver starts Horovod's
 Gloo rendezvous and a message relay on 127.0.0.1 and N child processes of the same Python
-(``python -m sparkzoo.trainer.local_ring``); each child is a Horovod rank that runs the
+(:func:`rank_main`); each child is a Horovod rank that runs the
 cloudpickled function and reports its output, errors and (rank 0) its result. A child dies
 with the driver (``PR_SET_PDEATHSIG``), and when one rank fails the others are ended, so a
 failure never leaves a hung ring or an orphan behind.
@@ -12,10 +12,8 @@ failure never leaves a hung ring or an orphan behind.
 from __future__ import annotations
 
 import contextlib
-import ctypes
 import json
 import os
-import signal
 import subprocess
 import sys
 import tempfile
@@ -40,16 +38,11 @@ from sparkzoo.trainer.relay import (
     current_client,
     forwarded_output,
 )
+from sparkzoo.trainer.tf_child import die_with_parent
 
 LOOPBACK = "127.0.0.1"
 # After one rank fails, how long its peers get to notice and report before they are ended.
 PEER_GRACE_SECONDS = 10.0
-
-
-def _die_with_parent() -> None:
-    """In the child, before exec: be killed when the process that started us dies."""
-    libc = ctypes.CDLL("libc.so.6", use_errno=True)
-    libc.prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
 
 
 def run_local_ranks(
@@ -75,20 +68,15 @@ def run_local_ranks(
             # The children import what the driver can import (the script's and notebook's
             # folders included), so functions pickled by reference load there too.
             path = os.pathsep.join(p for p in sys.path if p)
+            entry = "import sys; from sparkzoo.trainer.local_ring import rank_main; "
+            entry += "sys.exit(rank_main(*sys.argv[1:]))"
+            command = [sys.executable, "-c", entry, job, result, json.dumps(relay.address)]
             children = [
                 subprocess.Popen(
-                    [
-                        sys.executable,
-                        "-m",
-                        "sparkzoo.trainer.local_ring",
-                        job,
-                        result,
-                        json.dumps(relay.address),
-                    ],
+                    [*command, str(os.getpid())],
                     env=os.environ
                     | horovod_env(info, LOOPBACK, server.port, iface)
                     | {"PYTHONPATH": path},
-                    preexec_fn=_die_with_parent,
                 )
                 for info in plan
             ]
@@ -127,10 +115,11 @@ def _wait(children: list[subprocess.Popen]) -> tuple[int, int] | None:
         time.sleep(0.05)
 
 
-def _rank_main(job: str, result: str, relay_address: str) -> int:
+def rank_main(job: str, result: str, relay_address: str, parent_pid: str) -> int:
     """One rank, in a child process of the driver."""
     import horovod.tensorflow as hvd
 
+    die_with_parent(int(parent_pid))
     rank = int(os.environ["HOROVOD_RANK"])
     host, port, token = json.loads(relay_address)
     with RelayClient((host, port, token), rank) as client:
@@ -152,7 +141,3 @@ def _rank_main(job: str, result: str, relay_address: str) -> int:
             with contextlib.suppress(Exception):
                 hvd.shutdown()
     return 0
-
-
-if __name__ == "__main__":
-    sys.exit(_rank_main(*sys.argv[1:4]))

@@ -71,6 +71,17 @@ def main(workdir: str) -> int:
     return 0
 
 
-if __name__ == "__main__":
-    die_with_parent(int(sys.argv[2]))
-    sys.exit(main(sys.argv[1]))
+def run(workdir: str, parent_pid: int) -> int:
+    die_with_parent(parent_pid)
+    return main(workdir)
+
+
+def child_command(workdir: str) -> list[str]:
+    """The command line of a child of this process that runs the job in ``workdir``.
+
+    ``-c`` rather than ``-m``: this module is already imported with ``sparkzoo.trainer``, and
+    runpy warns when it would run an imported module a second time as ``__main__``.
+    """
+    entry = "import sys; from sparkzoo.trainer.tf_child import run; "
+    entry += "sys.exit(run(sys.argv[1], int(sys.argv[2])))"
+    return [sys.executable, "-c", entry, workdir, str(os.getpid())]

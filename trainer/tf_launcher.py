@@ -185,7 +185,7 @@ def run_child(
     }
     child_env = {key: value for key, value in merged.items() if value is not None}
     child = subprocess.Popen(
-        [sys.executable, "-m", "sparkzoo.trainer.tf_child", workdir, str(os.getpid())],
+        tf_child.child_command(workdir),
         env=child_env,
         stdin=subprocess.DEVNULL,
         stdout=subprocess.PIPE,
