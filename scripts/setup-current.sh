@@ -96,14 +96,15 @@ import importlib.metadata as m
 import sparkzoo  # noqa: F401  (sets TF_USE_LEGACY_KERAS before TensorFlow reads it)
 import tensorflow as tf
 
-names = ("tensorflow-cpu", "tensorflow", "tf_keras", "pyspark", "numpy", "pandas", "mlflow")
+names = ("tensorflow-cpu", "tensorflow", "tf_keras", "pyspark", "numpy", "pandas", "mlflow", "horovod")
 for name in names:
     try:
         print(f"{name} {m.version(name)}")
     except m.PackageNotFoundError:
         pass
-assert tf.keras.__name__.startswith("tf_keras"), f"tf.keras is {tf.keras.__name__}, not tf_keras"
-print(f"tf.keras is {tf.keras.__name__} {tf.keras.__version__}")
+if not tf.keras.__name__.startswith("tf_keras"):
+    raise SystemExit(f"tf.keras is {tf.keras.__name__}, not tf_keras: the Keras 2 API is missing")
+print(f"tf.keras is {tf.keras.__name__}")
 PY
 echo "$want_stamp" > "$stamp"
 say "done in $(( $(date +%s) - start ))s"
