@@ -19,7 +19,7 @@ import cloudpickle
 import pyarrow as pa
 
 from sparkzoo.spark import slot_count
-from sparkzoo.trainer.horovod_ring import RankInfo, horovod_ring
+from sparkzoo.trainer.horovod_ring import RankInfo, horovod_ring, require_horovod
 from sparkzoo.trainer.relay import Message, MessageRelay, RelayClient, forwarded_output
 
 # rank_fn(batches, ring, client) -> picklable result (only rank 0's reaches the driver)
@@ -165,7 +165,10 @@ def run_ranks(
     With ``df``, each rank receives the Arrow batches of its own partition of
     ``df.repartition(num_ranks)``; without, an empty iterator. ``on_message`` sees every
     message the ranks send (output lines, epochs, ...), on the driver, as they arrive.
+    Raises :class:`~sparkzoo.trainer.horovod_ring.HorovodMissingError` on the driver, before
+    any task starts, where Horovod is not installed.
     """
+    require_horovod()
     check_slots(spark, num_ranks)
     relay = MessageRelay(driver_host(spark), on_message)
     try:
