@@ -13,7 +13,7 @@ import pytest
 from sparkzoo.cli import build_parser
 from sparkzoo.info import Component, format_report, stack_for
 
-from conftest import HAS_HOROVOD
+from conftest import HAS_HOROVOD, run_python
 
 SPARKZOO = str(Path(sys.executable).parent / "sparkzoo")
 
@@ -96,6 +96,17 @@ def test_horovod_code_without_horovod_names_the_classic_set_up():
 
     with pytest.raises(HorovodMissingError, match="`make setup`"):
         plan_ranks(["127.0.0.1"])
+
+
+def test_tf_keras_is_the_keras_2_api_on_either_stack():
+    # sparkzoo sets TF_USE_LEGACY_KERAS=1 where tf_keras is installed (the current stack),
+    # and leaves TensorFlow 2.15's own Keras 2 alone on the classic one.
+    out = run_python(
+        "import sparkzoo, tensorflow as tf; print(tf.keras.__name__, tf.keras.layers.Dense)"
+    )
+    assert out.returncode == 0, out.stderr[-3000:]
+    expected = "keras.api._v2.keras" if HAS_HOROVOD else "tf_keras.api._v2.keras"
+    assert out.stdout.split()[0] == expected
 
 
 def test_info_knows_both_stacks():
