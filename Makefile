@@ -1,18 +1,26 @@
-# sparkzoo: `make demo` sets everything up and runs the demo; `make test` runs every test tier.
+# sparkzoo: `make demo` sets everything up and runs the demo; `make test` runs every test tier
+# on the classic stack and the current stack's share on the current one.
 VENV := .venv
 PY := $(VENV)/bin/python
+VENV_CURRENT := .venv-current
 
-.PHONY: setup demo test test-fast lint clean
+.PHONY: setup setup-current demo test test-fast test-current lint clean
 
-setup:  ## create .venv: TensorFlow, Horovod (TF + Gloo, built from source), sparkzoo editable + dev tools
+setup:  ## create .venv (classic stack): TensorFlow 2.15, Horovod (TF + Gloo, built from source), PySpark 3.5, sparkzoo editable + dev tools
 	bash scripts/setup.sh
+
+setup-current:  ## create .venv-current (current stack): Python 3.12, TensorFlow 2.21 + tf_keras, PySpark 4, no Horovod
+	bash scripts/setup-current.sh
 
 demo: setup  ## the stack report, then LeNet-5 trained on MNIST by 2 Horovod workers on Spark
 	$(VENV)/bin/sparkzoo info
 	$(VENV)/bin/sparkzoo demo
 
-test: setup  ## every tier: unit, spark, hdfs, slow; fails on "no tests collected"
+test: setup setup-current  ## every tier on the classic stack, then the current stack's share; fails on "no tests collected"
 	bash scripts/test.sh
+
+test-current: setup-current  ## only the current stack's share of `make test`
+	bash scripts/test.sh --current-only
 
 test-fast: setup  ## unit tests only (pytest's default selection)
 	$(PY) -m pytest
@@ -22,4 +30,4 @@ lint: setup
 	$(VENV)/bin/ruff format --check .
 
 clean:
-	rm -rf $(VENV) build dist *.egg-info .pytest_cache .ruff_cache
+	rm -rf $(VENV) $(VENV_CURRENT) build dist *.egg-info .pytest_cache .ruff_cache

@@ -264,7 +264,9 @@ def movielens_100k(spark: SparkSession | None = None) -> MovieLens:
     items = pd.DataFrame(
         {
             "item_id": item["item_id"].astype(np.int64),
-            "title": title.where(title != "unkonwn", None),
+            # object dtype, so the missing title is None on pandas 3 too (its default string
+            # dtype would turn None into NaN)
+            "title": title.astype(object).where(title != "unkonwn", None),
             "year": year,
             "genres": item["class"].str.split(),
         }

@@ -317,7 +317,10 @@ def read_nab(
             raise ValueError(f"{labels_path}: expected a JSON object of series -> labels")
         entry = _nab_labels_for(labels, key, series_path, labels_path)
         flags = _nab_flags(timestamps, entry, labels_path)
-    out = pd.DataFrame({"timestamp": timestamps, "value": values, "is_anomaly": flags})
+    # nanoseconds on every pandas: pandas 3 infers microseconds from strings
+    out = pd.DataFrame(
+        {"timestamp": timestamps.astype("datetime64[ns]"), "value": values, "is_anomaly": flags}
+    )
     return to_spark(out, spark, NAB_SCHEMA)
 
 

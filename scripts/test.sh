@@ -1,19 +1,54 @@
 #!/usr/bin/env bash
-# Every test tier (unit, spark, hdfs, slow) plus ruff, with the project's .venv.
-# `make test` and .ci/run call this. Extra arguments go to pytest.
+# Every test tier (unit, spark, hdfs, slow) plus ruff with the classic stack's .venv, then,
+# when .venv-current exists, the current stack's share: the fast tier, every shipped weight
+# against its card, and one app end to end (object detection on local[2]).
+# `make test` and .ci/run call this. Extra arguments go to the classic pytest run.
+#   --current-only   skip the classic suite (`make test-current`)
 set -uo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$root"
-py="$root/.venv/bin/python"
-[ -x "$py" ] || { echo "[test] no .venv: run 'make setup' first" >&2; exit 1; }
 
-"$root/.venv/bin/ruff" check . || { echo "[test] ruff found problems" >&2; exit 1; }
+classic=1
+if [ "${1:-}" = "--current-only" ]; then classic=0; shift; fi
 
-# -m "" lifts the default 'fast only' selection of pyproject.toml: every marker runs.
-"$py" -m pytest -m "" "$@"
-rc=$?
-if [ "$rc" -eq 5 ]; then
-  echo "[test] pytest collected no tests: that is a failure, not a pass" >&2
-  exit 1
+# pytest's exit 5 (no test collected) is a failure, not a pass.
+run_pytest() {
+  local label=$1 py=$2; shift 2
+  "$py" -m pytest "$@"
+  local rc=$?
+  if [ "$rc" -eq 5 ]; then
+    echo "[test] $label: pytest collected no tests: that is a failure, not a pass" >&2
+    return 1
+  fi
+  return "$rc"
+}
+
+status=0
+if [ "$classic" = 1 ]; then
+  py="$root/.venv/bin/python"
+  [ -x "$py" ] || { echo "[test] no .venv: run 'make setup' first" >&2; exit 1; }
+  "$root/.venv/bin/ruff" check . || { echo "[test] ruff found problems" >&2; exit 1; }
+  # -m "" lifts the default 'fast only' selection of pyproject.toml: every marker runs.
+  echo "[test] classic stack (.venv): every tier"
+  run_pytest classic "$py" -m "" "$@" || status=1
 fi
-exit "$rc"
+
+py="$root/.venv-current/bin/python"
+if [ -x "$py" ]; then
+  start=$(date +%s)
+  echo "[test] current stack (.venv-current): fast tier"
+  run_pytest "current, fast tier" "$py" || status=1
+  echo "[test] current stack (.venv-current): shipped weights against their cards, one app end to end"
+  run_pytest "current, cards + app" "$py" -m "" \
+    tests/test_models_pretrained.py \
+    tests/test_app_object_detection.py::test_run_writes_features_metrics_and_previews \
+    tests/test_app_object_detection.py::test_search_duplicates_and_visualise \
+    || status=1
+  echo "[test] current stack took $(( $(date +%s) - start ))s"
+elif [ "$classic" = 0 ]; then
+  echo "[test] no .venv-current: run 'make setup-current' first" >&2
+  exit 1
+else
+  echo "[test] no .venv-current: the current stack is not tested ('make setup-current' creates it)"
+fi
+exit "$status"

@@ -4,6 +4,17 @@ A Horovod-on-Spark distributed trainer, a Keras model zoo and end-to-end referen
 applications. Importing ``sparkzoo`` is cheap: Spark and TensorFlow load only when used.
 """
 
+import importlib.util
+import os
+
+# The Keras 2 API on every stack. TensorFlow >= 2.16 makes tf.keras mean Keras 3 unless
+# TF_USE_LEGACY_KERAS=1 routes it to the tf_keras package; it reads the variable at the first
+# `tf.keras` access (not at import), so it is set here, before any sparkzoo module touches
+# tf.keras. Only where tf_keras is installed (the current stack): TensorFlow 2.15 honours the
+# variable too, and without tf_keras its tf.keras then fails to load at all.
+if importlib.util.find_spec("tf_keras") is not None:
+    os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
+
 __version__ = "0.1.0"
 
 

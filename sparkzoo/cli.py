@@ -20,8 +20,14 @@ def cmd_info(args: argparse.Namespace) -> int:
 def cmd_check(args: argparse.Namespace) -> int:
     """Start Spark, bring a Horovod ring up in a barrier stage and allreduce a tensor."""
     from sparkzoo.spark import init_spark
+    from sparkzoo.trainer.horovod_ring import HorovodMissingError, require_horovod
     from sparkzoo.trainer.selftest import allreduce_check
 
+    try:
+        require_horovod()  # before Spark starts: the current stack has no Horovod
+    except HorovodMissingError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
     spark = init_spark(args.master, app_name="sparkzoo-check")
     print(
         f"Spark {spark.version} on {spark.sparkContext.master}: "

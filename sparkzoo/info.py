@@ -15,10 +15,35 @@ from pathlib import Path
 
 import sparkzoo
 
-# What the stack is verified with (../shared/ARCHITECTURE.md).
-EXPECTED_TENSORFLOW = "2.15."
+
+@dataclass(frozen=True)
+class Stack:
+    """One of the two supported stacks (../shared/ARCHITECTURE.md, "Two stacks, one API")."""
+
+    name: str
+    python: tuple[int, int]
+    tensorflow: str  # version prefix
+    pyspark: str  # version prefix
+    java: frozenset[str]  # major versions Spark runs on
+    setup: str  # how to (re)create it
+
+    @property
+    def fix(self) -> str:
+        return f"run `{self.setup}` from the sparkzoo checkout"
+
+
+CLASSIC = Stack("classic", (3, 11), "2.15.", "3.5.", frozenset({"8", "11", "17"}), "make setup")
+CURRENT = Stack("current", (3, 12), "2.21.", "4.", frozenset({"17", "21"}), "make setup-current")
+STACKS = (CLASSIC, CURRENT)
 EXPECTED_HOROVOD = "0.28.1"
-FIX_SETUP = "run `make setup` (scripts/setup.sh) from the sparkzoo checkout"
+FIX_SETUP = CLASSIC.fix  # Horovod exists on the classic stack only
+TF_ENGINE = "tf (MultiWorkerMirroredStrategy)"
+
+
+def stack_for(version: tuple[int, int] | None = None) -> Stack | None:
+    """The stack this Python version belongs to (3.11: classic, 3.12: current), else None."""
+    version = version or sys.version_info[:2]
+    return next((s for s in STACKS if s.python == version), None)
 
 
 @dataclass
@@ -29,6 +54,8 @@ class Component:
     version: str | None
     detail: str = ""
     problem: str = ""
+    # shown as "not installed" rather than MISSING: this stack does not use it
+    absent_ok: bool = False
 
     @property
     def ok(self) -> bool:
@@ -42,7 +69,7 @@ def _dist_version(dist: str) -> str | None:
         return None
 
 
-def _tensorflow() -> list[Component]:
+def _tensorflow(stack: Stack) -> list[Component]:
     try:
         import tensorflow as tf
     except Exception as exc:  # ImportError, or a broken install raising anything
@@ -51,23 +78,45 @@ def _tensorflow() -> list[Component]:
                 "TensorFlow",
                 None,
                 problem=f"cannot import tensorflow ({exc}); "
-                f"install sparkzoo[cpu] or sparkzoo[gpu], or {FIX_SETUP}",
+                f"install sparkzoo[cpu] or sparkzoo[gpu], or {stack.fix}",
             ),
             Component("Keras", None, problem="needs TensorFlow"),
         ]
     tf_comp = Component("TensorFlow", tf.__version__)
-    if not tf.__version__.startswith(EXPECTED_TENSORFLOW):
+    if not tf.__version__.startswith(stack.tensorflow):
+        why = " (Horovod 0.28.1 does not build against newer)" if stack is CLASSIC else ""
         tf_comp.problem = (
-            f"sparkzoo needs TensorFlow {EXPECTED_TENSORFLOW}x "
-            f"(Horovod 0.28.1 does not build against newer); {FIX_SETUP}"
+            f"sparkzoo's {stack.name} stack needs TensorFlow {stack.tensorflow}x{why}; {stack.fix}"
         )
     gpus = tf.config.list_physical_devices("GPU")
     tf_comp.detail = f"{len(gpus)} GPU(s)" if gpus else "CPU only"
-    return [tf_comp, Component("Keras", _dist_version("keras"), "tf.keras")]
+    return [tf_comp, _keras(tf, stack)]
 
 
-def _horovod() -> Component:
+def _keras(tf, stack: Stack) -> Component:
+    """The Keras behind ``tf.keras``: Keras 2 on both stacks (tf_keras on TensorFlow >= 2.16)."""
+    module = tf.keras.__name__
+    if module.startswith("tf_keras"):
+        return Component("Keras", _dist_version("tf_keras"), "tf.keras = tf_keras, the Keras 2 API")
+    comp = Component("Keras", _dist_version("keras"), "tf.keras")
+    if stack is CURRENT:
+        comp.problem = (
+            f"tf.keras is {module}, not tf_keras: sparkzoo needs the Keras 2 API "
+            "(tf_keras installed and TF_USE_LEGACY_KERAS=1 before TensorFlow first reads "
+            f"tf.keras; importing sparkzoo first sets it); {stack.fix}"
+        )
+    return comp
+
+
+def _horovod(stack: Stack) -> Component:
     version = _dist_version("horovod")
+    if version is None and stack is CURRENT:
+        return Component(
+            "Horovod",
+            None,
+            f"not part of the current stack; the classic stack has it: {CLASSIC.setup}",
+            absent_ok=True,
+        )
     if version is None:
         return Component("Horovod", None, problem=f"not installed; {FIX_SETUP}")
     comp = Component("Horovod", version)
@@ -134,7 +183,14 @@ def java_version() -> tuple[str | None, str]:
     return (match.group(1) if match else "unknown"), java
 
 
-def _java() -> Component:
+def _engine(horovod: Component) -> Component:
+    """The training engines this stack can run; ``engine="auto"`` takes the first."""
+    engines = ["horovod", TF_ENGINE] if horovod.version and horovod.ok else [TF_ENGINE]
+    detail = "the default" if len(engines) == 1 else f"the default; also {', '.join(engines[1:])}"
+    return Component("Engine", engines[0], detail)
+
+
+def _java(stack: Stack) -> Component:
     version, path = java_version()
     if version is None:
         return Component(
@@ -145,15 +201,19 @@ def _java() -> Component:
         )
     major = version.split(".")[0] if not version.startswith("1.") else version.split(".")[1]
     comp = Component("Java", version, path)
-    if major not in {"8", "11", "17"}:
-        comp.problem = "Spark 3.5 runs on Java 8, 11 or 17 (sparkzoo is tested on 17)"
+    if major not in stack.java:
+        spark = "Spark 3.5" if stack is CLASSIC else "Spark 4"
+        comp.problem = (
+            f"{spark} runs on Java {' or '.join(sorted(stack.java, key=int))} "
+            "(sparkzoo is tested on 17)"
+        )
     return comp
 
 
-def _package(name: str, dist: str, module: str) -> Component:
+def _package(name: str, dist: str, module: str, stack: Stack) -> Component:
     version = _dist_version(dist)
     if version is None:
-        return Component(name, None, problem=f"{dist} is not installed; {FIX_SETUP}")
+        return Component(name, None, problem=f"{dist} is not installed; {stack.fix}")
     try:
         importlib.import_module(module)
     except Exception as exc:
@@ -163,26 +223,31 @@ def _package(name: str, dist: str, module: str) -> Component:
 
 def collect() -> list[Component]:
     """Every component of the stack, in the order ``sparkzoo info`` prints them."""
+    stack = stack_for()
+    python = Component("Python", platform.python_version(), sys.executable)
+    if stack is None:
+        python.problem = "sparkzoo runs on Python 3.11 (classic stack) or 3.12 (current stack)"
+        stack = CURRENT if sys.version_info[:2] > CURRENT.python else CLASSIC
+    python.detail += f"; {stack.name} stack"
+    horovod = _horovod(stack)
     components = [
         Component("sparkzoo", sparkzoo.__version__, os.path.dirname(sparkzoo.__file__)),
-        Component(
-            "Python",
-            platform.python_version(),
-            sys.executable,
-            "" if sys.version_info[:2] == (3, 11) else "sparkzoo needs Python 3.11",
-        ),
-        *_tensorflow(),
-        _horovod(),
-        _package("PySpark", "pyspark", "pyspark"),
-        _java(),
-        _package("MLflow", "mlflow", "mlflow"),
-        _package("OpenCV", "opencv-python-headless", "cv2"),
-        _package("NumPy", "numpy", "numpy"),
-        _package("PyArrow", "pyarrow", "pyarrow"),
+        python,
+        *_tensorflow(stack),
+        horovod,
+        _engine(horovod),
+        _package("PySpark", "pyspark", "pyspark", stack),
+        _java(stack),
+        _package("MLflow", "mlflow", "mlflow", stack),
+        _package("OpenCV", "opencv-python-headless", "cv2", stack),
+        _package("NumPy", "numpy", "numpy", stack),
+        _package("PyArrow", "pyarrow", "pyarrow", stack),
     ]
     pyspark = next(c for c in components if c.name == "PySpark")
-    if pyspark.ok and not (pyspark.version or "").startswith("3.5."):
-        pyspark.problem = "sparkzoo needs pyspark 3.5 (barrier mapInArrow)"
+    if pyspark.ok and not (pyspark.version or "").startswith(stack.pyspark):
+        pyspark.problem = (
+            f"sparkzoo's {stack.name} stack needs pyspark {stack.pyspark}x; {stack.fix}"
+        )
     return components
 
 
@@ -190,7 +255,7 @@ def format_report(components: list[Component]) -> str:
     width = max(len(c.name) for c in components) + 2
     lines = []
     for c in components:
-        status = c.version or "MISSING"
+        status = c.version or ("not installed" if c.absent_ok else "MISSING")
         line = f"{c.name:<{width}}{status}"
         if c.detail:
             line += f"  ({c.detail})"

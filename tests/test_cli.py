@@ -11,7 +11,9 @@ from pathlib import Path
 import pytest
 
 from sparkzoo.cli import build_parser
-from sparkzoo.info import Component, format_report
+from sparkzoo.info import Component, format_report, stack_for
+
+from conftest import HAS_HOROVOD, run_python
 
 SPARKZOO = str(Path(sys.executable).parent / "sparkzoo")
 
@@ -47,12 +49,21 @@ def test_info_reports_the_verified_stack():
     out = subprocess.run([SPARKZOO, "info", "--json"], capture_output=True, text=True, timeout=300)
     assert out.returncode == 0, out.stdout + out.stderr
     comps = {c["name"]: c for c in json.loads(out.stdout)}
-    assert comps["TensorFlow"]["version"] == "2.15.1"
-    assert comps["Keras"]["version"].startswith("2.15")
     hvd = comps["Horovod"]
-    assert hvd["version"] == "0.28.1"
-    assert "frameworks: tensorflow" in hvd["detail"] and "controllers: gloo" in hvd["detail"]
-    assert comps["PySpark"]["version"].startswith("3.5.")
+    if HAS_HOROVOD:  # the classic stack
+        assert comps["TensorFlow"]["version"] == "2.15.1"
+        assert comps["Keras"]["version"].startswith("2.15")
+        assert hvd["version"] == "0.28.1"
+        assert "frameworks: tensorflow" in hvd["detail"] and "controllers: gloo" in hvd["detail"]
+        assert comps["Engine"]["version"] == "horovod"
+        assert comps["PySpark"]["version"].startswith("3.5.")
+    else:  # the current stack: no Horovod, and that is no problem there
+        assert comps["TensorFlow"]["version"].startswith("2.21.")
+        assert comps["Keras"]["version"].startswith("2.21")
+        assert comps["Keras"]["detail"].startswith("tf.keras = tf_keras")
+        assert hvd["version"] is None and "make setup" in hvd["detail"]
+        assert comps["Engine"]["version"] == "tf (MultiWorkerMirroredStrategy)"
+        assert comps["PySpark"]["version"].startswith("4.")
     assert comps["Java"]["version"] and comps["MLflow"]["version"] and comps["OpenCV"]["version"]
     assert all(c["ok"] for c in comps.values())
 
@@ -71,7 +82,41 @@ def test_info_flags_a_missing_java(tmp_path):
     assert "Java" in out.stdout and "PROBLEM: no java" in out.stdout
 
 
+@pytest.mark.skipif(HAS_HOROVOD, reason="the classic stack has Horovod")
+def test_check_without_horovod_names_the_classic_set_up_before_starting_spark():
+    out = subprocess.run([SPARKZOO, "check"], capture_output=True, text=True, timeout=300)
+    assert out.returncode == 2
+    assert "Horovod is not installed" in out.stderr and "`make setup`" in out.stderr
+    assert "Spark" not in out.stdout
+
+
+@pytest.mark.skipif(HAS_HOROVOD, reason="the classic stack has Horovod")
+def test_horovod_code_without_horovod_names_the_classic_set_up():
+    from sparkzoo.trainer.horovod_ring import HorovodMissingError, plan_ranks
+
+    with pytest.raises(HorovodMissingError, match="`make setup`"):
+        plan_ranks(["127.0.0.1"])
+
+
+def test_tf_keras_is_the_keras_2_api_on_either_stack():
+    # sparkzoo sets TF_USE_LEGACY_KERAS=1 where tf_keras is installed (the current stack),
+    # and leaves TensorFlow 2.15's own Keras 2 alone on the classic one.
+    out = run_python(
+        "import sparkzoo, tensorflow as tf; print(tf.keras.__name__, tf.keras.layers.Dense)"
+    )
+    assert out.returncode == 0, out.stderr[-3000:]
+    expected = "keras.api._v2.keras" if HAS_HOROVOD else "tf_keras.api._v2.keras"
+    assert out.stdout.split()[0] == expected
+
+
+def test_info_knows_both_stacks():
+    assert stack_for((3, 11)).setup == "make setup"
+    assert stack_for((3, 12)).setup == "make setup-current"
+    assert stack_for((3, 10)) is None
+
+
 @pytest.mark.slow
+@pytest.mark.horovod
 def test_check_runs_an_allreduce_on_local_spark():
     out = subprocess.run(
         [SPARKZOO, "check", "--np", "2", "--master", "local[2]"],
@@ -85,6 +130,7 @@ def test_check_runs_an_allreduce_on_local_spark():
 
 
 @pytest.mark.slow
+@pytest.mark.horovod
 def test_check_refuses_more_ranks_than_slots():
     out = subprocess.run(
         [SPARKZOO, "check", "--np", "4", "--master", "local[2]"],

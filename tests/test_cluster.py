@@ -10,7 +10,8 @@ import pytest
 
 from sparkzoo.services import cluster
 
-pytestmark = pytest.mark.slow
+# HorovodRunner and a Horovod KerasEstimator on the cluster (a tf-engine run needs its own test)
+pytestmark = [pytest.mark.slow, pytest.mark.horovod]
 
 JOB = textwrap.dedent("""
     import sys

@@ -23,6 +23,7 @@ def test_task_host_strips_port_and_brackets():
     assert task_host("worker-1") == "worker-1"
 
 
+@pytest.mark.horovod
 def test_plan_single_host_numbers_ranks_in_partition_order():
     plan = plan_ranks(["127.0.0.1"] * 3)
     assert [r.rank for r in plan] == [0, 1, 2]
@@ -30,6 +31,7 @@ def test_plan_single_host_numbers_ranks_in_partition_order():
     assert {(r.size, r.local_size, r.cross_rank, r.cross_size) for r in plan} == {(3, 3, 0, 1)}
 
 
+@pytest.mark.horovod
 def test_plan_groups_interleaved_hosts():
     # partitions 0..3 land on hosts a, b, a, b: ranks go host by host, as horovodrun numbers them
     plan = plan_ranks(["a", "b", "a", "b"])
@@ -42,12 +44,14 @@ def test_plan_groups_interleaved_hosts():
     assert {(r.size, r.local_size, r.cross_size) for r in plan} == {(4, 2, 2)}
 
 
+@pytest.mark.horovod
 def test_plan_uneven_hosts():
     plan = plan_ranks(["a", "a", "b"])
     assert [(r.rank, r.local_size) for r in plan] == [(0, 2), (1, 2), (2, 1)]
     assert plan[2].cross_size == 2 and plan[1].cross_size == 1  # local rank 1 exists only on a
 
 
+@pytest.mark.horovod
 def test_plan_rejects_empty_world():
     with pytest.raises(ValueError, match="at least one task"):
         plan_ranks([])
@@ -62,6 +66,7 @@ def test_interface_for_foreign_address_says_what_to_set():
         interface_for_address("203.0.113.77")  # TEST-NET-3: held by no interface here
 
 
+@pytest.mark.horovod
 def test_env_carries_the_plan():
     env = horovod_env(plan_ranks(["h", "h"])[1], "h", 1234, "lo")
     assert env["HOROVOD_RANK"] == "1" and env["HOROVOD_SIZE"] == "2"
@@ -71,6 +76,7 @@ def test_env_carries_the_plan():
     assert env["HOROVOD_CONTROLLER"] == "gloo" and env["HOROVOD_GLOO_IFACE"] == "lo"
 
 
+@pytest.mark.horovod
 def test_rendezvous_server_listens_on_the_given_address_only_and_stops():
     server = RendezvousServer("127.0.0.1", plan_ranks(["127.0.0.1"] * 2))
     try:
@@ -88,6 +94,7 @@ def test_rendezvous_server_listens_on_the_given_address_only_and_stops():
 
 
 @pytest.mark.spark
+@pytest.mark.horovod
 def test_two_barrier_tasks_allreduce_to_the_right_sum(spark):
     from sparkzoo.trainer.selftest import allreduce_check
 
@@ -99,6 +106,7 @@ def test_two_barrier_tasks_allreduce_to_the_right_sum(spark):
 
 
 @pytest.mark.spark
+@pytest.mark.horovod
 def test_ring_comes_up_again_in_reused_python_workers(spark):
     from sparkzoo.trainer.selftest import allreduce_check
 
@@ -107,6 +115,7 @@ def test_ring_comes_up_again_in_reused_python_workers(spark):
 
 
 @pytest.mark.spark
+@pytest.mark.horovod
 def test_more_ranks_than_slots_fails_fast_with_a_clear_error(spark):
     from sparkzoo.trainer.selftest import allreduce_check
 

@@ -92,6 +92,7 @@ def _allreduce_rank(offset):
     return float(hvd.allreduce(tf.constant(hvd.rank() + offset), op=hvd.Sum).numpy())
 
 
+@pytest.mark.horovod
 def test_runner_returns_rank_zeros_value_and_prefixes_output(spark, capsys):
     runner = HorovodRunner(np=2, spark=spark, driver_log_verbosity="all")
     assert runner.run(_allreduce_rank, offset=1.0) == 3.0
@@ -99,6 +100,7 @@ def test_runner_returns_rank_zeros_value_and_prefixes_output(spark, capsys):
     assert "[0]<stdout>: rank 0 says hi" in out and "[1]<stdout>: rank 1 says hi" in out
 
 
+@pytest.mark.horovod
 def test_runner_on_the_driver_is_one_rank():
     assert HorovodRunner(np=-1).run(_allreduce_rank, offset=5.0) == 5.0
 
@@ -112,6 +114,7 @@ def _fail_on_rank_one():
     hvd.allreduce(tf.constant(1.0))
 
 
+@pytest.mark.horovod
 def test_runner_raises_the_failing_ranks_traceback(spark):
     with pytest.raises(RankFailedError) as caught:
         HorovodRunner(np=2, spark=spark).run(_fail_on_rank_one)
@@ -120,6 +123,7 @@ def test_runner_raises_the_failing_ranks_traceback(spark):
     assert "_fail_on_rank_one" in caught.value.remote_traceback
 
 
+@pytest.mark.horovod
 def test_runner_refuses_more_ranks_than_slots_within_seconds(spark):
     start = time.monotonic()
     with pytest.raises(ValueError, match=r"asked for 5 Horovod ranks .* 2 task slots"):

@@ -19,6 +19,7 @@ Use it from a function passed to ``mapInArrow(..., barrier=True)``::
 from __future__ import annotations
 
 import contextlib
+import importlib.util
 import json
 import os
 from collections.abc import Iterator
@@ -30,6 +31,25 @@ GLOO_TIMEOUT_SECONDS = 60
 # ring down: a mismatch between ranks fails the stage instead of hanging it.
 STALL_WARNING_SECONDS = 60
 STALL_SHUTDOWN_SECONDS = 300
+
+
+# What to do where Horovod is missing: only the classic stack has it (../shared/ARCHITECTURE.md).
+HOROVOD_MISSING = (
+    "Horovod is not installed: it runs only on sparkzoo's classic stack (Python 3.11, "
+    "TensorFlow 2.15, PySpark 3.5), which `make setup` creates in .venv/; on the current stack "
+    '(.venv-current/) train with the TensorFlow engine instead (engine="tf")'
+)
+
+
+class HorovodMissingError(ImportError):
+    """Horovod is needed but not installed (the current stack has no Horovod)."""
+
+
+def require_horovod() -> None:
+    """Raise :class:`HorovodMissingError`, naming the classic stack's set-up command, when
+    Horovod cannot be imported here."""
+    if importlib.util.find_spec("horovod") is None:
+        raise HorovodMissingError(HOROVOD_MISSING)
 
 
 @dataclass(frozen=True)
@@ -58,6 +78,7 @@ def plan_ranks(task_hosts: list[str]) -> list[RankInfo]:
     consecutive ranks and local ranks ``0..local_size-1``: the plan ``horovodrun`` makes from
     ``host1:n1,host2:n2``.
     """
+    require_horovod()
     from horovod.runner.common.util.hosts import HostInfo, get_host_assignments
 
     if not task_hosts:
@@ -205,6 +226,7 @@ def horovod_ring() -> Iterator[RankInfo]:
     """
     from pyspark import BarrierTaskContext
 
+    require_horovod()
     ctx = BarrierTaskContext.get()
     if ctx is None:
         raise RuntimeError(

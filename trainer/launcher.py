@@ -20,7 +20,7 @@ import cloudpickle
 import pyarrow as pa
 
 from sparkzoo.spark import slot_count
-from sparkzoo.trainer.horovod_ring import RankInfo, horovod_ring
+from sparkzoo.trainer.horovod_ring import RankInfo, horovod_ring, require_horovod
 from sparkzoo.trainer.relay import (
     Message,
     MessageRelay,
@@ -194,8 +194,11 @@ def run_ranks(
     With ``df``, each rank receives the Arrow batches of its own partition of
     ``df.repartition(num_ranks)``; without, an empty iterator. ``on_message`` sees every
     message the ranks send (output lines, epochs, ...), on the driver, as they arrive; with
-    ``forward_output=False`` the ranks' stdout/stderr stay in the executors' logs.
+    ``forward_output=False`` the ranks' stdout/stderr stay in the executors' logs. Raises
+    :class:`~sparkzoo.trainer.horovod_ring.HorovodMissingError` on the driver, before any
+    task starts, where Horovod is not installed.
     """
+    require_horovod()
     check_slots(spark, num_ranks)
     return run_barrier_stage(
         spark,

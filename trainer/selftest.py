@@ -6,7 +6,7 @@ from dataclasses import dataclass
 
 import pyarrow as pa
 
-from sparkzoo.trainer.horovod_ring import horovod_ring
+from sparkzoo.trainer.horovod_ring import horovod_ring, require_horovod
 from sparkzoo.trainer.launcher import check_slots
 
 _SCHEMA = "rank long, size long, local_rank long, hostname string, allreduced array<double>"
@@ -55,8 +55,10 @@ def allreduce_check(spark, num_ranks: int = 2) -> AllreduceResult:
     """Run ``num_ranks`` barrier tasks that init Horovod (Gloo) and allreduce a small tensor.
 
     Raises ``ValueError`` at once when the cluster has fewer task slots than ``num_ranks``
-    (a barrier stage would otherwise wait for slots that never come).
+    (a barrier stage would otherwise wait for slots that never come), and
+    ``HorovodMissingError`` naming ``make setup`` where Horovod is not installed.
     """
+    require_horovod()
     check_slots(spark, num_ranks)
     n = num_ranks
     expected = [k * n * (n + 1) / 2 for k in (1, 2, 3)]
