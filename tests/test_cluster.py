@@ -11,7 +11,7 @@ import pytest
 from sparkzoo.services import cluster
 
 # HorovodRunner and a Horovod KerasEstimator on the cluster (a tf-engine run needs its own test)
-pytestmark = [pytest.mark.slow, pytest.mark.horovod]
+pytestmark = pytest.mark.slow
 
 JOB = textwrap.dedent("""
     import sys
@@ -67,6 +67,7 @@ def test_cluster_reports_its_workers(standalone):
     assert cluster._alive_workers(standalone.web_ui) == 2
 
 
+@pytest.mark.horovod
 def test_trainer_runs_two_ranks_across_two_workers(standalone, tmp_path):
     script = tmp_path / "job.py"
     script.write_text(JOB)

@@ -65,6 +65,7 @@ def test_a_bad_value_fails_at_set_time_naming_the_param(name, value, error):
         getattr(KerasEstimator(), f"set{camel(name)}")(value)
 
 
+@pytest.mark.horovod
 def test_horovod_and_spark_ml_names_are_accepted():
     from horovod.spark.common.backend import SparkBackend
     from horovod.spark.common.store import Store
@@ -528,6 +529,7 @@ def _rank_sum(offset):
     return float(hvd.allreduce(tf.constant(hvd.rank() + offset), op=hvd.Sum).numpy())
 
 
+@pytest.mark.horovod
 def test_negative_np_runs_that_many_ranks_on_the_driver(capfd):
     assert HorovodRunner(np=-2).run(_rank_sum, offset=1.0) == 3.0
     out = capfd.readouterr().out
@@ -545,6 +547,7 @@ def _fail_on_rank_one():
     hvd.allreduce(tf.constant(1.0))
 
 
+@pytest.mark.horovod
 def test_a_failing_local_rank_is_named_and_leaves_no_process():
     import psutil
 
@@ -555,6 +558,7 @@ def test_a_failing_local_rank_is_named_and_leaves_no_process():
     assert {p.pid for p in psutil.Process().children(recursive=True)} <= before
 
 
+@pytest.mark.horovod
 def test_log_callback_only_shows_logs_but_not_prints(spark, capsys):
     assert HorovodRunner(np=2, spark=spark).run(_rank_sum, offset=0.0) == 1.0
     out = capsys.readouterr().out
@@ -566,6 +570,7 @@ def test_log_callback_only_shows_logs_but_not_prints(spark, capsys):
 
 # ---- Horovod's own Spark example, ported by changing the import ---------------------------------
 @pytest.mark.slow
+@pytest.mark.horovod
 def test_horovods_keras_spark_mnist_example_runs_with_sparkzoo(spark, tmp_path):
     """``examples/spark/keras/keras_spark_mnist.py`` of Horovod, on real MNIST digits written
     as the LIBSVM file it downloads; only the import of the estimator changed."""

@@ -18,7 +18,6 @@ from sparkzoo.trainer import (
     TrainingFailedError,
 )
 from sparkzoo.trainer.columns import ColumnError, prepare_columns
-from sparkzoo.trainer.estimator import horovod_available
 
 pytestmark = pytest.mark.spark
 
@@ -179,15 +178,7 @@ def test_vectors_and_nested_arrays_become_flat_arrays(spark):
 
 # ---- KerasEstimator -------------------------------------------------------------------------
 # Both engines where Horovod is installed (the classic stack); the tf engine everywhere.
-ENGINES = [
-    pytest.param(
-        "horovod",
-        marks=pytest.mark.skipif(
-            not horovod_available(), reason="Horovod is installed on the classic stack only"
-        ),
-    ),
-    "tf",
-]
+ENGINES = [pytest.param("horovod", marks=pytest.mark.horovod), "tf"]
 
 
 @pytest.mark.parametrize("engine", ENGINES)

@@ -162,6 +162,19 @@ def pyfunc_model(fitted) -> KerasPyfuncModel:
     )
 
 
+def _requirements() -> list[str]:
+    """What serving the model needs: this TensorFlow (and tf_keras, whose Keras 2 API the
+    current stack uses: a fresh process would otherwise get Keras 3), MLflow and sparkzoo."""
+    import importlib.metadata
+
+    import tensorflow as tf
+
+    requirements = [f"tensorflow=={tf.__version__}", f"mlflow=={mlflow.__version__}", "sparkzoo"]
+    if tf.keras.__name__.startswith("tf_keras"):
+        requirements.append(f"tf_keras=={importlib.metadata.version('tf_keras')}")
+    return requirements
+
+
 def log_pyfunc_model(
     fitted,
     input_example: pd.DataFrame | None = None,
@@ -170,7 +183,6 @@ def log_pyfunc_model(
 ) -> str:
     """Log ``fitted`` to the active MLflow run as a pyfunc model with a signature; returns its
     model URI. ``registered_model_name`` also registers it in the Model Registry."""
-    import tensorflow as tf
 
     python_model = pyfunc_model(fitted)
     with tempfile.TemporaryDirectory(prefix="sparkzoo-pyfunc-") as temp:
@@ -185,10 +197,6 @@ def log_pyfunc_model(
             input_example=input_example,
             registered_model_name=registered_model_name,
             # Named here: MLflow's own inference of the requirements takes seconds.
-            pip_requirements=[
-                f"tensorflow=={tf.__version__}",
-                f"mlflow=={mlflow.__version__}",
-                "sparkzoo",
-            ],
+            pip_requirements=_requirements(),
         )
     return info.model_uri
