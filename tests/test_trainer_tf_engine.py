@@ -14,6 +14,7 @@ import time
 
 import numpy as np
 import pytest
+from test_trainer_spark import build_mlp
 
 from sparkzoo.trainer import RankFailedError
 from sparkzoo.trainer.mirrored_runner import MirroredStrategyRunner
@@ -264,18 +265,7 @@ def test_use_gpu_without_gpus_is_refused(spark):
 
 
 # ---- the tf variant of train_rank ----------------------------------------------------------------
-def _build_mlp():
-    import tensorflow as tf
-
-    tf.keras.utils.set_random_seed(0)
-    return tf.keras.Sequential(
-        [
-            tf.keras.layers.Input((4,)),
-            tf.keras.layers.Dense(8, activation="relu"),
-            tf.keras.layers.Dense(2, activation="softmax"),
-        ],
-        name="mlp",
-    )
+_build_mlp = build_mlp  # the Horovod tests' model
 
 
 class KeepWeights:

@@ -244,7 +244,29 @@ def _fit(plan, ring, client, train_buf, val_buf) -> dict | None:
                 verbose=0,
             )
         )
-    callbacks += list(plan.callbacks)
+    return fit_and_report(
+        plan, ring, client, model, train_ds, steps, start_epoch, callbacks, validation,
+        checkpoints, history,
+    )  # fmt: skip
+
+
+def fit_and_report(
+    plan: TrainingPlan,
+    ring,
+    client,
+    model,
+    train,
+    steps: int,
+    start_epoch: int,
+    callbacks: list,
+    validation: dict,
+    checkpoints: CheckpointStore,
+    history: dict,
+) -> dict | None:
+    """The end of a rank's training that no engine changes: the user's callbacks, rank 0's
+    TensorBoard and epoch reports (with checkpoints), ``model.fit``; rank 0 returns the trained
+    model and history."""
+    callbacks = [*callbacks, *plan.callbacks]
     if ring.rank == 0 and plan.tensorboard:
         callbacks.append(_tensorboard_callback(plan.run_dir))
     if ring.rank == 0:
@@ -254,7 +276,7 @@ def _fit(plan, ring, client, train_buf, val_buf) -> dict | None:
             )
         )
     model.fit(
-        train_ds,
+        train,
         steps_per_epoch=steps,
         epochs=plan.epochs,
         initial_epoch=start_epoch,

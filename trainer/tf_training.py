@@ -25,12 +25,11 @@ from sparkzoo.trainer.rank_training import (
     TrainingPlan,
     _configure_threads,
     _dataset,
-    _epoch_end_callback,
     _make_optimizer,
     _read_partition,
     _result,
-    _tensorboard_callback,
     build_model,
+    fit_and_report,
 )
 
 
@@ -170,25 +169,10 @@ def _fit(plan, strategy, ring, client, train_buf, val_buf) -> dict | None:
                 steps,
             )
         )
-    callbacks += list(plan.callbacks)
-    if ring.rank == 0 and plan.tensorboard:
-        callbacks.append(_tensorboard_callback(plan.run_dir))
-    if ring.rank == 0:
-        callbacks.append(
-            _epoch_end_callback(
-                client, checkpoints, history, steps * plan.batch_size * ring.size, plan.epochs
-            )
-        )
-    model.fit(
-        train,
-        steps_per_epoch=steps,
-        epochs=plan.epochs,
-        initial_epoch=start_epoch,
-        callbacks=callbacks,
-        verbose=0,
-        **validation,
-    )
-    return _result(model, history, plan.epochs) if ring.rank == 0 else None
+    return fit_and_report(
+        plan, ring, client, model, train, steps, start_epoch, callbacks, validation,
+        checkpoints, history,
+    )  # fmt: skip
 
 
 def _warmup_callback(target_lr: float, size: int, warmup_epochs: float, steps_per_epoch: int):
