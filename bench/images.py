@@ -1,4 +1,4 @@
-"""Image pipeline benchmark (../shared/BENCHMARKS.md): ``python -m sparkzoo.bench images``.
+"""Image pipeline benchmark (docs/benchmarks.md): ``python -m sparkzoo.bench images``.
 
 Figure ``image_decode``: images/s decoded and resized through Spark (an ``ImageSet`` read once
 with ``Resize``, then run to the end with Spark's ``noop`` sink, ``local[2]``) / images/s of a bare OpenCV

@@ -1,4 +1,4 @@
-"""Detect -> crop -> embed benchmark (../shared/BENCHMARKS.md): ``python -m sparkzoo.bench pipeline``.
+"""Detect -> crop -> embed benchmark (docs/benchmarks.md): ``python -m sparkzoo.bench pipeline``.
 
 Figure ``pipeline``: images/s of the object-detection app's Spark step (``read_images`` +
 ``detect_frame`` of :mod:`sparkzoo.apps.object_detection.pipeline`, run to the end with

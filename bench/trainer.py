@@ -1,4 +1,4 @@
-"""Trainer benchmarks (../shared/BENCHMARKS.md): ``python -m sparkzoo.bench trainer``.
+"""Trainer benchmarks (docs/benchmarks.md): ``python -m sparkzoo.bench trainer``.
 
 Figures, each a ratio of two things measured in the same run, interleaved A/B/A/B ``--repeats``
 times, median reported:

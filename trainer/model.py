@@ -328,5 +328,5 @@ def _list_array(values):
     import pyarrow as pa
 
     values = values.reshape(len(values), -1)
-    offsets = pa.array(np.arange(0, values.size + 1, max(values.shape[1], 1), dtype=np.int32))
-    return pa.ListArray.from_arrays(offsets[: len(values) + 1], pa.array(values.ravel()))
+    offsets = pa.array(np.arange(len(values) + 1, dtype=np.int32) * values.shape[1])
+    return pa.ListArray.from_arrays(offsets, pa.array(values.ravel()))

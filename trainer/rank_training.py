@@ -101,6 +101,29 @@ def _configure_threads(threads: int | None, local_size: int) -> None:
         pass  # TensorFlow already started in this reused Python worker: keep its pools
 
 
+def start_rank(
+    plan: TrainingPlan, ring, batches, client
+) -> tuple[PartitionBuffer, PartitionBuffer]:
+    """What every rank does first, on either engine: thread pools, seeds (Python's, NumPy's and
+    TensorFlow's generators: dropout and each rank's data order follow from the seed; the
+    initial weights are rank 0's, which the engine broadcasts), deterministic ops if asked,
+    then its partition read and reported to the driver. Returns (train, validation) rows."""
+    import tensorflow as tf
+
+    _configure_threads(plan.threads_per_worker, ring.local_size)
+    tf.keras.utils.set_random_seed(plan.seed + ring.rank)
+    if plan.deterministic:
+        tf.config.experimental.enable_op_determinism()
+    train_buf, val_buf = _read_partition(plan, batches)
+    client.send(
+        "partition",
+        train_rows=train_buf.rows,
+        val_rows=val_buf.rows,
+        spilled=train_buf.spilled or val_buf.spilled,
+    )
+    return train_buf, val_buf
+
+
 def _read_partition(plan: TrainingPlan, batches) -> tuple[PartitionBuffer, PartitionBuffer]:
     """The partition's rows as arrays: inputs, then targets, then the sample weights (if any)."""
     train = PartitionBuffer(plan.memory_budget_bytes)
@@ -157,20 +180,7 @@ def train_rank(plan: TrainingPlan, batches, ring, client) -> dict | None:
     # Layer and variable names must match across ranks (Horovod pairs tensors by name), but a
     # reused Python worker has counted up Keras' name counters in earlier tasks.
     tf.keras.backend.clear_session()
-    _configure_threads(plan.threads_per_worker, ring.local_size)
-    # Python's, NumPy's and TensorFlow's generators: the initial weights (rank 0's are
-    # broadcast), dropout and each rank's data order follow from the seed.
-    tf.keras.utils.set_random_seed(plan.seed + ring.rank)
-    if plan.deterministic:
-        tf.config.experimental.enable_op_determinism()
-
-    train_buf, val_buf = _read_partition(plan, batches)
-    client.send(
-        "partition",
-        train_rows=train_buf.rows,
-        val_rows=val_buf.rows,
-        spilled=train_buf.spilled or val_buf.spilled,
-    )
+    train_buf, val_buf = start_rank(plan, ring, batches, client)
     try:
         counts = tf.constant([train_buf.rows, val_buf.rows if plan.indicator else 1], tf.int64)
         fewest = hvd_tf.allreduce(counts, op=hvd_tf.Min, name="sparkzoo.partition_rows").numpy()

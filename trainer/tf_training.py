@@ -23,13 +23,12 @@ from sparkzoo.trainer.checkpoint import CheckpointStore
 from sparkzoo.trainer.feed import steps_for
 from sparkzoo.trainer.rank_training import (
     TrainingPlan,
-    _configure_threads,
     _dataset,
     _make_optimizer,
-    _read_partition,
     _result,
     build_model,
     fit_and_report,
+    start_rank,
 )
 
 
@@ -38,21 +37,8 @@ def train_rank(plan: TrainingPlan, batches, ring, client) -> dict | None:
     import tensorflow as tf
 
     tf.get_logger().setLevel("ERROR")
-    _configure_threads(plan.threads_per_worker, ring.local_size)
-    # Python's, NumPy's and TensorFlow's generators: dropout and each rank's data order follow
-    # from the seed (the initial weights are worker 0's: the strategy broadcasts them).
-    tf.keras.utils.set_random_seed(plan.seed + ring.rank)
-    if plan.deterministic:
-        tf.config.experimental.enable_op_determinism()
+    train_buf, val_buf = start_rank(plan, ring, batches, client)
     strategy = tf.distribute.MultiWorkerMirroredStrategy()
-
-    train_buf, val_buf = _read_partition(plan, batches)
-    client.send(
-        "partition",
-        train_rows=train_buf.rows,
-        val_rows=val_buf.rows,
-        spilled=train_buf.spilled or val_buf.spilled,
-    )
     try:
         empty = float(train_buf.rows == 0 or (plan.indicator is not None and val_buf.rows == 0))
         if _all_reduce_sum(strategy, np.array([empty]))[0] > 0:
