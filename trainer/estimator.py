@@ -41,6 +41,8 @@ from sparkzoo.trainer.params import (
 from sparkzoo.trainer.persistence import EstimatorReader, EstimatorWriter
 from sparkzoo.trainer.rank_training import TrainingPlan, keras_model_bytes, train_rank
 from sparkzoo.trainer.relay import Message, print_output
+from sparkzoo.trainer.tf_launcher import run_tf_ranks
+from sparkzoo.trainer.tf_training import train_rank as tf_train_rank
 from sparkzoo.trainer.tracking import RunTracker
 
 _VALIDATION_COLUMN = "__sparkzoo_is_validation"
@@ -634,9 +636,6 @@ def resolve_engine(engine: str) -> str:
 def engine_functions(engine: str):
     """The engine's launcher and rank training function: ``(run, train_rank)``."""
     if resolve_engine(engine) == "tf":
-        from sparkzoo.trainer.tf_launcher import run_tf_ranks
-        from sparkzoo.trainer.tf_training import train_rank as tf_train_rank
-
         return run_tf_ranks, tf_train_rank
     return run_ranks, train_rank
 
