@@ -41,6 +41,8 @@ import cv2
 import numpy as np
 import pyarrow as pa
 
+from sparkzoo import fs
+from sparkzoo.arrow import list_array
 from sparkzoo.datasets.transforms import (
     Transform,
     as_hwc,
@@ -165,15 +167,65 @@ class _Plan:
     read_files: bool = False  # no content column: the worker reads each path itself
 
 
-def _read_file(path: str) -> bytes:
+def read_file(path: str) -> bytes:
     """The bytes of one file, read by the Python worker: a local path or ``file:`` URI
     directly, anything else (``hdfs://``) through :mod:`sparkzoo.fs`."""
     if "://" not in path or path.startswith("file:"):
         with open(strip_file_scheme(path), "rb") as handle:
             return handle.read()
-    from sparkzoo import fs
-
     return fs.read_bytes(path)
+
+
+def load_image(path: str, color: str = "rgb") -> np.ndarray:
+    """One image file (local path, ``file:`` or ``hdfs://`` URI) decoded on the driver, with
+    an error naming the file when it is missing or unreadable.
+
+    Example::
+
+        photo = load_image("hdfs://127.0.0.1:9000/photos/cat.jpg")     # (H, W, 3) uint8
+    """
+    if not fs.exists(strip_file_scheme(path)):
+        raise FileNotFoundError(f"image {path} does not exist")
+    try:
+        return decode_image(read_file(path), color)
+    except ImageDecodeError as err:
+        raise ValueError(f"cannot read image {path}: {err}") from None
+
+
+def png_bytes(image: np.ndarray) -> bytes:
+    """An RGB (or grey) ``uint8`` image encoded as PNG.
+
+    Example::
+
+        open("out.png", "wb").write(png_bytes(photo))
+    """
+    array = np.asarray(image)
+    ok, data = cv2.imencode(
+        ".png", cv2.cvtColor(array, cv2.COLOR_RGB2BGR) if array.ndim == 3 else array
+    )
+    if not ok:
+        raise ValueError(f"OpenCV could not encode an image of shape {array.shape} as PNG")
+    return data.tobytes()
+
+
+def contact_sheet(images: Sequence[np.ndarray], columns: int = 4, size: int = 160) -> np.ndarray:
+    """RGB ``uint8`` images resized to ``size`` pixels on their longer side and tiled,
+    ``columns`` per row, on a white sheet.
+
+    Example::
+
+        png_bytes(contact_sheet([photo, crop, other], columns=3))
+    """
+    if not len(images):
+        raise ValueError("contact_sheet needs at least one image")
+    rows = math.ceil(len(images) / columns)
+    sheet = np.full((rows * (size + 4), min(columns, len(images)) * (size + 4), 3), 255, np.uint8)
+    for n, image in enumerate(images):
+        scale = size / max(image.shape[:2])
+        resized = cv2.resize(image, (round(image.shape[1] * scale), round(image.shape[0] * scale)))
+        y, x = (n // columns) * (size + 4) + 2, (n % columns) * (size + 4) + 2
+        sheet[y : y + resized.shape[0], x : x + resized.shape[1]] = resized
+    return sheet
 
 
 def _process(data: memoryview, path: str, plan: _Plan) -> np.ndarray:
@@ -199,7 +251,7 @@ def _decode_partition(batches: Iterator[pa.RecordBatch], plan: _Plan) -> Iterato
         for i, path in enumerate(paths):
             try:
                 if contents is None:
-                    data = _read_file(path)
+                    data = read_file(path)
                 else:
                     buffer = contents[i].as_buffer()
                     data = memoryview(buffer) if buffer is not None else b""
@@ -242,7 +294,7 @@ def _output_batch(batch, rows, images, errors, paths, plan: _Plan, layout) -> pa
         names.append(name)
     missing = np.array([image is None for image in images], bool)
     if plan.output == "array":
-        arrays.append(_float_lists(images, missing))
+        arrays.append(list_array(images))
         names.append(plan.array_col)
     else:
         arrays.append(_image_structs(images, [paths[i] for i in rows], layout, missing))
@@ -301,17 +353,6 @@ def _binary_array(images: list[np.ndarray | None], missing: np.ndarray) -> pa.Ar
     return pa.Array.from_buffers(
         pa.binary(), len(images), [validity, pa.py_buffer(offsets), pa.py_buffer(values)]
     )
-
-
-def _float_lists(images: list[np.ndarray | None], missing: np.ndarray) -> pa.Array:
-    """A list<float32> Arrow array of the flattened images, null where an image is missing."""
-    sizes = np.array([0 if image is None else image.size for image in images], np.int32)
-    offsets = np.zeros(len(images) + 1, np.int32)
-    np.cumsum(sizes, out=offsets[1:])
-    present = [image.reshape(-1) for image in images if image is not None]
-    values = np.concatenate(present).astype(np.float32) if present else np.zeros(0, np.float32)
-    mask = np.append(missing, False) if missing.any() else None
-    return pa.ListArray.from_arrays(pa.array(offsets, mask=mask), pa.array(values))
 
 
 class ImageSet:
@@ -553,8 +594,12 @@ __all__ = [
     "IMAGE_GLOB",
     "ImageDecodeError",
     "ImageSet",
+    "contact_sheet",
     "decode_image",
     "image_to_struct",
+    "load_image",
     "opencv_mode",
+    "png_bytes",
+    "read_file",
     "struct_to_image",
 ]

@@ -29,6 +29,7 @@ import numpy as np
 import pyarrow as pa
 
 from sparkzoo import fs
+from sparkzoo.arrow import list_array
 
 PAD_ID = 0
 OOV_ID = 1
@@ -173,8 +174,7 @@ def _sequences_batches(
         within = np.arange(kept.sum()) - np.repeat(np.cumsum(kept) - kept, kept)
         out = np.full((rows, length), PAD_ID, np.int32)
         out[row, target[row] + within] = ids[source[row] + within]
-        offsets = pa.array(np.arange(rows + 1, dtype=np.int32) * length)
-        sequences = pa.ListArray.from_arrays(offsets, pa.array(out.reshape(-1)))
+        sequences = list_array(out, np.int32)
         names = [n for n in batch.schema.names if n not in drop]
         yield pa.RecordBatch.from_arrays(
             [batch.column(n) for n in names] + [sequences], names=[*names, output_col]

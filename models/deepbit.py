@@ -10,9 +10,11 @@ feeds a ``codes`` layer of ``bits`` sigmoid units; a code bit is 1 where the uni
   get the same code, rotations by larger angles being penalised less (weight
   ``exp(-angle^2 / (2 max_angle^2))``).
 
-:func:`binary_codes` and :func:`hamming_distance` turn the model into a retrieval system,
-:func:`mean_average_precision_at_k` measures one, and :func:`pca_sign_hash` is the classic
-unsupervised baseline of the same code length (PCA, then the sign of each component).
+:func:`binary_codes` turns the model into a retrieval system (ranked by
+:func:`sparkzoo.models.retrieval.hamming_distance`, measured by
+:func:`~sparkzoo.models.retrieval.mean_average_precision_at_k`), and :func:`pca_sign_hash` is
+the classic unsupervised baseline of the same code length (PCA, then the sign of each
+component).
 
 Example::
 
@@ -20,13 +22,12 @@ Example::
     net.compile("adam")                      # the objectives are built in; no loss to give
     net.fit(train_images, epochs=5)          # labels, if given, are ignored
     db, q = binary_codes(net, train_images), binary_codes(net, test_images)
-    mean_average_precision_at_k(q, db, test_labels, train_labels, k=100)
+    retrieval.mean_average_precision_at_k(q, db, test_labels, train_labels, k=100)
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
@@ -297,91 +298,6 @@ def binary_codes(
     activations = np.asarray(model.predict(x, batch_size=batch_size, verbose=0))
     bits = (activations > 0.5).astype(np.uint8)
     return np.packbits(bits, axis=1) if packed else bits
-
-
-def _as_bits(codes: Any, packed: bool, what: str, nbits: int | None = None) -> np.ndarray:
-    codes = np.asarray(codes)
-    if codes.ndim == 1:
-        codes = codes[None, :]
-    if codes.ndim != 2:
-        raise ValueError(f"{what} must be (n, bits) codes, got shape {codes.shape}")
-    if packed:
-        codes = np.unpackbits(codes.astype(np.uint8), axis=1)
-        return codes[:, :nbits] if nbits else codes
-    if codes.size and not np.isin(codes, (0, 1)).all():
-        raise ValueError(
-            f"{what} must hold 0/1 bits (pass packed=True for np.packbits bytes), "
-            f"found values {np.unique(codes)[:5]}"
-        )
-    return codes.astype(np.int32)
-
-
-def hamming_distance(a: Any, b: Any, packed: bool = False) -> np.ndarray:
-    """Hamming distances between every code of ``a`` and every code of ``b``, ``(n, m)`` int.
-
-    Codes are 0/1 bits ``(n, bits)``, or bytes from ``np.packbits`` with ``packed=True``; a
-    single code may be 1-D.
-
-    Example::
-
-        hamming_distance([[0, 1, 1]], [[0, 1, 1], [1, 0, 1]])     # [[0, 2]]
-    """
-    a_bits = _as_bits(a, packed, "a")
-    b_bits = _as_bits(b, packed, "b")
-    if a_bits.shape[1] != b_bits.shape[1]:
-        raise ValueError(
-            f"codes of different lengths: {a_bits.shape[1]} and {b_bits.shape[1]} bits"
-        )
-    # Mismatches = ones of a against zeros of b, plus zeros of a against ones of b.
-    return a_bits @ (1 - b_bits).T + (1 - a_bits) @ b_bits.T
-
-
-def mean_average_precision_at_k(
-    query_codes: Any,
-    db_codes: Any,
-    query_labels: Sequence | np.ndarray,
-    db_labels: Sequence | np.ndarray,
-    k: int | None = None,
-    packed: bool = False,
-) -> float:
-    """Retrieval mAP@k: rank the database by Hamming distance to each query (ties in
-    database order), and average over queries the precision at each relevant rank among the
-    first ``k``, divided by the number of relevant items retrieved there (0 when none is).
-
-    An item is relevant when its label equals the query's. ``k=None`` ranks the whole
-    database. This is the mAP@k of the hashing literature (e.g. DeepBit, HashNet).
-
-    Example::
-
-        mean_average_precision_at_k([[0, 0]], [[0, 0], [1, 1], [0, 1]], [1], [1, 0, 1], k=3)
-        # ranks: d=0 (relevant), d=1 (relevant), d=2 -> AP = (1/1 + 2/2) / 2 = 1.0
-    """
-    queries = _as_bits(query_codes, packed, "query_codes")
-    database = _as_bits(db_codes, packed, "db_codes")
-    query_labels = np.asarray(query_labels)
-    db_labels = np.asarray(db_labels)
-    if len(query_labels) != len(queries) or len(db_labels) != len(database):
-        raise ValueError(
-            f"{len(queries)} query codes with {len(query_labels)} labels, "
-            f"{len(database)} database codes with {len(db_labels)} labels"
-        )
-    if len(queries) == 0 or len(database) == 0:
-        raise ValueError("mean_average_precision_at_k needs at least one query and one item")
-    k = len(database) if k is None else int(k)
-    if k < 1:
-        raise ValueError(f"k must be >= 1, got {k}")
-    k = min(k, len(database))
-    ranks = np.arange(1, k + 1)
-    total = 0.0
-    for start in range(0, len(queries), 512):  # bounded memory for large query sets
-        distances = hamming_distance(queries[start : start + 512], database)
-        order = np.argsort(distances, axis=1, kind="stable")[:, :k]
-        relevant = db_labels[order] == query_labels[start : start + 512, None]
-        hits = np.cumsum(relevant, axis=1)
-        found = relevant.sum(axis=1)
-        precision_sum = (hits / ranks * relevant).sum(axis=1)
-        total += np.where(found > 0, precision_sum / np.maximum(found, 1), 0.0).sum()
-    return float(total / len(queries))
 
 
 def pca_sign_hash(train_x: Any, x: Any, bits: int, seed: int = 0) -> np.ndarray:

@@ -68,23 +68,6 @@ def test_config_rejects_bad_values():
     assert p.PipelineConfig(detector="haar.face").min_score == 0.0
 
 
-def test_distances_and_retrieval_map():
-    rng = np.random.default_rng(0)
-    bits = rng.integers(0, 2, (6, 32)).astype(np.uint8)
-    packed = np.packbits(bits, axis=1)
-    expected = (bits[:, None, :] != bits[None, :, :]).sum(axis=2)
-    assert np.array_equal(p.hamming_matrix(packed), expected)
-    cos = p.cosine_matrix(np.array([[1.0, 0.0], [0.0, 2.0], [3.0, 0.0]]))
-    assert np.allclose(cos, [[0, 1, 0], [1, 0, 1], [0, 1, 0]])
-    distances = np.array([[0, 1, 2], [1, 0, 1], [2, 1, 0]])
-    assert p.retrieval_map(distances, np.array([0, 0, 1])) == 1.0
-    # query 0 ranks 2 (wrong) before 1 (right): AP 1/2; query 1 ties 0 and 2 -> 0 first: AP 1
-    swapped = np.array([[0, 2, 1], [1, 0, 1], [1, 2, 0]])
-    assert p.retrieval_map(swapped, np.array([0, 0, 1])) == pytest.approx(0.75)
-    with pytest.raises(ValueError, match="do not match"):
-        p.retrieval_map(distances, np.array([0, 1]))
-
-
 def _features(codes, vectors, classes):
     return pd.DataFrame(
         {

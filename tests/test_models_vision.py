@@ -15,13 +15,12 @@ from sparkzoo.models.deepbit import (
     DeepBitModel,
     binary_codes,
     bit_balance_loss,
-    hamming_distance,
-    mean_average_precision_at_k,
     pca_sign_hash,
     quantization_loss,
     rotate_images,
     rotation_invariance_loss,
 )
+from sparkzoo.models.retrieval import hamming_distance, mean_average_precision_at_k
 from sparkzoo.models.siamese import similarity
 from sparkzoo.models.transfer import cut
 

@@ -7,6 +7,8 @@ import math
 from dataclasses import asdict
 from typing import Any
 
+import numpy as np
+import pyarrow as pa
 from pyspark.ml import Transformer
 from pyspark.ml.util import MLReadable, MLWritable
 
@@ -17,6 +19,7 @@ from sparkzoo.trainer.columns import (
     describe_columns,
     fit_to_shapes,
 )
+from sparkzoo.trainer.inference import map_batches
 from sparkzoo.trainer.params import (
     NamedParamErrors,
     at_least,
@@ -29,17 +32,6 @@ from sparkzoo.trainer.params import (
 from sparkzoo.trainer.persistence import ModelReader, ModelWriter
 from sparkzoo.trainer.rank_training import load_keras_model
 from sparkzoo.trainer.scoring import classify, run_model
-
-# Keras models loaded in this Python worker, by the digest of their bytes: a reused worker
-# loads a model once, not once per task.
-_LOADED: dict[str, Any] = {}
-
-
-def _cached_model(digest: str, model_bytes: bytes, custom_objects: dict | None):
-    if digest not in _LOADED:
-        _LOADED.clear()  # keep one model per worker
-        _LOADED[digest] = load_keras_model(model_bytes, custom_objects)
-    return _LOADED[digest]
 
 
 class _ModelParams(NamedParamErrors):
@@ -165,24 +157,22 @@ class KerasModel(Transformer, _ModelParams, MLReadable, MLWritable):
         names += [c for c in (self.getPredictionCol(), self.getProbabilityCol()) if c]
         return names
 
-    def _output_fields(self):
-        from pyspark.sql.types import ArrayType, DoubleType, FloatType, StructField
-
+    def _output_schema(self) -> pa.Schema:
+        """The added columns, declared once in Arrow (Spark's types follow from it)."""
         fields = [
-            StructField(name, DoubleType() if math.prod(shape) == 1 else ArrayType(FloatType()))
+            (name, pa.float64() if math.prod(shape) == 1 else pa.list_(pa.float32()))
             for name, shape in zip(
                 self.getOrDefault("output_cols"), self.output_shapes, strict=True
             )
         ]
         if self.getPredictionCol():
-            fields.append(StructField(self.getPredictionCol(), DoubleType()))
+            fields.append((self.getPredictionCol(), pa.float64()))
         if self.getProbabilityCol():  # an array here; a Spark ML vector after the Arrow step
-            fields.append(StructField(self.getProbabilityCol(), ArrayType(DoubleType())))
-        return fields
+            fields.append((self.getProbabilityCol(), pa.list_(pa.float64())))
+        return pa.schema(fields)
 
     def _transform(self, dataset):
         from pyspark.ml.functions import array_to_vector
-        from pyspark.sql.types import StructType
 
         names = self.getOrDefault("feature_cols")
         added = self._added_columns()
@@ -203,23 +193,24 @@ class KerasModel(Transformer, _ModelParams, MLReadable, MLWritable):
             if kind != "scalar":
                 prepared = as_array_column(prepared, temp, kind)
             temp_specs.append(ColumnSpec(temp, kind, spec.size, spec.integer))
-        output_fields = self._output_fields()
-        schema = StructType([*prepared.schema.fields, *output_fields])
         broadcast = self._broadcast(dataset.sparkSession.sparkContext)
-        predict = _predict_batches(
-            self._digest,
-            broadcast,
-            temp_specs,
-            self.input_shapes,
-            names,
-            self.getOrDefault("output_cols"),
-            [math.prod(shape) == 1 for shape in self.output_shapes],
-            self.getPredictionCol(),
-            self.getProbabilityCol(),
-            self.getOrDefault("batch_size"),
-            self.custom_objects,
-        )
-        scored = prepared.mapInArrow(predict, schema).drop(*[s.name for s in temp_specs])
+        custom_objects, input_shapes = self.custom_objects, self.input_shapes
+        scored = map_batches(
+            prepared,
+            lambda: load_keras_model(broadcast.value, custom_objects),
+            _predictor(
+                self.getOrDefault("output_cols"),
+                [math.prod(shape) == 1 for shape in self.output_shapes],
+                self.getPredictionCol(),
+                self.getProbabilityCol(),
+                self.getOrDefault("batch_size"),
+            ),
+            self._output_schema(),
+            key=self._digest,
+            read=lambda batch: fit_to_shapes(
+                batch_to_arrays(batch, temp_specs), input_shapes, "feature", names
+            ),
+        ).drop(*[s.name for s in temp_specs])
         probability = self.getProbabilityCol()
         if probability:
             scored = scored.withColumn(probability, array_to_vector(scored[probability]))
@@ -275,58 +266,19 @@ class KerasModel(Transformer, _ModelParams, MLReadable, MLWritable):
         )
 
 
-def _predict_batches(
-    digest,
-    broadcast,
-    specs,
-    input_shapes,
-    names,
-    output_names,
-    scalar_outputs,
-    prediction_col,
-    probability_col,
-    batch_size,
-    custom_objects,
-):
-    def predict(batches):
-        import numpy as np
-        import pyarrow as pa
+def _predictor(output_names, scalar_outputs, prediction_col, probability_col, batch_size):
+    """The per-batch function of :meth:`KerasModel.transform`: the model's inputs (numpy) in,
+    its output columns (one value per row: 1-D; else ``(rows, width)``) and the classifier's
+    columns out."""
 
-        model = None
-        for batch in batches:
-            if model is None:
-                model = _cached_model(digest, broadcast.value, custom_objects)
-            if batch.num_rows == 0:
-                outputs = [np.zeros((0, 1), np.float32) for _ in output_names]
-            else:
-                xs = fit_to_shapes(batch_to_arrays(batch, specs), input_shapes, "feature", names)
-                outputs = run_model(model, xs, batch_size, len(output_names))
-            columns = list(batch.columns)
-            for values, scalar in zip(outputs, scalar_outputs, strict=True):
-                values = values.reshape(len(values), -1)
-                if scalar:
-                    columns.append(pa.array(values[:, 0].astype(np.float64)))
-                else:
-                    columns.append(_list_array(values.astype(np.float32)))
-            added = list(output_names)
-            if prediction_col or probability_col:
-                predicted, probabilities = classify(outputs[0])
-                if prediction_col:
-                    columns.append(pa.array(predicted))
-                    added.append(prediction_col)
-                if probability_col:
-                    columns.append(_list_array(probabilities))
-                    added.append(probability_col)
-            yield pa.RecordBatch.from_arrays(columns, names=[*batch.schema.names, *added])
+    def predict(model, xs: list[np.ndarray]) -> dict[str, np.ndarray]:
+        outputs = run_model(model, xs, batch_size, len(output_names))
+        out = {}
+        for name, values, scalar in zip(output_names, outputs, scalar_outputs, strict=True):
+            values = values.reshape(len(values), -1)
+            out[name] = values[:, 0] if scalar else values
+        if prediction_col or probability_col:
+            out[prediction_col], out[probability_col] = classify(outputs[0])
+        return out
 
     return predict
-
-
-def _list_array(values):
-    """A ``(rows, width)`` array as an Arrow list column, without a copy per row."""
-    import numpy as np
-    import pyarrow as pa
-
-    values = values.reshape(len(values), -1)
-    offsets = pa.array(np.arange(len(values) + 1, dtype=np.int32) * values.shape[1])
-    return pa.ListArray.from_arrays(offsets, pa.array(values.ravel()))

@@ -15,6 +15,7 @@ from sparkzoo import fs
 from sparkzoo.trainer.checkpoint import CheckpointStore
 from sparkzoo.trainer.columns import ColumnSpec, batch_to_arrays, fit_to_shapes
 from sparkzoo.trainer.feed import PartitionBuffer, make_dataset, steps_for
+from sparkzoo.trainer.threads import configure_threads
 
 
 @dataclass
@@ -88,19 +89,6 @@ def build_model(source: Any, custom_objects: dict | None = None):
     return load_keras_model(source, custom_objects) if isinstance(source, bytes) else source()
 
 
-def _configure_threads(threads: int | None, local_size: int) -> None:
-    import tensorflow as tf
-
-    threads = threads or max(1, (os.cpu_count() or 1) // local_size)
-    try:
-        tf.config.threading.set_intra_op_parallelism_threads(threads)
-        # Two inter-op threads at least: with one, the input pipeline's Python generator and the
-        # training step wait on each other.
-        tf.config.threading.set_inter_op_parallelism_threads(max(threads, 2))
-    except RuntimeError:
-        pass  # TensorFlow already started in this reused Python worker: keep its pools
-
-
 def start_rank(
     plan: TrainingPlan, ring, batches, client
 ) -> tuple[PartitionBuffer, PartitionBuffer]:
@@ -110,7 +98,7 @@ def start_rank(
     then its partition read and reported to the driver. Returns (train, validation) rows."""
     import tensorflow as tf
 
-    _configure_threads(plan.threads_per_worker, ring.local_size)
+    configure_threads(plan.threads_per_worker, ring.local_size)
     tf.keras.utils.set_random_seed(plan.seed + ring.rank)
     if plan.deterministic:
         tf.config.experimental.enable_op_determinism()

@@ -5,10 +5,10 @@ the tests run the same code):
 
 1. :func:`read_images`: the image files under a local folder or ``hdfs://`` URI, sampled
    and spread over the task slots (an :class:`~sparkzoo.datasets.images.ImageSet` works too).
-2. :func:`detect_frame`: one ``mapInArrow`` step. Each Python worker decodes the files
-   (OpenCV, ``datasets.images.decode_image``), loads the detector and
-   the embedders once (:func:`worker_models`, cached in a module global by tag) and runs
-   :func:`process_images` on every Arrow batch: the zoo detector (``ssd_lite.scenes``,
+2. :func:`detect_frame`: one step of ``sparkzoo.trainer.inference.map_batches``. Each Python
+   worker decodes the files (OpenCV, ``datasets.images.decode_image``), loads the detector
+   and the embedders once (:func:`load_models`, in the inference layer's per-worker cache)
+   and runs :func:`detect_batch` (:func:`process_images`) on every Arrow batch: the zoo detector (``ssd_lite.scenes``,
    ``yolo.scenes``, or the packaged ``haar.face``/``mtcnn.face``; resize + the card's
    preprocessing inside ``Detector.prepare``), the kept objects (the top one, or all above a
    score), their crops from the ORIGINAL image, and each crop's embeddings: a ``deepbit``
@@ -17,11 +17,13 @@ the tests run the same code):
    ``y1, x1, y2, x2``, score, class, ``kept``, ``code``, ``vector``, ``patch``).
 
 Then :func:`detection_map` (VOC mAP@0.5 against COCO ground truth), :func:`retrieval_quality`,
-:func:`search` (Hamming or cosine), :func:`duplicate_pairs` and :func:`draw_rows`.
+:func:`search` (Hamming or cosine, ``sparkzoo.datasets.index``), ``duplicate_pairs`` (the
+byte-band join of ``sparkzoo.datasets.index``) and :func:`draw_rows`.
 
-The default input is COMPOSED: :func:`materialise_scenes` writes the held-out detection
-scenes (real MNIST digits pasted on real scikit-image photographs, synthetic placement) as
-PNG files plus COCO ``annotations.json``; :func:`materialise_photos` writes the real photos.
+The default input is COMPOSED (:mod:`~sparkzoo.apps.object_detection.inputs`, whose functions
+this module re-exports for the notebook and the CLI): the held-out detection scenes (real
+MNIST digits pasted on real scikit-image photographs, synthetic placement) as PNG files plus
+COCO ``annotations.json``, or the real photos for the face detectors.
 
 Example::
 
@@ -35,17 +37,52 @@ Example::
 
 from __future__ import annotations
 
-import json
 import math
-import os
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from typing import Any
 
+import cv2
 import numpy as np
+import pandas as pd
+import pyarrow as pa
+import tensorflow as tf
+
+from sparkzoo.apps.common import sample
+from sparkzoo.apps.object_detection.inputs import (
+    FACE_DETECTORS,
+    FACE_PHOTOS,
+    cache_dir,
+    default_input,
+    ground_truth,
+    image_id,
+    materialise_photos,
+    materialise_scenes,
+)
+from sparkzoo.datasets.images import (
+    IMAGE_GLOB,
+    contact_sheet,
+    decode_image,
+    load_image,
+    png_bytes,
+    read_file,
+    struct_to_image,
+)
+from sparkzoo.datasets.index import duplicate_pairs, nearest, nearest_rows
+from sparkzoo.models.deepbit import pca_sign_hash
+from sparkzoo.models.detection import (
+    Detections,
+    draw_detections,
+    iou,
+    load_detector,
+    mean_average_precision,
+)
+from sparkzoo.models.registry import apply_preprocessing
+from sparkzoo.models.registry import get as zoo_model
+from sparkzoo.models.retrieval import cosine_distance, hamming_distance, leave_one_out_map
+from sparkzoo.trainer.inference import map_batches, worker_model
 
 DETECTORS = ("ssd_lite.scenes", "yolo.scenes", "haar.face", "mtcnn.face")
-FACE_DETECTORS = ("haar.face", "mtcnn.face")
 CODE_MODELS = ("deepbit.mnist",)
 VECTOR_MODELS = ("lenet5.mnist",)
 VECTOR_LAYER = "fc2"  # LeNet-5's 84-wide penultimate layer
@@ -53,12 +90,25 @@ VECTOR_LAYER = "fc2"  # LeNet-5's 84-wide penultimate layer
 # writes every box at or above this score and flags the kept ones.
 EVAL_SCORE_THRESHOLD = 0.05
 PATCH = 28  # the embedders' input: 28 x 28 grey, white on black (MNIST's convention)
-FACE_PHOTOS = ("astronaut", "coffee", "chelsea", "camera", "rocket", "page")
 
-DETECTIONS_SCHEMA = (
-    "image_id string, path string, height int, width int, object int, box array<float>, "
-    "score float, class_id int, class string, kept boolean, code binary, "
-    "vector array<float>, patch binary, error string"
+# One row per detection (or per unreadable image, with ``object = -1`` and its ``error``).
+DETECTIONS_SCHEMA = pa.schema(
+    [
+        ("image_id", pa.string()),
+        ("path", pa.string()),
+        ("height", pa.int32()),
+        ("width", pa.int32()),
+        ("object", pa.int32()),
+        ("box", pa.list_(pa.float32())),
+        ("score", pa.float32()),
+        ("class_id", pa.int32()),
+        ("class", pa.string()),
+        ("kept", pa.bool_()),
+        ("code", pa.binary()),
+        ("vector", pa.list_(pa.float32())),
+        ("patch", pa.binary()),
+        ("error", pa.string()),
+    ]
 )
 
 
@@ -110,63 +160,38 @@ class PipelineConfig:
         return min(self.score_threshold, EVAL_SCORE_THRESHOLD)
 
 
-# Models live once per Python process: Spark reuses its Python workers across tasks
-# (spark.python.worker.reuse), so a worker loads each model on its first batch only.
-_MODELS: dict[tuple, Any] = {}
-
-
-def set_tf_threads(threads: int) -> None:
-    """Limit TensorFlow to ``threads`` intra-op threads (before its runtime starts; later
-    calls are ignored): Spark already runs one worker per core."""
-    import tensorflow as tf
-
-    try:
-        tf.config.threading.set_intra_op_parallelism_threads(threads)
-        tf.config.threading.set_inter_op_parallelism_threads(threads)
-    except RuntimeError:
-        pass  # the runtime is up already (e.g. the driver process in local mode)
-
-
-def worker_models(config: PipelineConfig) -> tuple[Any, Any, Any]:
-    """(detector, code model, vector model) for ``config``, loaded once per process.
+def load_models(config: PipelineConfig) -> tuple[Any, Any, Any]:
+    """(detector, code model, vector model) for ``config``, loaded now (a model switched off
+    in ``config`` is None). On the executors :func:`worker_models` caches them.
 
     Example::
 
-        detector, coder, vectoriser = worker_models(PipelineConfig())
+        detector, coder, vectoriser = load_models(PipelineConfig())
     """
-    key = ("detector", config.detector, config.min_score, config.batch_size)
-    if key not in _MODELS:
-        import cv2
-
-        cv2.setNumThreads(1)
-        from sparkzoo.models.detection import load_detector
-
-        if config.detector in FACE_DETECTORS:
-            _MODELS[key] = load_detector(config.detector)
-        else:
-            set_tf_threads(config.threads)
-            _MODELS[key] = load_detector(
-                config.detector, score_threshold=config.min_score, batch_size=config.batch_size
-            )
-    return _MODELS[key], _embedder("code", config), _embedder("vector", config)
+    cv2.setNumThreads(1)  # Spark already runs one Python worker per task slot
+    if config.detector in FACE_DETECTORS:
+        detector = load_detector(config.detector)
+    else:
+        detector = load_detector(
+            config.detector, score_threshold=config.min_score, batch_size=config.batch_size
+        )
+    coder = zoo_model(config.code_model) if config.code_model else None
+    vectoriser = None
+    if config.vector_model:
+        net = zoo_model(config.vector_model)
+        vectoriser = tf.keras.Model(net.input, net.get_layer(VECTOR_LAYER).output)
+    return detector, coder, vectoriser
 
 
-def _embedder(kind: str, config: PipelineConfig) -> Any:
-    tag = config.code_model if kind == "code" else config.vector_model
-    if tag is None:
-        return None
-    key = (kind, tag)
-    if key not in _MODELS:
-        set_tf_threads(config.threads)
-        import tensorflow as tf
+def worker_models(config: PipelineConfig) -> tuple[Any, Any, Any]:
+    """:func:`load_models`, once per Python worker (``sparkzoo.trainer.inference``'s cache,
+    TensorFlow sized to ``config.threads``)."""
+    return worker_model(_model_key(config), lambda: load_models(config), config.threads)
 
-        from sparkzoo import models
 
-        model = models.get(tag)
-        if kind == "vector":
-            model = tf.keras.Model(model.input, model.get_layer(VECTOR_LAYER).output)
-        _MODELS[key] = model
-    return _MODELS[key]
+def _model_key(config: PipelineConfig) -> str:
+    parts = (config.detector, config.min_score, config.batch_size, config.code_model)
+    return "object_detection:" + ":".join(map(str, (*parts, config.vector_model)))
 
 
 # ---- crops ----------------------------------------------------------------------------------
@@ -209,8 +234,6 @@ def crop_to_patch(image: np.ndarray, box: Sequence[float], margin: float = 0.15)
 
         patch = crop_to_patch(scene, [0.1, 0.2, 0.5, 0.45])     # (28, 28) uint8
     """
-    import cv2
-
     image = np.asarray(image)
     if image.ndim == 2:
         image = np.stack([image] * 3, axis=-1)
@@ -274,8 +297,6 @@ def embed(patches: np.ndarray, coder: Any, vectoriser: Any) -> tuple[Any, Any]:
 
         codes, vectors = embed(patches, models.get("deepbit.mnist"), None)
     """
-    from sparkzoo.models.registry import apply_preprocessing
-
     codes = vectors = None
     if len(patches) == 0:
         return codes, vectors
@@ -341,46 +362,14 @@ def process_images(
     return out
 
 
-def image_id(path: str) -> str:
-    """The id of an image: its file name without the extension."""
-    return os.path.splitext(path.rstrip("/").rsplit("/", 1)[-1])[0]
-
-
-def arrow_schema():
-    """:data:`DETECTIONS_SCHEMA` as an Arrow schema (the executors build batches with it)."""
-    import pyarrow as pa
-
-    return pa.schema(
-        [
-            ("image_id", pa.string()),
-            ("path", pa.string()),
-            ("height", pa.int32()),
-            ("width", pa.int32()),
-            ("object", pa.int32()),
-            ("box", pa.list_(pa.float32())),
-            ("score", pa.float32()),
-            ("class_id", pa.int32()),
-            ("class", pa.string()),
-            ("kept", pa.bool_()),
-            ("code", pa.binary()),
-            ("vector", pa.list_(pa.float32())),
-            ("patch", pa.binary()),
-            ("error", pa.string()),
-        ]
-    )
-
-
-def _rows_to_batch(records: list[dict[str, Any]]):
-    import pyarrow as pa
-
-    return pa.RecordBatch.from_pylist(records, schema=arrow_schema())
+def decoded_images(batch: pa.RecordBatch) -> tuple[list[str], list[tuple[Any, str | None]]]:
+    """The paths of an input batch and (image, error) per row: an ImageSet ``image`` struct,
+    or the file's bytes (``content``, or read here from ``path``) decoded by OpenCV."""
+    paths = batch.column("path").to_pylist()
+    return paths, _decoded(batch, paths)
 
 
 def _decoded(batch, paths: list[str]) -> list[tuple[np.ndarray | None, str | None]]:
-    """(image, error) per row of an input batch: an ImageSet ``image`` struct, or the file's
-    bytes (``content``, or read here from ``path``) decoded by OpenCV."""
-    from sparkzoo.datasets.images import decode_image, struct_to_image
-
     names = batch.schema.names
     if "image" in names:  # an ImageSet.df (decoded, maybe transformed, upstream)
         structs = batch.column("image").to_pylist()
@@ -396,7 +385,7 @@ def _decoded(batch, paths: list[str]) -> list[tuple[np.ndarray | None, str | Non
     for i, path in enumerate(paths):
         try:
             if contents is None:
-                data = _read_file(path)
+                data = read_file(path)
             else:
                 buffer = contents[i].as_buffer()
                 data = memoryview(buffer) if buffer is not None else b""
@@ -406,67 +395,34 @@ def _decoded(batch, paths: list[str]) -> list[tuple[np.ndarray | None, str | Non
     return out
 
 
-def _read_file(path: str) -> bytes:
-    if "://" not in path or path.startswith("file:"):
-        from sparkzoo.datasets.transforms import strip_file_scheme
-
-        with open(strip_file_scheme(path), "rb") as handle:
-            return handle.read()
-    from sparkzoo import fs
-
-    return fs.read_bytes(path)
-
-
-def detect_partition(batches: Iterator[Any], config: PipelineConfig) -> Iterator[Any]:
-    """The executor side (``mapInArrow``): rows of ``path`` [+ ``content``] (decoded here,
-    in the same pass) or of an ImageSet (``path``, ``image`` struct, ``error``) in, one row
-    per detection out (:data:`DETECTIONS_SCHEMA`); an unreadable image gives one row with
-    ``object = -1`` and its ``error``."""
-    models = None
-    for batch in batches:
-        paths = batch.column("path").to_pylist()
-        decoded = _decoded(batch, paths)
-        good = [i for i, (image, _) in enumerate(decoded) if image is not None]
-        images = [decoded[i][0] for i in good]
-        if models is None and images:
-            models = worker_models(config)
-        found = process_images(images, config, models) if images else []
-        records = [
-            _error_record(paths[i], error)
-            for i, (image, error) in enumerate(decoded)
-            if image is None
-        ]
-        for i, rows in zip(good, found, strict=True):
-            height, width = decoded[i][0].shape[:2]
-            base = {
-                "image_id": image_id(paths[i]),
-                "path": paths[i],
-                "height": height,
-                "width": width,
-                "error": None,
-            }
-            records += [{**base, **row} for row in rows]
-        if records:
-            yield _rows_to_batch(records)
+def detect_batch(models: tuple, inputs: tuple[list[str], list]) -> dict[str, list]:
+    """The per-batch function of :func:`detect_frame` (no Spark in it): decoded images in,
+    the columns of :data:`DETECTIONS_SCHEMA` out, one row per detection; an unreadable image
+    gives one row with ``object = -1`` and its ``error``."""
+    paths, decoded = inputs
+    good = [i for i, (image, _) in enumerate(decoded) if image is not None]
+    found = process_images([decoded[i][0] for i in good], models[3], models[:3]) if good else []
+    records = [
+        _error_record(paths[i], error) for i, (image, error) in enumerate(decoded) if image is None
+    ]
+    for i, rows in zip(good, found, strict=True):
+        height, width = decoded[i][0].shape[:2]
+        base = {
+            "image_id": image_id(paths[i]),
+            "path": paths[i],
+            "height": height,
+            "width": width,
+            "error": None,
+        }
+        records += [{**base, **row} for row in rows]
+    return {name: [r[name] for r in records] for name in DETECTIONS_SCHEMA.names}
 
 
 def _error_record(path: str, error: str) -> dict[str, Any]:
-    return {
-        "image_id": image_id(path),
-        "path": path,
-        "height": None,
-        "width": None,
-        "object": -1,
-        "box": None,
-        "score": None,
-        "class_id": None,
-        "class": None,
-        "kept": False,
-        "code": None,
-        "vector": None,
-        "patch": None,
-        "error": error,
-    }
+    """The row of an unreadable image: ``object = -1``, its error, nulls elsewhere."""
+    row = dict.fromkeys(DETECTIONS_SCHEMA.names)
+    row.update(image_id=image_id(path), path=path, object=-1, kept=False, error=error)
+    return row
 
 
 # ---- Spark steps ------------------------------------------------------------------------------
@@ -488,9 +444,6 @@ def read_images(
 
         frame, count = read_images(spark, "hdfs://namenode:8020/photos", sample_rate=0.1)
     """
-    from sparkzoo.apps.common import sample
-    from sparkzoo.datasets.images import IMAGE_GLOB
-
     source = (
         spark.read.format("binaryFile")
         .option("pathGlobFilter", IMAGE_GLOB)
@@ -533,10 +486,16 @@ def detect_frame(images, config: PipelineConfig):
     if "path" not in frame.columns:
         raise ValueError(f"detect_frame needs a 'path' column; got {frame.columns}")
 
-    def run(batches):
-        return detect_partition(batches, config)
-
-    return frame.mapInArrow(run, DETECTIONS_SCHEMA)
+    return map_batches(
+        frame,
+        lambda: (*load_models(config), config),
+        detect_batch,
+        DETECTIONS_SCHEMA,
+        key=_model_key(config),
+        read=decoded_images,
+        keep_input=False,
+        threads=config.threads,
+    )
 
 
 def image_errors(detections) -> list[str]:
@@ -552,106 +511,6 @@ def features_of(detections):
     return detections.where("kept AND error IS NULL").drop("kept", "error")
 
 
-# ---- inputs -----------------------------------------------------------------------------------
-
-
-def materialise_scenes(
-    folder: str, n: int = 200, subset: str = "test", seed: int = 0, image_size: int = 96
-) -> str:
-    """Write the COMPOSED detection scenes (real MNIST digits on real photographs,
-    ``detection_split``'s held-out scenes with the detector cards' seed and size) under
-    ``folder``: ``images/*.png`` and COCO ``annotations.json``. Returns ``folder``.
-
-    Example::
-
-        materialise_scenes("/data/scenes", n=200)       # the cards' 200 held-out scenes
-    """
-    from sparkzoo.datasets.synthetic import detection_scenes
-
-    detection_scenes(n, image_size=image_size, seed=seed, subset=subset).to_coco(folder)
-    return folder
-
-
-def materialise_photos(folder: str, names: Sequence[str] = FACE_PHOTOS) -> str:
-    """Write real photographs (``sparkzoo.datasets.photo``: scikit-image's) as PNGs."""
-    from sparkzoo import fs
-    from sparkzoo.datasets.loaders import photo
-
-    fs.makedirs(folder)
-    for name in names:
-        fs.write_bytes(fs.join(folder, f"{name}.png"), png_bytes(photo(name)))
-    return folder
-
-
-def cache_dir() -> str:
-    """Where the default inputs are materialised: ``$SPARKZOO_APP_CACHE`` or
-    ``~/.cache/sparkzoo/apps``, then ``object_detection``."""
-    base = os.environ.get("SPARKZOO_APP_CACHE") or os.path.expanduser("~/.cache/sparkzoo/apps")
-    return os.path.join(base, "object_detection")
-
-
-def default_input(detector: str, scenes: int = 200) -> str:
-    """The packaged real input for ``detector``, written once to :func:`cache_dir` and reused
-    (atomically: a half-written folder is never taken for a finished one): the first
-    ``scenes`` COMPOSED held-out scenes for the digit detectors, the real photos for the
-    face detectors.
-
-    Example::
-
-        default_input("ssd_lite.scenes")     # ~/.cache/sparkzoo/apps/object_detection/...
-    """
-    import shutil
-    import tempfile
-
-    if detector in FACE_DETECTORS:
-        name, make = "photos", lambda d: materialise_photos(d)
-    else:
-        name, make = f"scenes-test-{scenes}", lambda d: materialise_scenes(d, n=scenes)
-    target = os.path.join(cache_dir(), name)
-    if os.path.isdir(target):
-        return target
-    os.makedirs(cache_dir(), exist_ok=True)
-    staging = tempfile.mkdtemp(prefix=f".{name}-", dir=cache_dir())
-    try:
-        make(staging)
-        os.rename(staging, target)
-    except OSError:
-        if not os.path.isdir(target):
-            raise
-    finally:
-        if os.path.isdir(staging):
-            shutil.rmtree(staging)  # another process finished first, or the write failed
-    return target
-
-
-def ground_truth(folder: str) -> dict[str, tuple[np.ndarray, np.ndarray]] | None:
-    """``{image id: (boxes (k, 4) normalised, class ids (k,))}`` from ``folder``'s COCO
-    ``annotations.json`` (local or hdfs://), or None when there is none. Class ids are the
-    digits (COCO category names)."""
-    import tempfile
-
-    from sparkzoo import fs
-    from sparkzoo.datasets.readers import read_coco
-
-    path = fs.join(folder, "annotations.json")
-    if not fs.exists(path):
-        return None
-    with tempfile.TemporaryDirectory() as tmp:
-        local = os.path.join(tmp, "annotations.json")
-        with open(local, "wb") as handle:
-            handle.write(fs.read_bytes(path))
-        table = read_coco(local)
-        document = json.loads(fs.read_bytes(path))
-    truth: dict[str, tuple[np.ndarray, np.ndarray]] = {
-        image_id(im["file_name"]): (np.zeros((0, 4), np.float32), np.zeros(0, np.int64))
-        for im in document["images"]
-    }
-    for name, rows in table.groupby("image"):
-        boxes = rows[["y1", "x1", "y2", "x2"]].to_numpy(np.float32)
-        truth[image_id(name)] = (boxes, rows["class"].astype(int).to_numpy(np.int64))
-    return truth
-
-
 # ---- evaluation -------------------------------------------------------------------------------
 
 
@@ -663,8 +522,6 @@ def detection_map(detections, truth: dict, num_classes: int = 10, kept_only: boo
 
         detection_map(spark.read.parquet(out + "/detections").toPandas(), truth)["map50"]
     """
-    from sparkzoo.models.detection import Detections, mean_average_precision
-
     rows = detections[detections["error"].isna()] if "error" in detections else detections
     if kept_only:
         rows = rows[rows["kept"]]
@@ -691,8 +548,6 @@ def detection_map(detections, truth: dict, num_classes: int = 10, kept_only: boo
 def true_classes(features, truth: dict, iou_threshold: float = 0.5) -> np.ndarray:
     """For each kept object (pandas rows with ``image_id``, ``box``): the class of the
     ground-truth object it overlaps with IoU >= ``iou_threshold``, else -1."""
-    from sparkzoo.models.detection import iou
-
     out = np.full(len(features), -1, np.int64)
     for n, (key, box) in enumerate(zip(features["image_id"], features["box"], strict=True)):
         boxes, classes = truth.get(key, (np.zeros((0, 4)), np.zeros(0)))
@@ -702,54 +557,6 @@ def true_classes(features, truth: dict, iou_threshold: float = 0.5) -> np.ndarra
             if overlaps[best] >= iou_threshold:
                 out[n] = int(classes[best])
     return out
-
-
-def retrieval_map(distances: np.ndarray, labels: np.ndarray) -> float:
-    """Leave-one-out retrieval mAP: each item queries all the others, ranked by
-    ``distances`` (ties in index order); relevant = same label. Items labelled -1 are
-    neither queries nor relevant.
-
-    Example::
-
-        retrieval_map(np.array([[0, 1, 2], [1, 0, 1], [2, 1, 0]]), np.array([0, 0, 1]))  # 1.0
-    """
-    labels = np.asarray(labels)
-    distances = np.asarray(distances, np.float64).copy()
-    if distances.shape != (len(labels), len(labels)):
-        raise ValueError(f"distances {distances.shape} do not match {len(labels)} labels")
-    np.fill_diagonal(distances, np.inf)
-    scores = []
-    for q in np.flatnonzero(labels >= 0):
-        order = np.argsort(distances[q], kind="stable")[:-1]  # self (inf) ranks last
-        relevant = labels[order] == labels[q]
-        if not relevant.any():
-            continue
-        hits = np.cumsum(relevant)
-        scores.append(float((hits / np.arange(1, len(order) + 1))[relevant].mean()))
-    if not scores:
-        raise ValueError("retrieval_map: no query has a relevant item")
-    return float(np.mean(scores))
-
-
-def hamming_matrix(codes: np.ndarray, others: np.ndarray | None = None) -> np.ndarray:
-    """Hamming distances between packed codes ``(n, bytes)`` and ``others`` ``(m, bytes)``."""
-    a = np.unpackbits(np.asarray(codes, np.uint8), axis=1).astype(np.int32)
-    b = (
-        a
-        if others is None
-        else np.unpackbits(np.asarray(others, np.uint8), axis=1).astype(np.int32)
-    )
-    return a @ (1 - b).T + (1 - a) @ b.T
-
-
-def cosine_matrix(vectors: np.ndarray, others: np.ndarray | None = None) -> np.ndarray:
-    """Cosine distances (1 - cosine similarity) between rows of ``vectors`` and ``others``."""
-    a = np.asarray(vectors, np.float64)
-    a = a / np.maximum(np.linalg.norm(a, axis=1, keepdims=True), 1e-12)
-    b = a if others is None else np.asarray(others, np.float64)
-    if others is not None:
-        b = b / np.maximum(np.linalg.norm(b, axis=1, keepdims=True), 1e-12)
-    return 1.0 - a @ b.T
 
 
 def retrieval_quality(features, labels: np.ndarray, bits: int = 32, seed: int = 0) -> dict:
@@ -762,8 +569,6 @@ def retrieval_quality(features, labels: np.ndarray, bits: int = 32, seed: int = 
 
         retrieval_quality(features_pandas, true_classes(features_pandas, truth))
     """
-    from sparkzoo.models.deepbit import pca_sign_hash
-
     labels = np.asarray(labels)
     valid = labels >= 0
     result: dict[str, Any] = {"queries": int(valid.sum())}
@@ -777,14 +582,14 @@ def retrieval_quality(features, labels: np.ndarray, bits: int = 32, seed: int = 
     result["chance_map"] = float(np.mean([(counts[c] - 1) / (len(kept) - 1) for c in kept]))
     if rows["code"].notna().all():
         codes = np.stack([np.frombuffer(c, np.uint8) for c in rows["code"]])
-        result["code_hamming_map"] = retrieval_map(hamming_matrix(codes), kept)
+        result["code_hamming_map"] = leave_one_out_map(hamming_distance(codes, packed=True), kept)
     if rows["vector"].notna().all():
         vectors = np.stack(rows["vector"].to_numpy())
-        result["vector_cosine_map"] = retrieval_map(cosine_matrix(vectors), kept)
+        result["vector_cosine_map"] = leave_one_out_map(cosine_distance(vectors), kept)
     if rows["patch"].notna().all():
         pixels = np.stack([np.frombuffer(p, np.uint8) for p in rows["patch"]]).astype(np.float32)
         hashed = pca_sign_hash(pixels, pixels, bits=min(bits, len(pixels) - 1), seed=seed)
-        result["pca_sign_hamming_map"] = retrieval_map(hamming_matrix(np.packbits(hashed, 1)), kept)
+        result["pca_sign_hamming_map"] = leave_one_out_map(hamming_distance(hashed), kept)
     return result
 
 
@@ -795,9 +600,7 @@ def lenet_accuracy(features, labels: np.ndarray) -> float | None:
     valid = labels >= 0
     if not valid.any() or features["vector"].isna().any():
         return None
-    from sparkzoo import models
-
-    kernel, bias = models.get("lenet5.mnist").get_layer("predictions").get_weights()
+    kernel, bias = zoo_model("lenet5.mnist").get_layer("predictions").get_weights()
     vectors = np.stack(features["vector"].to_numpy()[valid])
     predicted = np.argmax(vectors @ kernel + bias, axis=1)
     return float((predicted == labels[valid]).mean())
@@ -806,177 +609,40 @@ def lenet_accuracy(features, labels: np.ndarray) -> float | None:
 # ---- search, duplicates, pictures -------------------------------------------------------------
 
 
-def search(features, query: dict, metric: str = "hamming", k: int = 5):
+def search(features, query: dict, metric: str = "hamming", k: int = 5) -> pd.DataFrame:
     """The ``k`` images nearest to a query object: each image's closest kept object, by
-    Hamming distance between codes or cosine distance between vectors. ``features`` is a
-    Spark DataFrame (the distances run in the executors) or a pandas frame; ``query`` a row
-    of :func:`process_images` (``code`` bytes / ``vector`` list). Returns a pandas frame
-    ``rank, image_id, path, object, box, class, score, distance``.
+    Hamming distance between codes or cosine distance between vectors
+    (``sparkzoo.datasets.index``). ``features`` is a Spark DataFrame (the distances run in the
+    executors) or a pandas frame; ``query`` a row of :func:`process_images` (``code`` bytes /
+    ``vector`` list). Returns a pandas frame ``rank, image_id, path, object, box, class,
+    score, distance``.
 
     Example::
 
         q = process_images([photo], PipelineConfig())[0][0]
         search(spark.read.parquet(out + "/features"), q, "cosine", k=5)
     """
-    import pandas as pd
-
     column = {"hamming": "code", "cosine": "vector"}.get(metric)
     if column is None:
         raise ValueError(f"metric must be 'hamming' or 'cosine', not {metric!r}")
     if query.get(column) is None:
         raise ValueError(f"the query object has no {column} (was its embedder switched off?)")
-    if k < 1:
-        raise ValueError(f"k must be >= 1, not {k}")
     columns = ["image_id", "path", "object", "box", "class", "score", column]
-
-    def distances(frame: pd.DataFrame) -> np.ndarray:
-        if metric == "hamming":
-            codes = np.stack([np.frombuffer(c, np.uint8) for c in frame["code"]])
-            return hamming_matrix(np.frombuffer(query["code"], np.uint8)[None], codes)[0]
-        vectors = np.stack(frame["vector"].to_numpy())
-        return cosine_matrix(np.asarray(query["vector"])[None], vectors)[0]
-
+    how = {"k": k, "order": ("image_id",), "one_per": "image_id", "within": ("object",)}
     if hasattr(features, "rdd"):
         missing = set(columns) - set(features.columns)
         if missing:
             raise ValueError(f"the features lack the columns {sorted(missing)}")
-        from pyspark.sql import Window
-        from pyspark.sql import functions as F
-
-        def score(frames):
-            for frame in frames:
-                frame = frame[frame[column].notna()]
-                if len(frame):
-                    yield frame.drop(columns=[column]).assign(distance=distances(frame))
-
-        schema = ", ".join(
-            [features.select(c).schema.simpleString()[7:-1] for c in columns[:-1]]
-            + ["distance double"]
-        )
-        scored = features.select(*columns).mapInPandas(score, schema)
-        best = Window.partitionBy("image_id").orderBy("distance", "object")
-        top = (
-            scored.withColumn("n", F.row_number().over(best))
-            .where("n = 1")
-            .drop("n")
-            .orderBy("distance", "image_id")
-            .limit(k)
-            .toPandas()
-        )
+        top = nearest(features.select(*columns), query[column], column, metric, **how).toPandas()
     else:
-        frame = features[features[column].notna()][columns]
-        frame = frame.drop(columns=[column]).assign(distance=distances(frame) if len(frame) else [])
-        frame = frame.sort_values(["distance", "object"], kind="stable")
-        top = frame.groupby("image_id", sort=False).head(1)
-        top = top.sort_values(["distance", "image_id"], kind="stable").head(k)
-    top = top.reset_index(drop=True)
+        top = nearest_rows(features[columns], query[column], column, metric, **how)
+    top = top.drop(columns=[column]).reset_index(drop=True)
     top.insert(0, "rank", np.arange(1, len(top) + 1))
     return top
 
 
-def duplicate_pairs(features, max_distance: int = 2, max_cosine: float | None = None):
-    """Near-duplicate pairs of kept objects (Spark): codes within ``max_distance`` bits
-    (and, when ``max_cosine`` is given, vectors within that cosine distance).
-
-    Candidates come from an equi-join on code bytes: a 32-bit code has 4 bytes, and two
-    codes at most 3 bits apart agree exactly on at least one byte (pigeonhole), so no pair
-    within ``max_distance`` < bytes is missed while unrelated codes are never compared.
-    Returns a DataFrame ``a_image, a_object, b_image, b_object, a_class, b_class, hamming
-    [, cosine]`` with ``a`` before ``b``.
-
-    Example::
-
-        duplicate_pairs(spark.read.parquet(out + "/features"), max_distance=1).show()
-    """
-    from pyspark.sql import functions as F
-
-    first = features.where("code IS NOT NULL").select("code").first()
-    if first is None:
-        raise ValueError("the features hold no codes: run with a code model (deepbit.mnist)")
-    nbytes = len(first.code)
-    if not 0 <= max_distance < nbytes:
-        raise ValueError(
-            f"max_distance must be in [0, {nbytes - 1}] for {nbytes * 8}-bit codes (the byte "
-            f"join finds pairs up to {nbytes - 1} bits apart), not {max_distance}"
-        )
-    items = features.where("code IS NOT NULL").select(
-        F.concat_ws("#", "image_id", F.col("object").cast("string")).alias("key"),
-        "image_id",
-        "object",
-        "class",
-        "code",
-        *(["vector"] if max_cosine is not None else []),
-    )
-    bands = items.select(
-        "key",
-        F.posexplode(F.array(*[F.substring("code", i + 1, 1) for i in range(nbytes)])).alias(
-            "band", "value"
-        ),
-    )
-    pairs = (
-        bands.alias("x")
-        .join(bands.alias("y"), ["band", "value"])
-        .where(F.col("x.key") < F.col("y.key"))
-        .select(F.col("x.key").alias("a"), F.col("y.key").alias("b"))
-        .distinct()
-    )
-    a, b = items.alias("a"), items.alias("b")
-    joined = pairs.join(a, F.col("a") == F.col("a.key")).join(b, F.col("b") == F.col("b.key"))
-    cols = [
-        F.col("a.image_id").alias("a_image"),
-        F.col("a.object").alias("a_object"),
-        F.col("b.image_id").alias("b_image"),
-        F.col("b.object").alias("b_object"),
-        F.col("a.class").alias("a_class"),
-        F.col("b.class").alias("b_class"),
-        F.col("a.code").alias("a_code"),
-        F.col("b.code").alias("b_code"),
-    ]
-    if max_cosine is not None:
-        cols += [F.col("a.vector").alias("a_vector"), F.col("b.vector").alias("b_vector")]
-    out_schema = "a_image string, a_object int, b_image string, b_object int, a_class string, "
-    out_schema += "b_class string, hamming int" + (
-        ", cosine double" if max_cosine is not None else ""
-    )
-
-    def measure(frames):
-        for frame in frames:
-            if not len(frame):
-                continue
-            xa = np.stack([np.frombuffer(c, np.uint8) for c in frame["a_code"]])
-            xb = np.stack([np.frombuffer(c, np.uint8) for c in frame["b_code"]])
-            ham = np.unpackbits(xa ^ xb, axis=1).sum(axis=1)
-            frame = frame.drop(columns=["a_code", "b_code"]).assign(hamming=ham.astype(np.int32))
-            keep = ham <= max_distance
-            if max_cosine is not None:
-                va, vb = np.stack(frame.pop("a_vector")), np.stack(frame.pop("b_vector"))
-                cos = 1 - (va * vb).sum(1) / np.maximum(
-                    np.linalg.norm(va, axis=1) * np.linalg.norm(vb, axis=1), 1e-12
-                )
-                frame = frame.assign(cosine=cos)
-                keep &= cos <= max_cosine
-            yield frame[keep]
-
-    return joined.select(*cols).mapInPandas(measure, out_schema)
-
-
-def load_image(path: str) -> np.ndarray:
-    """An image file (local path or URI) decoded as RGB uint8, with a clear error."""
-    from sparkzoo import fs
-    from sparkzoo.datasets.images import decode_image
-
-    if not fs.exists(path):
-        raise FileNotFoundError(f"image {path} does not exist")
-    try:
-        return decode_image(fs.read_bytes(path))
-    except ValueError as exc:
-        raise ValueError(f"cannot read image {path}: {exc}") from exc
-
-
 def draw_rows(image: np.ndarray, rows, kept_only: bool = True) -> np.ndarray:
     """``image`` with the boxes of its detection rows (pandas) drawn and captioned."""
-    from sparkzoo.models.detection import Detections, draw_detections
-
     if kept_only:
         rows = rows[rows["kept"]] if "kept" in rows else rows
     if len(rows):
@@ -991,32 +657,6 @@ def draw_rows(image: np.ndarray, rows, kept_only: bool = True) -> np.ndarray:
     return draw_detections(image, found)
 
 
-def png_bytes(image: np.ndarray) -> bytes:
-    """An RGB uint8 image encoded as PNG."""
-    import cv2
-
-    ok, data = cv2.imencode(".png", cv2.cvtColor(np.asarray(image), cv2.COLOR_RGB2BGR))
-    if not ok:
-        raise ValueError("OpenCV could not encode the image as PNG")
-    return data.tobytes()
-
-
-def contact_sheet(images: list[np.ndarray], columns: int = 4, size: int = 160) -> np.ndarray:
-    """Images resized to ``size`` (longer side) and tiled on a white sheet."""
-    import cv2
-
-    if not images:
-        raise ValueError("contact_sheet needs at least one image")
-    rows = math.ceil(len(images) / columns)
-    sheet = np.full((rows * (size + 4), min(columns, len(images)) * (size + 4), 3), 255, np.uint8)
-    for n, image in enumerate(images):
-        scale = size / max(image.shape[:2])
-        resized = cv2.resize(image, (round(image.shape[1] * scale), round(image.shape[0] * scale)))
-        y, x = (n // columns) * (size + 4) + 2, (n % columns) * (size + 4) + 2
-        sheet[y : y + resized.shape[0], x : x + resized.shape[1]] = resized
-    return sheet
-
-
 def config_dict(config: PipelineConfig) -> dict[str, Any]:
     return asdict(config)
 
@@ -1024,23 +664,33 @@ def config_dict(config: PipelineConfig) -> dict[str, Any]:
 __all__ = [
     "DETECTIONS_SCHEMA",
     "DETECTORS",
+    "FACE_DETECTORS",
+    "FACE_PHOTOS",
     "PipelineConfig",
+    "cache_dir",
     "contact_sheet",
     "crop",
     "crop_to_patch",
+    "decoded_images",
+    "default_input",
+    "detect_batch",
     "detect_frame",
     "detection_map",
     "duplicate_pairs",
     "embed",
     "features_of",
     "ground_truth",
+    "image_id",
     "keep_mask",
+    "load_image",
+    "load_models",
     "materialise_photos",
     "materialise_scenes",
+    "png_bytes",
     "process_images",
     "read_images",
-    "retrieval_map",
     "retrieval_quality",
     "search",
     "true_classes",
+    "worker_models",
 ]

@@ -14,6 +14,7 @@ from __future__ import annotations
 import numpy as np
 
 from sparkzoo.models.registry import apply_preprocessing
+from sparkzoo.models.retrieval import mean_average_precision_at_k
 
 TAG = "deepbit.mnist"
 FAMILY = "deepbit"
@@ -89,16 +90,10 @@ def itq_hash(train_x: np.ndarray, x: np.ndarray, bits: int, iterations: int = 50
     return (pca.transform(data) @ rotation > 0).astype(np.uint8)
 
 
-def retrieval_map(query_codes, db_codes, query_labels, db_labels, k: int | None = None) -> float:
-    from sparkzoo.models.deepbit import mean_average_precision_at_k
-
-    return mean_average_precision_at_k(query_codes, db_codes, query_labels, db_labels, k=k)
-
-
 def check_metric(model, limit: int = CHECK_LIMIT) -> float:
     """mAP over the whole 4,000-digit database for the first ``limit`` held-out queries."""
     x_train, y_train, x_test, y_test = held_out_split()
-    return retrieval_map(
+    return mean_average_precision_at_k(
         codes(model, x_test[:limit]), codes(model, x_train), y_test[:limit], y_train
     )
 
@@ -139,14 +134,14 @@ def train(spark, args):
             hasher(x_train / 255.0, x_test / 255.0, BITS),
             hasher(x_train / 255.0, x_train / 255.0, BITS),
         )
-        baselines[f"{name}_map"] = round(retrieval_map(bq, bdb, y_test, y_train), 4)
-        baselines[f"{name}_map_at_1000"] = round(retrieval_map(bq, bdb, y_test, y_train, 1000), 4)
+        baselines[f"{name}_map"] = round(mean_average_precision_at_k(bq, bdb, y_test, y_train), 4)
+        baselines[f"{name}_map_at_1000"] = round(mean_average_precision_at_k(bq, bdb, y_test, y_train, 1000), 4)
     activations = model.predict(
         apply_preprocessing(PREPROCESSING, x_test, INPUT["shape"], TAG), verbose=0
     )
     metrics = {
-        "map": round(retrieval_map(q, db, y_test, y_train), 4),
-        "map_at_1000": round(retrieval_map(q, db, y_test, y_train, 1000), 4),
+        "map": round(mean_average_precision_at_k(q, db, y_test, y_train), 4),
+        "map_at_1000": round(mean_average_precision_at_k(q, db, y_test, y_train, 1000), 4),
         "bits": BITS,
         "queries": len(y_test),
         "database": len(y_train),
@@ -156,7 +151,7 @@ def train(spark, args):
         "final_losses": {k: round(v[-1], 4) for k, v in fitted.history.items()},
         "mean_abs_activation_minus_half": round(float(np.abs(activations - 0.5).mean()), 4),
     }
-    check = retrieval_map(q[:CHECK_LIMIT], db, y_test[:CHECK_LIMIT], y_train)
+    check = mean_average_precision_at_k(q[:CHECK_LIMIT], db, y_test[:CHECK_LIMIT], y_train)
     return Trained(
         model=model,
         config=CONFIG,

@@ -1,0 +1,110 @@
+"""Arrow columns from numpy and back, and schemas declared once: the one place every
+executor-side step (the trainer's feed and transform, the image and text pipelines, the apps)
+builds its Arrow batches.
+
+- :func:`list_array`: rows of equal width (a 2-D array) or of any width (a list of arrays,
+  ``None`` for a missing row) as an Arrow ``list<...>`` column, one copy of the values;
+- :func:`to_arrow`: numpy values (or Python lists) as an Arrow array of a given type;
+- :func:`to_numpy`: an Arrow column as numpy: ``(rows, width)`` for a list column of equal
+  widths, a 1-D array otherwise (objects for strings, bytes and structs);
+- :func:`spark_schema`: an Arrow schema as Spark's ``StructType``, so a step declares its
+  output schema once, in Arrow, and hands Spark the converted one.
+
+Example::
+
+    list_array(np.ones((2, 3)))                 # [[1, 1, 1], [1, 1, 1]] as list<float>
+    to_numpy(batch.column("pixels"))            # (rows, 784) float32
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+from pyspark.sql.pandas.types import from_arrow_schema
+from pyspark.sql.types import StructType
+
+
+def list_array(
+    values: np.ndarray | Sequence[np.ndarray | None], dtype: Any = np.float32
+) -> pa.ListArray:
+    """A ``list<dtype>`` Arrow array: one row per row of a 2-D ``values``, or per array of a
+    sequence (flattened; ``None`` gives a null row). The values are copied once.
+
+    Example::
+
+        list_array(np.zeros((4, 84)))                        # 4 rows of 84 floats
+        list_array([np.ones(3), None, np.ones(1)], np.int32)  # [[1, 1, 1], null, [1]]
+    """
+    if isinstance(values, np.ndarray) and values.ndim >= 1:
+        rows = len(values)
+        flat = np.ascontiguousarray(values.reshape(rows, -1), dtype)
+        offsets = np.arange(rows + 1, dtype=np.int32) * flat.shape[1]
+        return pa.ListArray.from_arrays(pa.array(offsets), pa.array(flat.reshape(-1)))
+    missing = np.array([v is None for v in values], bool)
+    present = [np.asarray(v, dtype).reshape(-1) for v in values if v is not None]
+    sizes = np.array([0 if v is None else np.size(v) for v in values], np.int64)
+    offsets = np.zeros(len(sizes) + 1, np.int32)
+    np.cumsum(sizes, out=offsets[1:])
+    flat = np.concatenate(present) if present else np.zeros(0, dtype)
+    mask = np.append(missing, False) if missing.any() else None
+    return pa.ListArray.from_arrays(pa.array(offsets, mask=mask), pa.array(flat))
+
+
+def to_arrow(values: Any, type_: pa.DataType) -> pa.Array:
+    """``values`` (numpy or a list, ``None`` for nulls) as an Arrow array of ``type_``; list
+    types go through :func:`list_array`.
+
+    Example::
+
+        to_arrow(np.array([0.5, 1.0]), pa.float64())
+    """
+    if pa.types.is_list(type_) and not (isinstance(values, np.ndarray) and values.dtype == object):
+        return list_array(values, type_.value_type.to_pandas_dtype())
+    if pa.types.is_list(type_):
+        return list_array(list(values), type_.value_type.to_pandas_dtype())
+    if isinstance(values, np.ndarray) and values.dtype != object:
+        return pa.array(values, type_)
+    return pa.array(list(values), type_)
+
+
+def to_numpy(column: pa.Array | pa.ChunkedArray) -> np.ndarray:
+    """An Arrow column as numpy: a list column whose rows all have one width becomes
+    ``(rows, width)``; any other column a 1-D array (objects for strings, binary, structs and
+    ragged lists).
+
+    Example::
+
+        to_numpy(pa.array([[1.0, 2.0], [3.0, 4.0]]))      # array([[1., 2.], [3., 4.]])
+    """
+    if isinstance(column, pa.ChunkedArray):
+        column = column.combine_chunks()
+    if pa.types.is_list(column.type) or pa.types.is_large_list(column.type):
+        rows = len(column)
+        if rows and column.null_count == 0:
+            offsets = column.offsets.to_numpy()
+            widths = np.diff(offsets)
+            if (widths == widths[0]).all():
+                values = column.values.slice(offsets[0], offsets[-1] - offsets[0])
+                return values.to_numpy(zero_copy_only=False).reshape(rows, int(widths[0]))
+        return np.array(
+            [None if v is None else np.asarray(v) for v in column.to_pylist()], dtype=object
+        )
+    if pa.types.is_struct(column.type) or pa.types.is_binary(column.type):
+        return np.array(column.to_pylist(), dtype=object)
+    return column.to_numpy(zero_copy_only=False)
+
+
+def spark_schema(schema: pa.Schema) -> StructType:
+    """Spark's ``StructType`` for an Arrow schema (the one declaration of a step's output).
+
+    Example::
+
+        spark_schema(pa.schema([("score", pa.float64())]))   # StructType([... DoubleType()])
+    """
+    return from_arrow_schema(schema)
+
+
+__all__ = ["list_array", "spark_schema", "to_arrow", "to_numpy"]
