@@ -114,21 +114,28 @@ def cmd_hdfs(args: argparse.Namespace) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="sparkzoo", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(
+        prog="sparkzoo",
+        description="Deep learning on Apache Spark: check that the stack works, run the LeNet-5 "
+        "demo, start a Spark cluster or an HDFS on this machine, browse the model zoo.",
+        epilog="Start with `sparkzoo info`, then `sparkzoo demo`. `sparkzoo COMMAND --help` shows "
+        "a command's options. The apps run as `python -m sparkzoo.apps.NAME`, the benchmarks as "
+        "`python -m sparkzoo.bench NAME`. Documentation: README.md and docs/ in the repository.",
+    )
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
-    info = sub.add_parser("info", help="versions of Python, TensorFlow, Horovod, Spark, Java ...")
+    info = sub.add_parser("info", help="show the stack's versions and what is missing or broken")
     info.add_argument("--json", action="store_true", help="machine-readable output")
     info.set_defaults(func=cmd_info)
 
-    check = sub.add_parser("check", help="smoke-test Spark + Horovod: barrier tasks allreduce")
+    check = sub.add_parser("check", help="test that Spark tasks form a Horovod ring and allreduce")
     check.add_argument("--np", type=int, default=2, help="number of Horovod ranks (default 2)")
     check.add_argument(
         "--master", default=None, help="Spark master (default: $SPARK_MASTER or local[*])"
     )
     check.set_defaults(func=cmd_check)
 
-    demo = sub.add_parser("demo", help="train LeNet-5 on MNIST with 2 Horovod workers on Spark")
+    demo = sub.add_parser("demo", help="train LeNet-5 on MNIST digits on Spark, show its accuracy")
     demo.add_argument("--workers", type=int, default=2, help="Horovod ranks (default 2)")
     demo.add_argument("--epochs", type=int, default=20, help="epochs (default 20)")
     demo.add_argument(
@@ -138,7 +145,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     from sparkzoo.services.cluster import DEFAULT_DIR
 
-    cluster = sub.add_parser("cluster", help="a Spark standalone cluster on 127.0.0.1")
+    cluster = sub.add_parser("cluster", help="start, stop or show a Spark cluster on 127.0.0.1")
     cluster.add_argument("action", choices=["start", "stop", "status"])
     cluster.add_argument("--workers", type=int, default=2)
     cluster.add_argument("--cores", type=int, default=1, help="cores per worker")
@@ -150,7 +157,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     from sparkzoo.services.hdfs import DEFAULT_DIR as HDFS_DIR
 
-    hdfs = sub.add_parser("hdfs", help="a local HDFS (NameNode + DataNode) on 127.0.0.1")
+    hdfs = sub.add_parser("hdfs", help="start, stop or show an HDFS on 127.0.0.1")
     hdfs.add_argument("action", choices=["start", "stop", "status"])
     hdfs.add_argument(
         "--dir", default=str(HDFS_DIR), help="data, state and logs (default %(default)s)"
@@ -159,7 +166,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     from sparkzoo.models import cli as models_cli
 
-    zoo = sub.add_parser("models", help="the model zoo: list names, show model cards")
+    zoo = sub.add_parser("models", help="list the zoo's models and weights, show model cards")
     models_cli.add_arguments(zoo)
     zoo.set_defaults(func=models_cli.run)
     return parser
