@@ -1,4 +1,4 @@
-"""``sparkzoo models list`` and ``sparkzoo models card``, and the README's model-zoo table.
+"""``sparkzoo models list`` and ``sparkzoo models card``, and the model-zoo table of docs/zoo.md.
 
 The ``sparkzoo`` command wires this in with :func:`add_arguments` and :func:`run`::
 
@@ -9,7 +9,7 @@ Example::
 
     python -m sparkzoo.models.cli list "resnet*"
     python -m sparkzoo.models.cli card lenet5.mnist --json
-    python -m sparkzoo.models.cli --markdown          # the table in README.md
+    python -m sparkzoo.models.cli --markdown          # the table in docs/zoo.md
 """
 
 from __future__ import annotations
@@ -69,7 +69,7 @@ def format_table(table: Sequence[dict], columns: Sequence[str] = COLUMNS) -> str
 
 
 def markdown_table() -> str:
-    """The README's model-zoo table (name, task, data, metric, size), made from the cards.
+    """The model-zoo table of docs/zoo.md (name, task, data, metric, size), made from the cards.
 
     Example::
 
@@ -92,7 +92,7 @@ def markdown_table() -> str:
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Add the ``list`` and ``card`` subcommands (and ``--markdown``) to ``parser``."""
     parser.add_argument(
-        "--markdown", action="store_true", help="print the README's model-zoo table and exit"
+        "--markdown", action="store_true", help="print the model-zoo table (markdown, as in docs/zoo.md) and exit"
     )
     sub = parser.add_subparsers(dest="models_command", metavar="{list,card}")
     listing = sub.add_parser("list", help="registered names: families, pretrained tags, packaged")

@@ -39,8 +39,8 @@ def list_array(
         list_array([np.ones(3), None, np.ones(1)], np.int32)  # [[1, 1, 1], null, [1]]
     """
     if isinstance(values, np.ndarray) and values.ndim >= 1:
-        rows = len(values)
-        flat = np.ascontiguousarray(values.reshape(rows, -1), dtype)
+        rows, width = len(values), int(np.prod(values.shape[1:]))
+        flat = np.ascontiguousarray(values.reshape(rows, width), dtype)
         offsets = np.arange(rows + 1, dtype=np.int32) * flat.shape[1]
         return pa.ListArray.from_arrays(pa.array(offsets), pa.array(flat.reshape(-1)))
     missing = np.array([v is None for v in values], bool)

@@ -16,6 +16,7 @@ import pytest
 
 from sparkzoo.apps.image_similarity import pipeline as P
 from sparkzoo.apps.image_similarity.__main__ import main, parse_args
+from sparkzoo.models.retrieval import cosine_distance
 
 from conftest import run_submit
 
@@ -28,32 +29,6 @@ def _digits(n: int = 12) -> tuple[np.ndarray, np.ndarray]:
 
 
 # ---- unit tests (no Spark) ------------------------------------------------------------------
-
-
-def test_map_at_k_agrees_with_deepbit_hamming_map():
-    from sparkzoo.models.deepbit import hamming_distance, mean_average_precision_at_k
-
-    rng = np.random.default_rng(0)
-    q, db = rng.integers(0, 2, (20, 16)), rng.integers(0, 2, (60, 16))
-    yq, ydb = rng.integers(0, 3, 20), rng.integers(0, 3, 60)
-    for k in (5, 30, None):
-        expected = mean_average_precision_at_k(q, db, yq, ydb, k=k)
-        assert P.map_at_k(hamming_distance(q, db), yq, ydb, k=k) == pytest.approx(expected)
-    # one query, ranks: item 0 (relevant), item 2 (relevant), item 1 -> AP = 1
-    assert P.map_at_k(np.array([[0.0, 2.0, 1.0]]), [1], [1, 0, 1], k=3) == 1.0
-    # relevant item ranked second only: AP = 1/2
-    assert P.map_at_k(np.array([[0.0, 1.0]]), [1], [0, 1]) == 0.5
-    with pytest.raises(ValueError, match="do not match"):
-        P.map_at_k(np.zeros((2, 3)), [1], [1, 0, 1])
-    with pytest.raises(ValueError, match="k must be"):
-        P.map_at_k(np.zeros((1, 3)), [1], [1, 0, 1], k=0)
-
-
-def test_cosine_distance():
-    d = P.cosine_distance([[1.0, 0.0]], [[2.0, 0.0], [0.0, 3.0], [-1.0, 0.0], [0.0, 0.0]])
-    np.testing.assert_allclose(d, [[0.0, 1.0, 2.0, 1.0]], atol=1e-12)
-    with pytest.raises(ValueError, match="different lengths"):
-        P.cosine_distance([[1.0, 0.0]], [[1.0, 0.0, 0.0]])
 
 
 def test_embed_pixels_gives_vectors_and_packed_codes():
@@ -142,10 +117,10 @@ def test_write_mnist_folder_writes_real_digits(tmp_path):
         P.write_mnist_folder(str(tmp_path / "e"), sample_rate=1e-6)
 
 
-def test_contact_sheet_has_a_row_per_ranking():
+def test_results_figure_has_a_row_per_ranking():
     pixels, _ = _digits(3)
     image = pixels[0].reshape(28, 28)
-    fig = P.contact_sheet(image, {"a": [(image, "1")] * 2, "b": [(image, "2")]})
+    fig = P.results_figure(image, {"a": [(image, "1")] * 2, "b": [(image, "2")]})
     assert len(fig.axes) == 2 * 3
     retrieval = {"codes": {"map_at_10": 0.5, "map": 0.3}, "queries": 1, "database": 2, "bits": 8}
     chart = P.map_chart(retrieval)
@@ -208,7 +183,7 @@ def test_build_with_fine_tuning_then_query(spark, tmp_path, capsys):
     index = spark.read.parquet(str(out / "index"))
     query = {"vector": frame["vector"][0], "code": frame["code"][0]}
     top = P.search(index, query, k=5, by="vector").toPandas()
-    distances = P.cosine_distance(np.stack(frame["vector"]), np.stack([query["vector"]]))[:, 0]
+    distances = cosine_distance(np.stack(frame["vector"]), np.stack([query["vector"]]))[:, 0]
     expected = np.sort(distances)[:5]
     np.testing.assert_allclose(top["distance"], expected, atol=1e-6)
     assert top["id"][0] == frame["id"][0]  # the image itself comes first

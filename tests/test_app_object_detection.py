@@ -170,6 +170,40 @@ def test_process_images_detects_crops_and_embeds(tmp_path):
     assert max(top, key=lambda r: r["score"])["kept"]
 
 
+def test_detect_batch_runs_without_spark_and_reports_a_bad_file():
+    """The executor step as the inference layer runs it, on an Arrow batch, with no Spark."""
+    import pyarrow as pa
+
+    from sparkzoo.datasets.synthetic import detection_scenes
+    from sparkzoo.trainer.inference import run_batches
+
+    scene = detection_scenes(1, image_size=96, seed=0, subset="test").images[0]
+    batch = pa.RecordBatch.from_pylist(
+        [
+            {"path": "/in/good-1.png", "content": p.png_bytes(scene)},
+            {"path": "/in/broken.png", "content": b"not an image"},
+        ]
+    )
+    config = p.PipelineConfig(keep="top")
+    [out] = run_batches(
+        iter([batch]),
+        lambda: (*p.load_models(config), config),
+        p.detect_batch,
+        p.DETECTIONS_SCHEMA,
+        key="test-detect-batch",
+        read=p.decoded_images,
+        keep_input=False,
+    )
+    rows = out.to_pandas()
+    assert out.schema == p.DETECTIONS_SCHEMA
+    bad = rows[rows["path"] == "/in/broken.png"]
+    assert bad["object"].tolist() == [-1] and "broken.png" in bad["error"].iloc[0]
+    good = rows[rows["image_id"] == "good-1"]
+    assert good["error"].isna().all() and good["kept"].sum() == 1
+    kept = good[good["kept"]].iloc[0]
+    assert len(kept["code"]) == 4 and len(kept["vector"]) == 84 and len(kept["patch"]) == 784
+
+
 # ---- Spark: the CLI end to end ------------------------------------------------------------------
 
 

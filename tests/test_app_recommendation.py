@@ -88,11 +88,6 @@ def test_wide_deep_inputs_use_the_side_features_of_movielens_100k():
         pipeline.model_config("bpr", ids)
 
 
-class _Broadcast:  # what mapInPandas receives from sc.broadcast: an object with .value
-    def __init__(self, value):
-        self.value = value
-
-
 def test_top_k_skips_seen_movies_and_ranks_by_score():
     ids = pipeline.index_ids(tiny_data())
     config = pipeline.model_config("ncf", ids)
@@ -109,8 +104,9 @@ def test_top_k_skips_seen_movies_and_ranks_by_score():
         "item_ids": ids.item_ids,
         "titles": np.array([f"movie {i}" for i in ids.item_ids]),
     }
-    batches = [pd.DataFrame({"user": [0, 1]}), pd.DataFrame({"user": [5]})]
-    top = pd.concat(pipeline._top_k_partition(iter(batches), _Broadcast(spec), 5))
+    scorer = pipeline.scoring_model(spec)
+    batches = [np.array([0, 1]), np.array([5])]
+    top = pd.concat(pd.DataFrame(pipeline.top_k_batch(scorer, b, spec, 5)) for b in batches)
     assert list(top.groupby("user_id").size()) == [5, 5, 5]
     for user, group in top.groupby("user_id"):
         assert list(group["rank"]) == [1, 2, 3, 4, 5]

@@ -1,4 +1,4 @@
-"""``sparkzoo models list|card`` and the README's model-zoo table, generated from the cards."""
+"""``sparkzoo models list|card`` and the model-zoo table of docs/zoo.md, generated from the cards."""
 
 from __future__ import annotations
 

@@ -58,3 +58,27 @@ def test_map_at_k_from_distances_equals_the_code_version():
 def test_cosine_distance_of_different_lengths_is_refused():
     with pytest.raises(ValueError, match="different lengths"):
         cosine_distance([[1.0, 0.0]], [[1.0, 0.0, 0.0]])
+
+
+def test_map_at_k_agrees_with_the_hamming_map_of_codes():
+    rng = np.random.default_rng(0)
+    q, db = rng.integers(0, 2, (20, 16)), rng.integers(0, 2, (60, 16))
+    yq, ydb = rng.integers(0, 3, 20), rng.integers(0, 3, 60)
+    for k in (5, 30, None):
+        expected = mean_average_precision_at_k(q, db, yq, ydb, k=k)
+        assert map_at_k(hamming_distance(q, db), yq, ydb, k=k) == pytest.approx(expected)
+    # one query, ranks: item 0 (relevant), item 2 (relevant), item 1 -> AP = 1
+    assert map_at_k(np.array([[0.0, 2.0, 1.0]]), [1], [1, 0, 1], k=3) == 1.0
+    # relevant item ranked second only: AP = 1/2
+    assert map_at_k(np.array([[0.0, 1.0]]), [1], [0, 1]) == 0.5
+    with pytest.raises(ValueError, match="do not match"):
+        map_at_k(np.zeros((2, 3)), [1], [1, 0, 1])
+    with pytest.raises(ValueError, match="k must be"):
+        map_at_k(np.zeros((1, 3)), [1], [1, 0, 1], k=0)
+
+
+def test_cosine_distance():
+    d = cosine_distance([[1.0, 0.0]], [[2.0, 0.0], [0.0, 3.0], [-1.0, 0.0], [0.0, 0.0]])
+    np.testing.assert_allclose(d, [[0.0, 1.0, 2.0, 1.0]], atol=1e-12)
+    with pytest.raises(ValueError, match="different lengths"):
+        cosine_distance([[1.0, 0.0]], [[1.0, 0.0, 0.0]])

@@ -28,11 +28,25 @@ Example::
 
 from __future__ import annotations
 
+import os
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
 import pandas as pd
+import tensorflow as tf
+from matplotlib.figure import Figure
+from pyspark.sql import functions as F
+from sklearn.ensemble import IsolationForest
+from sklearn.metrics import average_precision_score
+
+from sparkzoo.datasets.loaders import list_time_series, time_series
+from sparkzoo.datasets.readers import read_nab
+from sparkzoo.datasets.synthetic import inject_anomalies
+from sparkzoo.datasets.windows import make_windows
+from sparkzoo.models.registry import get as zoo_model
+from sparkzoo.models.timeseries import sliding_windows, threshold_from_errors
+from sparkzoo.trainer import KerasEstimator
 
 MODELS = ("lstm_forecaster", "lstm_autoencoder")
 DETECTORS = ("lstm", "rolling_zscore", "isolation_forest")
@@ -97,8 +111,6 @@ def load_packaged(
         frame = load_packaged("taylor", anomalies=16)
         frame["label"].sum()
     """
-    from sparkzoo.datasets import list_time_series, time_series
-    from sparkzoo.datasets.synthetic import inject_anomalies
 
     known = list(list_time_series()["name"])
     if name not in known:
@@ -140,9 +152,6 @@ def load_nab(
 
         frame = load_nab("nyc_taxi.csv", "combined_windows.json")
     """
-    import os
-
-    from sparkzoo.datasets.readers import read_nab
 
     if not os.path.exists(path):
         raise FileNotFoundError(f"--input {path!r} does not exist")
@@ -193,7 +202,6 @@ def spark_windows(
         windows = spark_windows(spark, frame, window=48)
         windows.train.count()
     """
-    from sparkzoo.datasets.windows import make_windows
 
     _check_model(model)
     if not 0.0 < train_fraction < 1.0:
@@ -238,12 +246,11 @@ def build_model(model: str, window: int, units: Sequence[int] = (32, 16)):
 
         build_model("lstm_forecaster", window=48).output_shape   # (None, 1, 1)
     """
-    from sparkzoo import models
 
     _check_model(model)
     if model == "lstm_forecaster":
-        return models.get(model, window=window, features=1, horizon=1, units=tuple(units))
-    return models.get(model, window=window, features=1, units=tuple(units))
+        return zoo_model(model, window=window, features=1, horizon=1, units=tuple(units))
+    return zoo_model(model, window=window, features=1, units=tuple(units))
 
 
 def train_detector(
@@ -267,9 +274,6 @@ def train_detector(
 
         fitted = train_detector(windows, "lstm_forecaster", epochs=10, workers=2)
     """
-    import tensorflow as tf
-
-    from sparkzoo.trainer import KerasEstimator
 
     window = windows.window
     units = tuple(units)
@@ -305,7 +309,6 @@ def point_errors(fitted, windows, model: str = "lstm_forecaster") -> pd.DataFram
 
         errors = point_errors(fitted, windows, "lstm_forecaster")
     """
-    from pyspark.sql import functions as F
 
     _check_model(model)
     scored = fitted.transform(windows.train.unionByName(windows.test))
@@ -336,7 +339,6 @@ def _history_windows(
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """``(history, point, index)``: for every point with ``window`` points before it in its
     own part, those points and the point itself - the forecaster's windows, cut locally."""
-    from sparkzoo.models.timeseries import sliding_windows
 
     histories, points, indices = [], [], []
     for lo, hi in ((0, train_rows), (train_rows, len(scaled))):
@@ -376,7 +378,6 @@ def isolation_forest_scores(
 
         isolation_forest_scores(scaled, train_rows=2000, window=48)
     """
-    from sklearn.ensemble import IsolationForest
 
     history, point, index = _history_windows(scaled, train_rows, window)
     features = np.column_stack(
@@ -458,9 +459,6 @@ def detect(
         result = detect(frame, errors, train_rows=2016, window=48)
         result.metrics["lstm"]["f1"], result.metrics["rolling_zscore"]["f1"]
     """
-    from sklearn.metrics import average_precision_score
-
-    from sparkzoo.models.timeseries import threshold_from_errors
 
     if not 0.0 < quantile < 1.0:
         raise ValueError(f"threshold quantile {quantile} must be in (0, 1)")
@@ -542,7 +540,6 @@ def plot_detections(frame: pd.DataFrame, result: Detection, title: str = "", uni
         figure = plot_detections(frame, result, "taylor + injected anomalies", "MW")
     """
     # A bare Figure (no pyplot): no global backend to switch, nothing left open.
-    from matplotlib.figure import Figure
 
     points = result.points
     x = frame["index"].to_numpy()

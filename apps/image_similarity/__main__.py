@@ -110,7 +110,7 @@ def _sheet(out, query_image, found: dict[str, list[dict]], stage_of=lambda p: p)
             distance = f"{r['distance']:.0f}" if by == "code" else f"{r['distance']:.3f}"
             cells.append((P.read_thumbnail(stage_of(r["path"])), f"{r['label']} · d={distance}"))
         rows[titles[by]] = cells
-    out.save_figure("contact_sheet.png", P.contact_sheet(query_image, rows))
+    out.save_figure("contact_sheet.png", P.results_figure(query_image, rows))
 
 
 def _query_views(index, query, top: int, split: str | None) -> dict[str, list[dict]]:

@@ -29,81 +29,45 @@ Example::
 
 from __future__ import annotations
 
+import functools
 import hashlib
+import io
 import math
-import os
 import re
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
+import pyarrow as pa
+import tensorflow as tf
+from matplotlib.figure import Figure
+from pyspark.sql import functions as F
+
+from sparkzoo import fs
+from sparkzoo.apps.image_similarity.inputs import SPLITS, write_mnist_folder
+from sparkzoo.arrow import to_numpy
+from sparkzoo.datasets import images as images_lib
+from sparkzoo.datasets.images import ImageSet
+from sparkzoo.datasets.index import nearest
+from sparkzoo.datasets.transforms import Resize
+from sparkzoo.models.deepbit import pca_sign_hash
+from sparkzoo.models.registry import card, preprocessor
+from sparkzoo.models.registry import get as zoo_model
+from sparkzoo.models.retrieval import cosine_distance, hamming_distance, map_at_k
+from sparkzoo.models.transfer import cut, new_head
+from sparkzoo.trainer import KerasEstimator
+from sparkzoo.trainer.inference import map_batches, worker_model
 
 VECTOR_TAG = "lenet5.mnist"  # the zoo classifier the float vectors come from
 CUT_AT = "fc2"  # its penultimate layer (84 units), the input of the classifier
 CODE_TAG = "deepbit.mnist"  # the zoo binary hasher
 IMAGE_SHAPE = (28, 28, 1)  # what both models take: grey 28 x 28
-SPLITS = ("database", "query")
 INDEX_COLUMNS = ("id", "split", "label", "label_id", "path", "vector", "code")
+EMBEDDINGS_SCHEMA = pa.schema([("vector", pa.list_(pa.float32())), ("code", pa.binary())])
 BY = ("code", "vector")
 
-# Models of this Python worker, by Embedder.key: a reused worker loads them once, not per task.
-_MODELS: dict[str, tuple[Any, Any]] = {}
-
-
 # ---- images ------------------------------------------------------------------------------------
-
-
-def write_mnist_folder(
-    folder: str, sample_rate: float = 1.0, seed: int = 0, test_size: int = 1000
-) -> dict[str, int]:
-    """Write the 5,000 real MNIST digits of ``sparkzoo.datasets.mnist_split`` as PNG files:
-    ``folder/database/<digit>/<row>.png`` (the 4,000 train digits) and
-    ``folder/query/<digit>/<row>.png`` (the 1,000 held out), ``<row>`` being the digit's
-    position in :func:`sparkzoo.datasets.mnist`. ``sample_rate`` keeps a seeded random
-    fraction of each part. ``folder`` may be local or ``hdfs://``. Returns counts per split.
-
-    Example::
-
-        write_mnist_folder("digits", sample_rate=0.1)   # {'database': ~400, 'query': ~100}
-    """
-    import tempfile
-
-    import cv2
-
-    from sparkzoo import fs
-    from sparkzoo.datasets.loaders import mnist, mnist_split_rows
-
-    frame = mnist(normalize=False)
-    parts = dict(zip(SPLITS, mnist_split_rows(test_size, seed), strict=True))
-    rng = np.random.default_rng(seed)
-    counts = {}
-    local = not fs.is_hdfs(folder)
-    # A remote folder is written locally first, then copied in one fs.put.
-    root = fs.local_path(folder) if local else tempfile.mkdtemp(prefix="sparkzoo-digits-")
-    try:
-        for split, rows in parts.items():
-            rows = np.sort(rows[rng.random(len(rows)) < sample_rate])
-            if len(rows) == 0:
-                raise ValueError(
-                    f"--sample-rate {sample_rate} leaves no {split} digit of {len(parts[split])}"
-                )
-            for row in rows:
-                label = int(frame["label"][row])
-                pixels = frame["pixels"][row].reshape(28, 28).astype(np.uint8)
-                target = os.path.join(root, split, str(label), f"{row:04d}.png")
-                os.makedirs(os.path.dirname(target), exist_ok=True)
-                if not cv2.imwrite(target, pixels):
-                    raise OSError(f"cannot write {target}")
-            counts[split] = len(rows)
-        if not local:
-            fs.put(root, folder)
-    finally:
-        if not local:
-            import shutil
-
-            shutil.rmtree(root, ignore_errors=True)
-    return counts
 
 
 def read_images(
@@ -126,11 +90,6 @@ def read_images(
 
         images = read_images(spark, "hdfs://nn:9000/listings/photos", query_fraction=0.1)
     """
-    from pyspark.sql import functions as F
-
-    from sparkzoo import fs
-    from sparkzoo.datasets.images import ImageSet
-    from sparkzoo.datasets.transforms import Resize
 
     if not fs.exists(folder):
         raise FileNotFoundError(f"input folder {folder!r} does not exist")
@@ -177,27 +136,13 @@ def load_image(path: str) -> np.ndarray:
 
         pixels = load_image("query.png")        # (784,) float32, 0-255
     """
-    from sparkzoo import fs
-    from sparkzoo.datasets.images import ImageDecodeError, decode_image
-    from sparkzoo.datasets.transforms import Resize, strip_file_scheme
-
-    path = strip_file_scheme(path)
-    if not fs.exists(path):
-        raise FileNotFoundError(f"query image {path!r} does not exist")
-    try:
-        image = decode_image(fs.read_bytes(path), color="gray")
-    except ImageDecodeError as err:
-        raise ValueError(f"query image {path!r} is not a readable image: {err}") from None
+    image = images_lib.load_image(path, color="gray")
     return Resize(IMAGE_SHAPE[:2])(image).astype(np.float32).reshape(-1)
 
 
 def read_thumbnail(path: str) -> np.ndarray:
-    """An image file as RGB (or grey) pixels for the contact sheet."""
-    from sparkzoo import fs
-    from sparkzoo.datasets.images import decode_image
-    from sparkzoo.datasets.transforms import strip_file_scheme
-
-    image = decode_image(fs.read_bytes(strip_file_scheme(path)), color="rgb")
+    """An image file as RGB (or grey) pixels for the results figure."""
+    image = images_lib.load_image(path, color="rgb")
     if np.all(image == image[..., :1]):
         return image[..., 0]  # a grey image shown with a grey colour map
     return image
@@ -237,29 +182,28 @@ class Embedder:
             self.vector_tag, self.cut_at, self.code_tag, weights, digest[:16], self.batch_size
         )
 
-    def models(self) -> tuple[Any, Any]:
-        """(vector model, code model), built once per process."""
-        if self.key not in _MODELS:
-            from sparkzoo import models
-            from sparkzoo.models.transfer import cut
+    def load(self) -> tuple[Any, Any]:
+        """(vector model, code model), built now."""
+        vectors = cut(zoo_model(self.vector_tag), self.cut_at)
+        if self.weights is not None:
+            values = self.weights.value if hasattr(self.weights, "value") else self.weights
+            vectors.set_weights(list(values))
+        return vectors, zoo_model(self.code_tag)
 
-            vectors = cut(models.get(self.vector_tag), self.cut_at)
-            if self.weights is not None:
-                values = self.weights.value if hasattr(self.weights, "value") else self.weights
-                vectors.set_weights(list(values))
-            _MODELS.clear()  # one embedder per worker
-            _MODELS[self.key] = (vectors, models.get(self.code_tag))
-        return _MODELS[self.key]
+    def models(self) -> tuple[Any, Any]:
+        """(vector model, code model), built once per Python worker (the inference layer's
+        cache)."""
+        return worker_model(self.key, self.load)
 
 
 def _preprocessed(tag: str, pixels: np.ndarray) -> np.ndarray:
-    from sparkzoo.models.registry import card, preprocessor
-
     shape = tuple(card(tag).input.get("shape", IMAGE_SHAPE))
     return preprocessor(tag)(np.asarray(pixels, np.float32).reshape(-1, *shape))
 
 
-def embed_pixels(pixels: np.ndarray, embedder: Embedder) -> tuple[np.ndarray, np.ndarray]:
+def embed_pixels(
+    pixels: np.ndarray, embedder: Embedder, models: tuple[Any, Any] | None = None
+) -> tuple[np.ndarray, np.ndarray]:
     """(vectors ``(n, d)`` float32, codes ``(n, bits/8)`` packed uint8) of raw 0-255 images
     ``(n, 784)``, each model fed its card's preprocessing.
 
@@ -272,7 +216,7 @@ def embed_pixels(pixels: np.ndarray, embedder: Embedder) -> tuple[np.ndarray, np
         raise ValueError(
             f"pixels must be (n, {math.prod(IMAGE_SHAPE)}) raw grey values, got {pixels.shape}"
         )
-    vector_model, code_model = embedder.models()
+    vector_model, code_model = models or embedder.models()
     vectors, codes = [], []
     for start in range(0, len(pixels), embedder.batch_size):
         part = pixels[start : start + embedder.batch_size]
@@ -286,27 +230,6 @@ def embed_pixels(pixels: np.ndarray, embedder: Embedder) -> tuple[np.ndarray, np
     return np.concatenate(vectors).astype(np.float32), np.concatenate(codes)
 
 
-def _float_lists(values: np.ndarray):
-    import pyarrow as pa
-
-    values = np.ascontiguousarray(values, np.float32)
-    offsets = np.arange(0, values.size + 1, max(values.shape[1], 1), dtype=np.int32)
-    return pa.ListArray.from_arrays(pa.array(offsets[: len(values) + 1]), pa.array(values.ravel()))
-
-
-def _embed_batches(batches: Iterator, embedder: Embedder, keep_pixels: bool) -> Iterator:
-    import pyarrow as pa
-
-    for batch in batches:
-        column = batch.column(batch.schema.get_field_index("pixels"))
-        pixels = column.values.to_numpy(zero_copy_only=False).reshape(batch.num_rows, -1)
-        vectors, codes = embed_pixels(pixels, embedder)
-        keep = [n for n in batch.schema.names if keep_pixels or n != "pixels"]
-        arrays = [batch.column(batch.schema.get_field_index(n)) for n in keep]
-        arrays += [_float_lists(vectors), pa.array([c.tobytes() for c in codes], pa.binary())]
-        yield pa.RecordBatch.from_arrays(arrays, names=[*keep, "vector", "code"])
-
-
 def embed(images, embedder: Embedder | None = None, keep_pixels: bool = False):
     """Add ``vector`` (array<float>) and ``code`` (binary, packed bits) to a DataFrame with a
     ``pixels`` column of 784 raw grey values, on the executors (``mapInArrow``), each Python
@@ -317,38 +240,35 @@ def embed(images, embedder: Embedder | None = None, keep_pixels: bool = False):
         index = embed(read_images(spark, "digits"))
         index.select("id", "label", "code").show(3)
     """
-    from pyspark.sql.types import ArrayType, BinaryType, FloatType, StructField, StructType
-
     embedder = embedder or Embedder()
     if "pixels" not in images.columns:
         raise ValueError(f"embed needs a 'pixels' column; the DataFrame has {images.columns}")
-    fields = [f for f in images.schema.fields if keep_pixels or f.name != "pixels"]
-    schema = StructType(
-        [*fields, StructField("vector", ArrayType(FloatType())), StructField("code", BinaryType())]
+
+    def embed_batch(models: tuple[Any, Any], pixels: np.ndarray) -> dict[str, Any]:
+        vectors, codes = embed_pixels(pixels, embedder, models)
+        return {"vector": vectors, "code": [c.tobytes() for c in codes]}
+
+    index = map_batches(
+        images,
+        embedder.load,
+        embed_batch,
+        EMBEDDINGS_SCHEMA,
+        key=embedder.key,
+        read=lambda batch: to_numpy(batch.column("pixels")).reshape(batch.num_rows, -1),
     )
-
-    def run(batches):
-        return _embed_batches(batches, embedder, keep_pixels)
-
-    return images.mapInArrow(run, schema)
+    return index if keep_pixels else index.drop("pixels")
 
 
 # ---- fine-tuning through the distributed trainer ----------------------------------------------
 
 
 def _fine_tune_model(tag: str, cut_at: str, num_classes: int, freeze_to: str | None):
-    from sparkzoo import models
-    from sparkzoo.models.transfer import new_head
-
-    return new_head(models.get(tag), num_classes, cut_at=cut_at, freeze_to=freeze_to)
+    return new_head(zoo_model(tag), num_classes, cut_at=cut_at, freeze_to=freeze_to)
 
 
 def scaled_pixels(images, tag: str = VECTOR_TAG, col: str = "x"):
     """``images`` with ``col``: the ``pixels`` with ``tag``'s card preprocessing applied as a
     Spark expression (``scale``, and one ``mean``/``std`` for grey images)."""
-    from pyspark.sql import functions as F
-
-    from sparkzoo.models.registry import card
 
     spec = dict(card(tag).preprocessing)
     scale = float(spec.pop("scale", 1.0))
@@ -380,13 +300,6 @@ def fine_tune(
         weights, summary = fine_tune(spark, images, epochs=2)
         index = embed(images, Embedder().with_weights(spark.sparkContext.broadcast(weights)))
     """
-    import functools
-
-    import tensorflow as tf
-    from pyspark.sql import functions as F
-
-    from sparkzoo.models.transfer import cut
-    from sparkzoo.trainer import KerasEstimator
 
     embedder = embedder or Embedder()
     train = images.filter(F.col("split") == "database").filter(F.col("label_id").isNotNull())
@@ -426,7 +339,6 @@ def fine_tune(
 
 def weights_to_bytes(weights: Sequence[np.ndarray]) -> bytes:
     """Model weights (a list of arrays) as ``.npz`` bytes, in order."""
-    import io
 
     buffer = io.BytesIO()
     np.savez(buffer, *[np.asarray(w) for w in weights])
@@ -435,52 +347,12 @@ def weights_to_bytes(weights: Sequence[np.ndarray]) -> bytes:
 
 def weights_from_bytes(data: bytes) -> list[np.ndarray]:
     """The list of arrays :func:`weights_to_bytes` wrote."""
-    import io
 
     with np.load(io.BytesIO(data)) as arrays:
         return [arrays[f"arr_{i}"] for i in range(len(arrays.files))]
 
 
 # ---- search ------------------------------------------------------------------------------------
-
-
-def cosine_distance(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """``1 - cos`` between every row of ``a`` and every row of ``b``, ``(n, m)``; a zero
-    vector is at distance 1 from everything.
-
-    Example::
-
-        cosine_distance([[1, 0]], [[1, 0], [0, 1]])      # [[0., 1.]]
-    """
-    a = np.atleast_2d(np.asarray(a, np.float64))
-    b = np.atleast_2d(np.asarray(b, np.float64))
-    if a.shape[1] != b.shape[1]:
-        raise ValueError(f"vectors of different lengths: {a.shape[1]} and {b.shape[1]}")
-    an = a / np.maximum(np.linalg.norm(a, axis=1, keepdims=True), 1e-12)
-    bn = b / np.maximum(np.linalg.norm(b, axis=1, keepdims=True), 1e-12)
-    return 1.0 - an @ bn.T
-
-
-def _hamming_packed(query: bytes, codes: Sequence[bytes]) -> np.ndarray:
-    q = np.frombuffer(query, np.uint8)
-    db = np.frombuffer(b"".join(codes), np.uint8).reshape(len(codes), -1)
-    if len(codes) and db.shape[1] != q.size:
-        raise ValueError(f"query code has {q.size} bytes, the index codes {db.shape[1]}")
-    return np.unpackbits(db ^ q, axis=1).sum(axis=1).astype(np.float64)
-
-
-def _distance_batches(batches: Iterator, query: Any, by: str) -> Iterator:
-    import pyarrow as pa
-
-    for batch in batches:
-        column = batch.column(batch.schema.get_field_index(by))
-        if by == "code":
-            distance = _hamming_packed(query, column.to_pylist())
-        else:
-            values = column.values.to_numpy(zero_copy_only=False).reshape(batch.num_rows, -1)
-            distance = cosine_distance(np.asarray(query)[None], values)[0]
-        arrays = [*batch.columns, pa.array(distance, pa.float64())]
-        yield pa.RecordBatch.from_arrays(arrays, names=[*batch.schema.names, "distance"])
 
 
 def search(index, query: dict[str, Any], k: int = 8, by: str = "code", split: str | None = None):
@@ -494,25 +366,11 @@ def search(index, query: dict[str, Any], k: int = 8, by: str = "code", split: st
 
         search(index, query_embedding("q.png"), k=5, by="vector").show()
     """
-    from pyspark.sql import functions as F
-    from pyspark.sql.types import DoubleType, StructField, StructType
-
     if by not in BY:
         raise ValueError(f"by must be one of {BY}, got {by!r}")
-    if k < 1:
-        raise ValueError(f"k must be >= 1, got {k}")
-    if by not in index.columns:
-        raise ValueError(f"the index has no {by!r} column; it has {index.columns}")
     if split is not None:
         index = index.filter(F.col("split") == split)
-    target = query[by]
-    target = bytes(target) if by == "code" else np.asarray(target, np.float32)
-    schema = StructType([*index.schema.fields, StructField("distance", DoubleType())])
-
-    def run(batches):
-        return _distance_batches(batches, target, by)
-
-    return index.mapInArrow(run, schema).orderBy("distance", "id").limit(int(k))
+    return nearest(index, query[by], by, k=k, order=("id",))
 
 
 def query_embedding(path_or_pixels: str | np.ndarray, embedder: Embedder | None = None) -> dict:
@@ -530,41 +388,6 @@ def query_embedding(path_or_pixels: str | np.ndarray, embedder: Embedder | None 
 
 
 # ---- evaluation ----------------------------------------------------------------------------
-
-
-def map_at_k(
-    distances: np.ndarray,
-    query_labels: Sequence | np.ndarray,
-    db_labels: Sequence | np.ndarray,
-    k: int | None = None,
-) -> float:
-    """Retrieval mAP@k from a ``(queries, database)`` distance matrix: the database ranked by
-    distance for each query (ties in database order), relevance = same label; the same
-    definition as :func:`sparkzoo.models.deepbit.mean_average_precision_at_k`, for any
-    distance (cosine here). ``k=None``: the whole database.
-
-    Example::
-
-        map_at_k(np.array([[0.0, 2.0, 1.0]]), [1], [1, 0, 1], k=3)      # 1.0
-    """
-    distances = np.atleast_2d(np.asarray(distances, np.float64))
-    query_labels, db_labels = np.asarray(query_labels), np.asarray(db_labels)
-    if distances.shape != (len(query_labels), len(db_labels)):
-        raise ValueError(
-            f"distances {distances.shape} do not match {len(query_labels)} query and "
-            f"{len(db_labels)} database labels"
-        )
-    if distances.size == 0:
-        raise ValueError("map_at_k needs at least one query and one database item")
-    k = min(len(db_labels) if k is None else int(k), len(db_labels))
-    if k < 1:
-        raise ValueError(f"k must be >= 1, got {k}")
-    order = np.argsort(distances, axis=1, kind="stable")[:, :k]
-    relevant = db_labels[order] == query_labels[:, None]
-    hits = np.cumsum(relevant, axis=1)
-    found = relevant.sum(axis=1)
-    precision_sum = (hits / np.arange(1, k + 1) * relevant).sum(axis=1)
-    return float(np.where(found > 0, precision_sum / np.maximum(found, 1), 0.0).mean())
 
 
 def evaluate(
@@ -585,8 +408,6 @@ def evaluate(
 
         evaluate(embed(images, keep_pixels=True).toPandas())["codes"]["map_at_100"]
     """
-    from sparkzoo.models.deepbit import hamming_distance, pca_sign_hash
-
     missing = {"split", "label", "pixels", "vector", "code"} - set(frame.columns)
     if missing:
         raise ValueError(f"evaluate needs columns {sorted(missing)}; it has {list(frame.columns)}")
@@ -651,7 +472,6 @@ def evaluate(
 def rename_paths(df, stage: str, output: str, col: str = "path"):
     """``df`` with the staging folder's name in ``col`` replaced by the final output folder's
     (so the index names files where they will be once the run has succeeded)."""
-    from pyspark.sql import functions as F
 
     old = "/" + stage.rstrip("/").rsplit("/", 1)[-1] + "/"
     new = "/" + output.rstrip("/").rsplit("/", 1)[-1] + "/"
@@ -659,7 +479,7 @@ def rename_paths(df, stage: str, output: str, col: str = "path"):
     return df.withColumn(col, F.regexp_replace(col, re.escape(old), replacement))
 
 
-def contact_sheet(
+def results_figure(
     query_image: np.ndarray,
     rows: dict[str, Sequence[tuple[np.ndarray, str]]],
     title: str = "query",
@@ -669,11 +489,9 @@ def contact_sheet(
 
     Example::
 
-        fig = contact_sheet(q_img, {"Hamming (deepbit)": [(img, "d=3 · 7"), ...]})
+        fig = results_figure(q_img, {"Hamming (deepbit)": [(img, "d=3 · 7"), ...]})
     """
     # A bare Figure (no pyplot): no global backend state, safe in executors and notebooks.
-    from matplotlib.figure import Figure
-
     columns = 1 + max((len(r) for r in rows.values()), default=0)
     fig = Figure(figsize=(1.3 * columns, 1.55 * len(rows)))
     axes = fig.subplots(len(rows), columns, squeeze=False)
@@ -717,8 +535,6 @@ def map_chart(retrieval: dict[str, Any]):
 
         map_chart(evaluate(frame, ks=(10, 100, None))).savefig("map.png")
     """
-    from matplotlib.figure import Figure
-
     fig = Figure(figsize=(6.0, 3.4))
     ax = fig.subplots()
     for key, name in METHOD_NAMES.items():
@@ -749,22 +565,20 @@ __all__ = [
     "INDEX_COLUMNS",
     "VECTOR_TAG",
     "Embedder",
-    "contact_sheet",
-    "cosine_distance",
     "embed",
     "embed_pixels",
     "evaluate",
     "fine_tune",
     "load_image",
-    "map_at_k",
     "map_chart",
     "query_embedding",
     "read_images",
     "read_thumbnail",
     "rename_paths",
+    "results_figure",
     "scaled_pixels",
     "search",
     "weights_from_bytes",
     "weights_to_bytes",
-    "write_mnist_folder",
+    "write_mnist_folder",  # from .inputs
 ]

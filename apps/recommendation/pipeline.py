@@ -28,13 +28,30 @@ from __future__ import annotations
 
 import os
 import tempfile
+import uuid
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
+import tensorflow as tf
+from matplotlib.figure import Figure
 
 from sparkzoo import fs
+from sparkzoo.arrow import to_numpy
+from sparkzoo.datasets.loaders import movielens_100k
+from sparkzoo.datasets.readers import read_movielens_ratings
+from sparkzoo.models.recipes.ncf_ml100k import (
+    als_scores,
+    make_protocol,
+    popularity_scores,
+    training_pairs,
+)
+from sparkzoo.models.recommendation import hit_ratio_at_k, ndcg_at_k, positive_ranks
+from sparkzoo.models.registry import get as zoo_model
+from sparkzoo.trainer import KerasEstimator
+from sparkzoo.trainer.inference import map_batches
 
 TOP_K = 10
 EVAL_NEGATIVES = 99  # the NCF paper's protocol
@@ -103,8 +120,6 @@ def load_movielens(path: str | None = None) -> MovieLensData:
 
         data = load_movielens("hdfs://127.0.0.1:9000/data/ml-latest-small/ratings.csv")
     """
-    from sparkzoo.datasets.loaders import movielens_100k
-    from sparkzoo.datasets.readers import read_movielens_ratings
 
     if path is None:
         ratings, users, items = movielens_100k()
@@ -200,7 +215,6 @@ def make_split(ids: IndexedData, negatives: int = EVAL_NEGATIVES, seed: int = 0)
 
         split = make_split(ids)     # split.train, split.test, split.candidates (users, 100)
     """
-    from sparkzoo.models.recipes.ncf_ml100k import make_protocol
 
     if ids.num_items <= negatives + 1:
         raise ValueError(
@@ -264,9 +278,7 @@ def _feature_frame(model: str, config: dict, pairs: pd.DataFrame, side: dict | N
 
 
 def build_model(model: str, config: dict):
-    from sparkzoo import models
-
-    return models.get(model, **config)
+    return zoo_model(model, **config)
 
 
 def train(
@@ -285,10 +297,6 @@ def train(
     positive, 4 fresh unrated movies per positive as negatives in each of ``rounds`` rounds,
     through ``KerasEstimator`` on ``workers`` Horovod ranks. Returns a :class:`Recommender`.
     """
-    import tensorflow as tf
-
-    from sparkzoo.models.recipes.ncf_ml100k import training_pairs
-    from sparkzoo.trainer import KerasEstimator
 
     config = model_config(model, ids)
     pairs = training_pairs(split.train, rounds, seed, num_items=ids.num_items)
@@ -322,8 +330,6 @@ def candidate_scores(keras_model, model: str, config: dict, split, ids: IndexedD
 
 
 def ranking_metrics(scores: np.ndarray, k: int = TOP_K) -> dict[str, float]:
-    from sparkzoo.models.recommendation import hit_ratio_at_k, ndcg_at_k
-
     return {
         f"hr@{k}": round(hit_ratio_at_k(scores, k), 4),
         f"ndcg@{k}": round(ndcg_at_k(scores, k), 4),
@@ -339,8 +345,6 @@ def evaluate(spark, recommender: Recommender, split, ids: IndexedData, seed: int
         metrics, curves = evaluate(spark, recommender, split, ids)
         metrics["ncf"]["hr@10"], metrics["als"]["hr@10"]
     """
-    from sparkzoo.models.recipes.ncf_ml100k import als_scores, popularity_scores
-    from sparkzoo.models.recommendation import positive_ranks
 
     model = recommender.family
     scores = {
@@ -358,12 +362,8 @@ def evaluate(spark, recommender: Recommender, split, ids: IndexedData, seed: int
 
 def plot_hit_ratio(curves: dict[str, list[float]], title: str):
     """A matplotlib figure of HR@k (k = 1..20) for every scorer."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    figure, axis = plt.subplots(figsize=(6, 4))
+    figure = Figure(figsize=(6, 4))
+    axis = figure.subplots()
     for name, values in curves.items():
         axis.plot(CURVE_KS, values, marker="o", markersize=3, label=name)
     axis.axvline(TOP_K, color="grey", linestyle=":", linewidth=1)
@@ -375,46 +375,49 @@ def plot_hit_ratio(curves: dict[str, list[float]], title: str):
 
 # ---- 5. top-k recommendations on Spark --------------------------------------------------------
 
-_worker_models: dict[str, Any] = {}  # per Python worker: the model rebuilt once per run
+RECOMMENDATIONS_SCHEMA = pa.schema(
+    [
+        ("user_id", pa.int64()),
+        ("rank", pa.int32()),
+        ("item_id", pa.int64()),
+        ("title", pa.string()),
+        ("score", pa.float64()),
+    ]
+)
 
 
-def _top_k_partition(batches, payload, k: int):
-    """mapInPandas body: score every movie for each user in the batch, drop seen ones, top k."""
-    spec = payload.value
-    model = _worker_models.get(spec["key"])
-    if model is None:
-        model = build_model(spec["model"], spec["config"])
-        model.set_weights(spec["weights"])
-        _worker_models.clear()
-        _worker_models[spec["key"]] = model
+def scoring_model(spec: dict[str, Any]):
+    """The model of a :func:`recommend` payload, rebuilt from its family, config and weights."""
+    model = build_model(spec["model"], spec["config"])
+    model.set_weights(spec["weights"])
+    return model
+
+
+def top_k_batch(model, users: np.ndarray, spec: dict[str, Any], k: int) -> dict[str, np.ndarray]:
+    """The per-batch function of :func:`recommend` (no Spark in it): every movie scored for
+    each user of ``users`` (row indices), the ones the user rated dropped, the ``k`` best kept;
+    columns of :data:`RECOMMENDATIONS_SCHEMA`."""
     num_items = len(spec["item_ids"])
     all_items = np.arange(num_items)
-    for batch in batches:
-        out = []
-        for user in batch["user"].to_numpy():
-            inputs = model_inputs(
-                spec["model"], spec["config"], np.full(num_items, user), all_items, spec["side"]
-            )
-            scores = np.array(model(inputs, training=False), dtype="float64").ravel()
-            scores[spec["seen"][user]] = -np.inf
-            top = np.argsort(-scores, kind="stable")[:k]
-            top = top[np.isfinite(scores[top])]  # a user who rated every movie gets fewer
-            out.append(
-                pd.DataFrame(
-                    {
-                        "user_id": np.full(len(top), spec["user_ids"][user]),
-                        "rank": np.arange(1, len(top) + 1, dtype="int32"),
-                        "item_id": spec["item_ids"][top],
-                        "title": spec["titles"][top],
-                        "score": scores[top].astype("float64"),
-                    }
-                )
-            )
-        if out:
-            yield pd.concat(out, ignore_index=True)
-
-
-RECOMMENDATION_SCHEMA = "user_id long, rank int, item_id long, title string, score double"
+    parts = []
+    for user in users:
+        inputs = model_inputs(
+            spec["model"], spec["config"], np.full(num_items, user), all_items, spec["side"]
+        )
+        scores = np.array(model(inputs, training=False), dtype="float64").ravel()
+        scores[spec["seen"][user]] = -np.inf
+        top = np.argsort(-scores, kind="stable")[:k]
+        top = top[np.isfinite(scores[top])]  # a user who rated every movie gets fewer
+        parts.append((np.full(len(top), spec["user_ids"][user]), top, scores[top]))
+    user_ids, items, scores = (np.concatenate(c) for c in zip(*parts, strict=True))
+    items = items.astype(np.int64)
+    return {
+        "user_id": user_ids.astype(np.int64),
+        "rank": np.concatenate([np.arange(1, len(p[1]) + 1, dtype=np.int32) for p in parts]),
+        "item_id": np.asarray(spec["item_ids"])[items].astype(np.int64),
+        "title": np.asarray(spec["titles"])[items].astype(object),
+        "score": scores,
+    }
 
 
 def recommend(
@@ -423,15 +426,14 @@ def recommend(
     """The ``k`` highest-scored movies each user has not rated, as a Spark DataFrame of
     ``user_id``, ``rank`` (1 = best), ``item_id`` (raw ids), ``title``, ``score``.
 
-    Scoring runs in ``mapInPandas`` tasks: the model's weights travel once as a broadcast and
-    each Python worker rebuilds the model once.
+    Scoring runs on the executors (``sparkzoo.trainer.inference.map_batches``, per batch
+    :func:`top_k_batch`): the model's weights travel once as a broadcast and each Python worker
+    rebuilds the model once.
 
     Example::
 
         recommend(spark, recommender, ids, k=10).write.parquet("hdfs://127.0.0.1:9000/recs")
     """
-    import uuid
-
     if k < 1:
         raise ValueError(f"k must be >= 1, got {k}")
     seen = [np.empty(0, dtype="int64")] * ids.num_users
@@ -455,7 +457,13 @@ def recommend(
     users = spark.createDataFrame(pd.DataFrame({"user": np.arange(ids.num_users)})).repartition(
         partitions
     )
-    return users.mapInPandas(
-        lambda batches: _top_k_partition(batches, payload, min(k, ids.num_items)),
-        RECOMMENDATION_SCHEMA,
+    top = min(k, ids.num_items)
+    return map_batches(
+        users,
+        lambda: scoring_model(payload.value),
+        lambda model, users: top_k_batch(model, users, payload.value, top),
+        RECOMMENDATIONS_SCHEMA,
+        key=payload.value["key"],
+        read=lambda batch: to_numpy(batch.column("user")),
+        keep_input=False,
     )
