@@ -8,14 +8,9 @@ AUPRC and precision at recall 0.8 on the test part, beside scikit-learn's
 ``HistGradientBoostingClassifier`` and ``LogisticRegression`` on the same features -> a
 threshold chosen on the validation part -> batch scoring of new transactions.
 
-Two input layouts:
-
-- ``transactions`` (the default data: the SYNTHETIC PaySim-like generator
-  :func:`sparkzoo.datasets.synthetic.transactions`; no real transaction set ships offline):
-  ``timestamp, customer_id, merchant_id, merchant_category, type, amount[, is_fraud]``;
-- ``creditcard`` (the Kaggle credit-card CSV a user brings, read by
-  :func:`sparkzoo.datasets.readers.read_creditcard`): ``Time, V1..V28, Amount[, Class]``.
-  It has no account or merchant ids, so its past windows run over the whole stream.
+The data steps (the two input layouts, past-window features, the time split, the feature
+vector) live in :mod:`~sparkzoo.apps.fraud.features`; this module re-exports them, so one
+namespace holds every step.
 
 Example::
 
