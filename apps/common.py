@@ -139,7 +139,7 @@ class AppParser(argparse.ArgumentParser):
         super().__init__(
             prog=f"python -m sparkzoo.apps.{app}",
             description=description,
-            epilog=f"Without a command, {default!r} runs: `python -m sparkzoo.apps.{app} "
+            epilog=f"With no COMMAND, {default} is run: `python -m sparkzoo.apps.{app} "
             f"--output DIR` is `python -m sparkzoo.apps.{app} {default} --output DIR`. "
             f"`python -m sparkzoo.apps.{app} COMMAND --help` lists a command's own flags.",
         )
