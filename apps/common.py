@@ -1,20 +1,41 @@
 """What every app shares: its command line, its atomic output folder, ``metrics.json``, and
 running its notebook headless.
 
-Every app CLI takes the same four flags (``--master``, ``--input``, ``--output``,
-``--sample-rate``) and writes everything it produces under ``--output`` through a
-:class:`StagedOutput`: files go to a temporary sibling folder, which is renamed onto
-``--output`` only when the whole run succeeded, so a failed run leaves nothing half-written.
+Every app is ``python -m sparkzoo.apps.<app> [COMMAND] [flags]``: one subcommand per thing it
+does, one of them the default, and the same common flags on each (``--master``, ``--input``,
+``--output``, ``--sample-rate``, ``--seed``, ``--overwrite``). Its ``__main__.py`` has one
+shape: ``build_parser()``, one function per subcommand, and ``main(argv=None) -> int``, which
+hands both to :func:`run_app` (exit status 0, or 2 with the error on stderr for bad input).
+The app's pipeline module (TensorFlow, Spark) is imported inside the command functions only,
+so ``--help`` answers at once.
 
-Example (the skeleton of an app's ``__main__.py``)::
+Everything a command produces goes under ``--output`` through a :class:`StagedOutput`: files
+go to a temporary sibling folder, which is renamed onto ``--output`` only when the whole run
+succeeded, so a failed run leaves nothing half-written.
 
-    parser = app_parser("fraud", "Fraud detection on transactions")
-    args = parser.parse_args(argv)
-    spark = start_spark(args, "fraud")
-    with StagedOutput(args.output, overwrite=args.overwrite) as out:
-        df = sample(spark.read.csv(args.input, header=True), args.sample_rate, args.seed)
-        scored.write.parquet(out.path("scores"))
-        out.write_metrics("fraud", args, {"auprc": 0.71})
+Example (an app's ``__main__.py``)::
+
+    def build_parser() -> AppParser:
+        parser = app_parser("fraud", "Fraud detection on transactions", default="train")
+        train = parser.add_command("train", "train and evaluate", "transactions CSV")
+        train.add_argument("--epochs", type=positive_int, default=8)
+        return parser
+
+    def train(args) -> int:
+        from sparkzoo.apps.fraud import pipeline
+
+        spark = start_spark(args, "fraud")
+        with StagedOutput(args.output, overwrite=args.overwrite) as out:
+            df = sample(pipeline.load(spark, args.input), args.sample_rate, args.seed)
+            ...
+            out.write_metrics("fraud", args, {"auprc": 0.71})
+        return 0
+
+    def main(argv: list[str] | None = None) -> int:
+        return run_app(build_parser(), {"train": train}, argv)
+
+    if __name__ == "__main__":
+        sys.exit(main())
 """
 
 from __future__ import annotations
@@ -27,10 +48,12 @@ import os
 import platform
 import sys
 import time
+import traceback
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
-from typing import Any, NoReturn
+from typing import Any
+from urllib.parse import urlparse
 
 from sparkzoo import fs
 from sparkzoo.records import jsonable, loadavg
@@ -40,6 +63,9 @@ APPS_DIR = Path(__file__).resolve().parent
 
 # ---- command line -----------------------------------------------------------------------------
 
+Command = Callable[[argparse.Namespace], "int | None"]
+COMMON_FLAGS = ("--master", "--input", "--output", "--sample-rate", "--seed", "--overwrite")
+
 
 def sample_rate(text: str) -> float:
     """argparse type for ``--sample-rate``: a fraction in (0, 1]."""
@@ -48,45 +74,245 @@ def sample_rate(text: str) -> float:
     except ValueError:
         raise argparse.ArgumentTypeError(f"--sample-rate {text!r} is not a number") from None
     if not 0.0 < value <= 1.0:
-        raise argparse.ArgumentTypeError(f"--sample-rate {value} must be in (0, 1]")
+        raise argparse.ArgumentTypeError(f"--sample-rate {text} must be in (0, 1]")
+    return value
+
+
+def positive_int(text: str) -> int:
+    """argparse type for counts that must be at least 1 (argparse names the flag)."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{text} must be >= 1")
     return value
 
 
 def add_common_args(
-    parser: argparse.ArgumentParser, input_help: str, output_required: bool = True
+    parser: argparse.ArgumentParser, input_help: str | None, output_required: bool = True
 ) -> argparse.ArgumentParser:
-    """Add the flags every app takes: --master, --input, --output, --sample-rate, --seed,
+    """Add the flags every app command takes, as their own help section: --master, --input
+    (described by ``input_help``; left out when it is None), --output, --sample-rate, --seed,
     --overwrite."""
-    parser.add_argument(
+    group = parser.add_argument_group("common flags (every sparkzoo app takes them)")
+    group.add_argument(
         "--master",
         default=None,
+        metavar="URL",
         help="Spark master URL (default: spark-submit's, else $SPARK_MASTER, else local[*])",
     )
-    parser.add_argument("--input", default=None, help=input_help)
-    parser.add_argument(
+    if input_help is not None:
+        group.add_argument("--input", default=None, metavar="PATH", help=input_help)
+    group.add_argument(
         "--output",
         required=output_required,
-        help="folder to write results into: a local path or hdfs://host:port/path",
+        metavar="PATH",
+        help="folder to write the results into, a local path or hdfs://host:port/path; it "
+        "appears only when the run succeeded",
     )
-    parser.add_argument(
+    group.add_argument(
         "--sample-rate",
         type=sample_rate,
         default=1.0,
-        help="fraction of the input to use, for quick end-to-end runs (default 1.0)",
+        metavar="FRACTION",
+        help="share of the input to use, for a quick end-to-end run (default 1.0: all of it)",
     )
-    parser.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
-    parser.add_argument(
+    group.add_argument(
+        "--seed", type=int, default=0, metavar="N", help="random seed of the run (default 0)"
+    )
+    group.add_argument(
         "--overwrite", action="store_true", help="replace --output if it already exists"
     )
     return parser
 
 
-def app_parser(prog: str, description: str, input_help: str) -> argparse.ArgumentParser:
-    """An ``argparse`` parser for ``python -m sparkzoo.apps.<prog>`` with the common flags."""
-    parser = argparse.ArgumentParser(
-        prog=f"python -m sparkzoo.apps.{prog}", description=description
-    )
-    return add_common_args(parser, input_help)
+class AppParser(argparse.ArgumentParser):
+    """The parser of ``python -m sparkzoo.apps.<app>``: one subcommand per thing the app
+    does (:meth:`add_command`), each with the common flags, and a default subcommand that runs
+    when the command line names none (``fraud --output o`` is ``fraud train --output o``).
+
+    Its ``--help`` lists the subcommands and the common flags.
+    """
+
+    def __init__(self, app: str, description: str, default: str):
+        super().__init__(
+            prog=f"python -m sparkzoo.apps.{app}",
+            description=description,
+            epilog=f"With no COMMAND, {default} is run: `python -m sparkzoo.apps.{app} "
+            f"--output DIR` is `python -m sparkzoo.apps.{app} {default} --output DIR`. "
+            f"`python -m sparkzoo.apps.{app} COMMAND --help` lists a command's own flags.",
+        )
+        self.default_command = default
+        self._commands = self.add_subparsers(
+            title="commands",
+            dest="command",
+            metavar="COMMAND",
+            required=True,
+            parser_class=argparse.ArgumentParser,
+        )
+
+    @property
+    def commands(self) -> list[str]:
+        """The subcommands' names (aliases included), in the order they were added."""
+        return list(self._commands.choices)
+
+    def add_command(
+        self,
+        name: str,
+        help: str,
+        input_help: str | None,
+        description: str | None = None,
+    ) -> argparse.ArgumentParser:
+        """Subcommand ``name`` with the common flags; add its own flags to what it returns.
+
+        ``help`` is the one line shown in the app's ``--help``, ``description`` (default:
+        ``help``) heads the command's own ``--help``; ``input_help`` says what ``--input`` is
+        for this command (None: the command takes no ``--input``).
+        """
+        listed = f"{help} (the default)" if name == self.default_command else help
+        command = self._commands.add_parser(name, help=listed, description=description or help)
+        return add_common_args(command, input_help)
+
+    def parse_known_args(self, args=None, namespace=None):
+        args = list(sys.argv[1:] if args is None else args)
+        if not args or (args[0].startswith("-") and args[0] not in ("-h", "--help")):
+            args.insert(0, self.default_command)
+        return super().parse_known_args(args, namespace)
+
+    def format_help(self) -> str:
+        # argparse's own layout, with the common flags between the commands and the epilog
+        formatter = self._get_formatter()
+        formatter.add_usage(self.usage, self._actions, self._mutually_exclusive_groups)
+        formatter.add_text(self.description)
+        for group in self._action_groups:
+            formatter.start_section(group.title)
+            formatter.add_text(group.description)
+            formatter.add_arguments(group._group_actions)
+            formatter.end_section()
+        common = add_common_args(
+            argparse.ArgumentParser(add_help=False),
+            "what the command reads (see COMMAND --help)",
+        )
+        for group in common._action_groups[2:]:
+            formatter.start_section(group.title)
+            formatter.add_arguments(group._group_actions)
+            formatter.end_section()
+        formatter.add_text(self.epilog)
+        return formatter.format_help()
+
+
+def app_parser(app: str, description: str, default: str) -> AppParser:
+    """The parser of ``python -m sparkzoo.apps.<app>``; add its subcommands with
+    :meth:`AppParser.add_command`. ``default`` is the subcommand that runs when none is named."""
+    return AppParser(app, description, default)
+
+
+def check_paths(args: argparse.Namespace) -> None:
+    """Refuse, before any work, an ``--input`` that does not exist (local or HDFS; other URIs
+    are left to Spark) and an existing ``--output`` without ``--overwrite``."""
+    source = getattr(args, "input", None)
+    if source and urlparse(source).scheme in ("", "file", "hdfs") and not fs.exists(source):
+        raise FileNotFoundError(f"--input {source!r} does not exist")
+    output = getattr(args, "output", None)
+    if output:
+        refuse_existing(output, getattr(args, "overwrite", False))
+
+
+def refuse_existing(output: str, overwrite: bool) -> None:
+    """FileExistsError when ``output`` exists and ``overwrite`` is not set."""
+    if not overwrite and fs.exists(output):
+        raise FileExistsError(
+            f"output {output!r} already exists: choose another --output or pass --overwrite"
+        )
+
+
+def run_app(
+    parser: AppParser,
+    commands: Mapping[str, Command],
+    argv: Sequence[str] | None = None,
+    errors: tuple[type[BaseException], ...] = (),
+) -> int:
+    """Parse ``argv`` (None: the program's arguments) and run the named command,
+    ``commands[name](args)``; return the exit status.
+
+    - 0 when the command succeeded (it returns None or 0), its own status otherwise;
+    - 2 on a usage error (argparse prints it) and on bad input: a ``ValueError``, an
+      ``OSError`` (a missing or existing file, an unreachable HDFS) or one of ``errors``,
+      printed as ``<prog> <command>: error: <message>`` on stderr. ``--input`` must exist and
+      ``--output`` must not (unless ``--overwrite``) before the command starts; the command
+      writes through :class:`StagedOutput`, so a failed run leaves nothing at ``--output``.
+
+    A SparkSession the command started is stopped at the end; one that was running before
+    (a notebook, the tests) is left running.
+
+    With ``argv=None`` this is the program itself (``python -m`` or ``spark-submit``): an
+    unexpected exception is printed and gives status 1, and under ``spark-submit`` the driver
+    JVM is ended with the status. After a barrier stage (every training run) the JVM keeps
+    Spark's non-daemon "Barrier task timer" thread, so ``spark-submit`` would otherwise never
+    return (``System.exit`` still runs Spark's shutdown hooks).
+    """
+    if set(commands) != set(parser.commands):
+        raise ValueError(f"commands {sorted(commands)} != the parser's {sorted(parser.commands)}")
+    program = argv is None
+    try:
+        code = _run_command(parser, commands, argv, errors)
+    except BaseException:
+        if not program:
+            raise
+        traceback.print_exc()
+        code = 1
+    if program:
+        sys.stdout.flush()
+        sys.stderr.flush()
+        _end_spark_submit(code)
+    return code
+
+
+def _run_command(
+    parser: AppParser,
+    commands: Mapping[str, Command],
+    argv: Sequence[str] | None,
+    errors: tuple[type[BaseException], ...],
+) -> int:
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as exc:  # --help, or a usage error argparse has printed
+        return exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 2)
+    owned = _active_spark() is None
+    try:
+        check_paths(args)
+        code = commands[args.command](args)
+    except (ValueError, OSError, *errors) as exc:
+        print(f"{parser.prog} {args.command}: error: {exc}", file=sys.stderr)
+        return 2
+    finally:
+        active = _active_spark()
+        if owned and active is not None:
+            active.stop()
+    return 0 if code is None else int(code)
+
+
+def _active_spark():
+    """The active SparkSession, or None (without importing pyspark when nothing has)."""
+    if "pyspark.sql" not in sys.modules:
+        return None
+    from pyspark.sql import SparkSession
+
+    return SparkSession.getActiveSession()
+
+
+def _end_spark_submit(code: int) -> None:
+    """Under ``spark-submit`` (the driver JVM launched this Python process), end the JVM with
+    ``code``."""
+    if not os.environ.get("PYSPARK_GATEWAY_PORT"):  # set only when a JVM launched this process
+        return
+    from pyspark import SparkContext
+
+    gateway = SparkContext._gateway
+    if gateway is not None:
+        with contextlib.suppress(Exception):  # the JVM goes away mid-call, as asked
+            gateway.jvm.java.lang.System.exit(code)
 
 
 def start_spark(args: argparse.Namespace, app: str):
@@ -103,36 +329,6 @@ def sample(df, rate: float, seed: int = 0):
     if hasattr(df, "rdd"):
         return df.sample(fraction=rate, seed=seed)
     return df.sample(frac=rate, random_state=seed)
-
-
-def run_cli(main: Callable[[], int]) -> NoReturn:
-    """Run an app's ``main()`` as a program (``python -m`` or ``spark-submit``) and exit with
-    its code.
-
-    Under ``spark-submit`` the driver JVM launched this Python process, and after a barrier
-    stage (every training run) the JVM keeps Spark's non-daemon "Barrier task timer" thread:
-    ``spark-submit`` would never return once the app has finished. So there the JVM is ended
-    with the app's exit code (``System.exit`` still runs Spark's shutdown hooks).
-    """
-    try:
-        code = main()
-    except SystemExit as exc:
-        code = exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
-    except BaseException:
-        import traceback
-
-        traceback.print_exc()
-        code = 1
-    sys.stdout.flush()
-    sys.stderr.flush()
-    if os.environ.get("PYSPARK_GATEWAY_PORT"):  # set only when a JVM launched this process
-        from pyspark import SparkContext
-
-        gateway = SparkContext._gateway
-        if gateway is not None:
-            with contextlib.suppress(Exception):  # the JVM goes away mid-call, as asked
-                gateway.jvm.java.lang.System.exit(code)
-    sys.exit(code)
 
 
 # ---- atomic output folder ---------------------------------------------------------------------
@@ -159,11 +355,7 @@ class StagedOutput:
         self.started = time.time()
 
     def __enter__(self) -> StagedOutput:
-        if fs.exists(self.output) and not self.overwrite:
-            raise FileExistsError(
-                f"output {self.output!r} already exists: choose another --output or pass "
-                "--overwrite"
-            )
+        refuse_existing(self.output, self.overwrite)
         try:
             fs.makedirs(self.stage)
         except OSError as exc:

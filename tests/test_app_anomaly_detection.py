@@ -1,5 +1,6 @@
 """apps/anomaly_detection: pipeline functions on tiny inputs, the CLI end to end on Spark (local
-and hdfs:// output), the notebook and submit.sh."""
+and hdfs:// output). Its --help, bad input, notebook and submit.sh: tests/test_apps_contract.py
+with apps/anomaly_detection/contract.json."""
 
 from __future__ import annotations
 
@@ -11,9 +12,7 @@ import pandas as pd
 import pytest
 
 from sparkzoo.apps.anomaly_detection import pipeline
-from sparkzoo.apps.anomaly_detection.__main__ import main
-
-from conftest import run_submit
+from sparkzoo.apps.anomaly_detection.__main__ import MODELS, main
 
 # A short CLI run: 30 % of Taylor (1,210 points), small windows and LSTM, one epoch.
 TINY = ["--sample-rate", "0.3", "--epochs", "1", "--window", "24", "--units", "8,4",
@@ -186,22 +185,16 @@ def test_plot_detections_draws_the_series_and_the_error():
     assert len(top.lines[0].get_xdata()) == 200 and bottom.get_yscale() == "log"
 
 
+def test_cli_model_choices_are_the_pipelines():
+    assert pipeline.MODELS == MODELS
+
+
 def test_windows_too_short_are_refused_before_spark():
     frame = _frame_with_spikes(60)
     with pytest.raises(ValueError, match="training part has 30 points, too few for windows of 24"):
         pipeline.spark_windows(None, frame, window=24)
     with pytest.raises(ValueError, match="unknown model 'arima'"):
         pipeline.spark_windows(None, frame, window=4, model="arima")
-
-
-def test_cli_refuses_bad_input_before_starting_spark(tmp_path, capsys):
-    out = tmp_path / "out"
-    assert main(["--input", str(tmp_path / "missing.csv"), "--output", str(out)]) == 2
-    assert "missing.csv" in capsys.readouterr().err and not out.exists()
-    assert main(["--labels", "l.json", "--output", str(out)]) == 2
-    assert "--labels needs --input" in capsys.readouterr().err and not out.exists()
-    assert main(["--series", "nope", "--output", str(out)]) == 2
-    assert "unknown series 'nope'" in capsys.readouterr().err and not out.exists()
 
 
 # ---- spark: the CLI end to end ----------------------------------------------------------------
@@ -268,36 +261,3 @@ def test_cli_autoencoder_writes_to_hdfs(spark, hdfs):
     _check_output(spark, out, "lstm_autoencoder")
     # The autoencoder scores every point (each is in some window), not only those after one.
     assert spark.read.parquet(fs.join(out, "points")).count() == 1210
-
-
-# ---- slow: notebook and spark-submit ----------------------------------------------------------
-
-
-@pytest.mark.slow
-def test_notebook_runs(tmp_path):
-    from sparkzoo.apps.common import read_metrics, run_notebook
-
-    out = tmp_path / "nb"
-    notebook = run_notebook(
-        "anomaly_detection",
-        env={
-            "SPARKZOO_MASTER": "local[2]",
-            "SPARKZOO_SAMPLE_RATE": "0.2",
-            "SPARKZOO_OUTPUT": str(out),
-            "SPARKZOO_EPOCHS": "1",
-        },
-    )
-    assert read_metrics(str(out))["metrics"]["points"] == 806
-    images = [
-        o for c in notebook.cells for o in c.get("outputs", []) if "image/png" in o.get("data", {})
-    ]
-    assert images, "the notebook shows no plot"
-
-
-@pytest.mark.slow
-def test_submit_script(tmp_path):
-    out = tmp_path / "submitted"
-    # the last --sample-rate wins: 806 points
-    args = [a for a in TINY if a not in ("--master", "local[2]")]
-    record = run_submit("anomaly_detection", out, *args, "--sample-rate", "0.2")
-    assert record["metrics"]["points"] == 806 and record["args"]["epochs"] == 1

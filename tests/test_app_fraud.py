@@ -1,6 +1,7 @@
 """The fraud app: past-window features without look-ahead, the time split, the imbalance and
 threshold helpers, the CLI end to end (train, then score new transactions), bad input,
-HDFS output, the notebook and spark-submit."""
+HDFS output. Its --help, notebook and spark-submit: tests/test_apps_contract.py with
+apps/fraud/contract.json."""
 
 from __future__ import annotations
 
@@ -12,8 +13,6 @@ import pandas as pd
 import pytest
 
 from sparkzoo.apps.fraud import pipeline as fp
-
-from conftest import run_submit
 
 # A small synthetic run: 1000 customers x 0.06, 30 days, 5% fraud (about 3,800 rows).
 SMALL = ["--sample-rate", "0.06", "--fraud-rate", "0.05", "--epochs", "1", "--batch-size", "64"]
@@ -339,33 +338,3 @@ def test_cli_writes_to_hdfs(spark, hdfs):
     )
     fitted, prep = fp.load_model(fs.join(output, "model"))
     assert prep.layout == "transactions" and len(fitted.input_shapes) == 1
-
-
-# ---- slow: the notebook and spark-submit -------------------------------------------------------
-
-
-@pytest.mark.slow
-def test_notebook_runs(tmp_path):
-    from sparkzoo.apps.common import read_metrics, run_notebook
-
-    output = tmp_path / "nb"
-    env = {
-        "SPARKZOO_MASTER": "local[2]",
-        "SPARKZOO_SAMPLE_RATE": "0.06",
-        "SPARKZOO_OUTPUT": str(output),
-        "SPARKZOO_EPOCHS": "1",
-        "SPARKZOO_FRAUD_RATE": "0.05",
-    }
-    notebook = run_notebook("fraud", env=env, timeout=600)
-    outputs = [o for c in notebook.cells for o in c.get("outputs", [])]
-    assert "AUPRC" in "".join(o.get("text", "") for o in outputs)
-    assert any("image/png" in o.get("data", {}) for o in outputs)
-    metrics = read_metrics(str(output))["metrics"]
-    assert set(metrics["auprc"]) == {"tabular_mlp", "hist_gradient_boosting", "logistic_regression"}
-
-
-@pytest.mark.slow
-def test_submit_script(tmp_path):
-    output = tmp_path / "submitted"
-    metrics = run_submit("fraud", output, *SMALL)["metrics"]
-    assert metrics["rows"]["test"] > 0 and (output / "scored_test").is_dir()

@@ -1,4 +1,5 @@
-"""apps/object_detection: the detect -> crop -> embed pipeline, its subcommands and its CLI.
+"""apps/object_detection: the detect -> crop -> embed pipeline, its subcommands and its CLI (its
+--help, bad input, notebook and submit.sh: tests/test_apps_contract.py with its contract.json).
 
 Inputs are the COMPOSED detection scenes (real MNIST digits on real photographs) that the
 detector cards were measured on, and real scikit-image photos for the face detector.
@@ -16,9 +17,7 @@ import pytest
 
 from sparkzoo.apps.common import read_metrics
 from sparkzoo.apps.object_detection import pipeline as p
-from sparkzoo.apps.object_detection.__main__ import main, parse
-
-from conftest import run_submit
+from sparkzoo.apps.object_detection.__main__ import DETECTORS, build_parser, main
 
 # ---- fast unit tests ----------------------------------------------------------------------------
 
@@ -100,19 +99,12 @@ def test_search_ranks_by_hamming_and_cosine():
 
 
 def test_parse_defaults_to_run():
+    parse = build_parser().parse_args
     args = parse(["--output", "out"])
     assert args.command == "run" and args.detector == "ssd_lite.scenes" and args.keep == "top"
     assert parse(["run", "--output", "o", "--code-model", "none"]).code_model is None
     assert parse(["search", "--output", "o", "--query", "q.png", "-k", "3"]).top_k == 3
-
-
-def test_subcommands_report_bad_input(tmp_path, capsys):
-    assert main(["search", "--output", str(tmp_path / "o"), "--query", "q.png"]) == 2
-    assert "--input (the output folder of a run) is required" in capsys.readouterr().err
-    missing = str(tmp_path / "nothing")
-    assert main(["visualise", "--input", missing, "--output", str(tmp_path / "o")]) == 2
-    assert "is not the output of a run" in capsys.readouterr().err
-    assert not (tmp_path / "o").exists()
+    assert p.DETECTORS == DETECTORS  # the --detector choices
 
 
 def test_scenes_ground_truth_and_map(tmp_path, monkeypatch):
@@ -314,29 +306,3 @@ def test_run_reads_and_writes_hdfs(spark, hdfs, tmp_path):
     assert features.count() == metrics["kept_objects"]
     assert features.first().path.startswith("hdfs://")
     assert fs.exists(f"{output}/previews.png")
-
-
-# ---- slow: notebook and spark-submit ------------------------------------------------------------
-
-
-@pytest.mark.slow
-def test_notebook_runs(tmp_path):
-    from sparkzoo.apps.common import run_notebook
-
-    out = tmp_path / "nb"
-    env = {
-        "SPARKZOO_MASTER": "local[2]",
-        "SPARKZOO_SAMPLE_RATE": "0.03",
-        "SPARKZOO_OUTPUT": str(out),
-    }
-    run_notebook("object_detection", env=env, timeout=600)
-    metrics = read_metrics(str(out))["metrics"]
-    assert metrics["images"] >= 1 and metrics["map50"] is not None
-
-
-@pytest.mark.slow
-def test_submit_script(tmp_path):
-    folder = p.materialise_scenes(str(tmp_path / "scenes"), n=4)
-    out = tmp_path / "submitted"
-    metrics = run_submit("object_detection", out, "--input", folder, "--previews", "0")
-    assert metrics["metrics"]["images"] == 4

@@ -1,5 +1,6 @@
 """apps/recommendation: MovieLens -> NCF / Wide & Deep on the distributed trainer -> HR@10 next
-to ALS and popularity -> top-k Parquet."""
+to ALS and popularity -> top-k Parquet. Its --help, bad input, notebook and submit.sh:
+tests/test_apps_contract.py with apps/recommendation/contract.json."""
 
 from __future__ import annotations
 
@@ -7,11 +8,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from sparkzoo.apps.common import read_metrics, run_notebook
+from sparkzoo.apps.common import read_metrics
 from sparkzoo.apps.recommendation import pipeline
-from sparkzoo.apps.recommendation.__main__ import main
-
-from conftest import run_submit
+from sparkzoo.apps.recommendation.__main__ import MODELS, TOP_K, main
 
 
 def tiny_data(users: int = 6, items: int = 400, per_user: int = 30, seed: int = 0):
@@ -120,16 +119,8 @@ def test_top_k_skips_seen_movies_and_ranks_by_score():
     assert list(top[top.user_id == 100]["item_id"]) == list(ids.item_ids[np.argsort(-expected)[:5]])
 
 
-def test_a_malformed_ratings_file_fails_by_line_and_leaves_no_output(tmp_path):
-    bad = tmp_path / "ratings.csv"
-    bad.write_text("userId,movieId,rating,timestamp\n1,10,4.0,100\n1,abc,3.0,101\n")
-    out = tmp_path / "out"
-    with pytest.raises(ValueError, match="line 3"):
-        main(["--input", str(bad), "--output", str(out)])
-    assert not out.exists()
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["ratings.csv"]
-    with pytest.raises(FileNotFoundError, match="does not exist"):
-        main(["--input", str(tmp_path / "nope.csv"), "--output", str(out)])
+def test_cli_choices_are_the_pipelines():
+    assert (pipeline.MODELS, pipeline.TOP_K) == (MODELS, TOP_K)
 
 
 def _check_run(metrics: dict, recommendations: pd.DataFrame, top_k: int) -> None:
@@ -181,24 +172,3 @@ def test_cli_wide_deep_writes_to_hdfs(spark, hdfs):
     assert metrics["metrics"]["model"] == "wide_deep"
     recommendations = spark.read.parquet(f"{target}/recommendations").toPandas()
     _check_run(metrics, recommendations, 10)
-
-
-@pytest.mark.slow
-def test_notebook_runs(tmp_path):
-    run_notebook(
-        "recommendation",
-        env={
-            "SPARKZOO_MASTER": "local[2]",
-            "SPARKZOO_SAMPLE_RATE": "0.05",
-            "SPARKZOO_ROUNDS": "1",
-            "SPARKZOO_OUTPUT": str(tmp_path),
-        },
-    )
-    assert len(pd.read_parquet(tmp_path / "recommendations")) > 0
-
-
-@pytest.mark.slow
-def test_submit_script_runs(tmp_path):
-    out = tmp_path / "out"
-    metrics = run_submit("recommendation", out, "--sample-rate", "0.05", "--rounds", "1")
-    assert metrics["metrics"]["test_users"] > 0

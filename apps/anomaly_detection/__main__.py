@@ -13,15 +13,24 @@ is_anomaly, the baselines' scores and flags, label), ``detections.png``, ``metri
 
 from __future__ import annotations
 
+import argparse
 import sys
 import time
 
-from sparkzoo.apps.common import StagedOutput, app_parser, run_cli, start_spark
+from sparkzoo.apps.common import AppParser, StagedOutput, app_parser, run_app, start_spark
+
+APP = "anomaly_detection"
+MODELS = ("lstm_forecaster", "lstm_autoencoder")  # pipeline.MODELS (a test checks they agree)
+
+
+def _pipeline():
+    """The anomaly pipeline (Spark, TensorFlow), imported when a command runs, not for --help."""
+    from sparkzoo.apps.anomaly_detection import pipeline
+
+    return pipeline
 
 
 def _units(text: str) -> tuple[int, ...]:
-    import argparse
-
     try:
         units = tuple(int(u) for u in text.split(","))
     except ValueError:
@@ -31,76 +40,86 @@ def _units(text: str) -> tuple[int, ...]:
     return units
 
 
-def parser():
-    from sparkzoo.apps.anomaly_detection.pipeline import MODELS
-
-    p = app_parser(
-        "anomaly_detection",
-        "LSTM anomaly detection on a time series, trained on Spark with Horovod, measured "
-        "against a rolling z-score and IsolationForest",
+def build_parser() -> AppParser:
+    parser = app_parser(
+        APP,
+        "Anomaly detection on a time series: an LSTM trained on Spark with Horovod flags the "
+        "points it forecasts badly, measured against a rolling z-score and IsolationForest.",
+        default="run",
+    )
+    run = parser.add_command(
+        "run",
+        "train the LSTM on the first part of the series and flag anomalies in the rest",
         "a NAB-format CSV (timestamp,value); default: the packaged series named by --series "
         "with injected (synthetic, labelled) anomalies",
+        description="Train an LSTM on the first part of a time series with Horovod workers, "
+        "flag the points whose error passes the training part's quantile, and score the "
+        "held-out part against a rolling z-score and IsolationForest thresholded the same way. "
+        "Writes points/ (Parquet), detections.png and metrics.json under --output.",
     )
-    p.add_argument("--series", default="taylor",
-                   help="packaged real series when --input is not given (default taylor; "
-                   "see sparkzoo.datasets.list_time_series())")  # fmt: skip
-    p.add_argument("--labels", default=None,
-                   help="NAB labels JSON for --input (combined_windows.json or "
-                   "combined_labels.json)")  # fmt: skip
-    p.add_argument("--labels-key", default=None,
-                   help="the entry in --labels, e.g. realKnownCause/nyc_taxi.csv")  # fmt: skip
-    p.add_argument("--anomalies", type=int, default=16,
-                   help="anomalies to inject into a packaged series (default 16)")  # fmt: skip
-    p.add_argument("--magnitude", type=float, default=1.0,
-                   help="size of the injected anomalies, x the series' typical step")  # fmt: skip
-    p.add_argument("--model", choices=MODELS, default="lstm_forecaster")
-    p.add_argument("--window", type=int, default=48, help="points per window (default 48)")
-    p.add_argument("--units", type=_units, default=(32, 16), help="LSTM sizes (default 32,16)")
-    p.add_argument("--train-fraction", type=float, default=0.5,
-                   help="first share of the series used for training and the threshold")  # fmt: skip
-    p.add_argument("--quantile", type=float, default=0.99,
-                   help="threshold: this quantile of each detector's training scores")  # fmt: skip
-    p.add_argument("--inject-into", choices=("test", "all"), default="test",
-                   help="packaged series: inject anomalies into the held-out part only "
-                   "(default; the training history stays normal) or all of it")  # fmt: skip
-    p.add_argument("--workers", type=int, default=2, help="Horovod ranks (default 2)")
-    p.add_argument("--epochs", type=int, default=10)
-    p.add_argument("--batch-size", type=int, default=32, help="batch per worker (default 32)")
-    p.add_argument("--tracking-uri", default=None, help="MLflow tracking URI (default: none)")
-    return p
+    run.add_argument("--series", default="taylor",
+                     help="packaged real series to use when --input is not given (default "
+                     "taylor; see sparkzoo.datasets.list_time_series())")  # fmt: skip
+    run.add_argument("--labels", default=None,
+                     help="NAB labels JSON for --input (combined_windows.json or "
+                     "combined_labels.json)")  # fmt: skip
+    run.add_argument("--labels-key", default=None,
+                     help="the entry in --labels, e.g. realKnownCause/nyc_taxi.csv")  # fmt: skip
+    run.add_argument("--anomalies", type=int, default=16,
+                     help="anomalies to inject into a packaged series (default 16)")  # fmt: skip
+    run.add_argument("--magnitude", type=float, default=1.0,
+                     help="size of the injected anomalies, in typical steps of the series "
+                     "(default 1.0)")  # fmt: skip
+    run.add_argument("--model", choices=MODELS, default="lstm_forecaster",
+                     help="lstm_forecaster scores each point by how badly it is predicted "
+                     "from the window before it, lstm_autoencoder by how badly the windows "
+                     "holding it are reconstructed (default lstm_forecaster)")  # fmt: skip
+    run.add_argument("--window", type=int, default=48, help="points per window (default 48)")
+    run.add_argument("--units", type=_units, default=(32, 16),
+                     help="sizes of the LSTM layers (default 32,16)")  # fmt: skip
+    run.add_argument("--train-fraction", type=float, default=0.5,
+                     help="share of the series, from its start, used for training and the "
+                     "threshold (default 0.5)")  # fmt: skip
+    run.add_argument("--quantile", type=float, default=0.99,
+                     help="threshold: this quantile of each detector's scores on the training "
+                     "part (default 0.99)")  # fmt: skip
+    run.add_argument("--inject-into", choices=("test", "all"), default="test",
+                     help="packaged series: inject anomalies into the held-out part only "
+                     "(default; the training history stays normal) or all of it")  # fmt: skip
+    run.add_argument("--workers", type=int, default=2,
+                     help="training processes (Horovod ranks, default 2)")  # fmt: skip
+    run.add_argument("--epochs", type=int, default=10,
+                     help="passes over the training windows (default 10)")  # fmt: skip
+    run.add_argument("--batch-size", type=int, default=32,
+                     help="windows per batch per worker (default 32)")  # fmt: skip
+    run.add_argument("--tracking-uri", default=None,
+                     help="MLflow tracking URI to log the run to (default: none)")  # fmt: skip
+    return parser
 
 
 def main(argv: list[str] | None = None) -> int:
-    from sparkzoo.apps.anomaly_detection import pipeline
+    return run_app(build_parser(), {"run": run}, argv)
 
-    args = parser().parse_args(argv)
+
+def run(args: argparse.Namespace) -> int:
+    pipeline = _pipeline()
     if args.input is None and args.labels is not None:
-        print("error: --labels needs --input (a NAB CSV)", file=sys.stderr)
-        return 2
-    try:
-        if args.input is not None:
-            frame = pipeline.load_nab(args.input, args.labels, args.labels_key, args.sample_rate)
-            name, labels_kind = args.input, "NAB labels" if args.labels else "none"
-        else:
-            frame = pipeline.load_packaged(
-                args.series,
-                args.anomalies,
-                args.seed,
-                args.magnitude,
-                args.sample_rate,
-                clean_fraction=args.train_fraction if args.inject_into == "test" else 0.0,
-            )
-            name, labels_kind = args.series, "injected (synthetic)"
-    except (OSError, ValueError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
+        raise ValueError("--labels needs --input (a NAB CSV)")
+    if args.input is not None:
+        frame = pipeline.load_nab(args.input, args.labels, args.labels_key, args.sample_rate)
+        name, labels_kind = args.input, "NAB labels" if args.labels else "none"
+    else:
+        frame = pipeline.load_packaged(
+            args.series,
+            args.anomalies,
+            args.seed,
+            args.magnitude,
+            args.sample_rate,
+            clean_fraction=args.train_fraction if args.inject_into == "test" else 0.0,
+        )
+        name, labels_kind = args.series, "injected (synthetic)"
 
-    from pyspark.sql import SparkSession
-
-    # A session this run starts is stopped at the end (spark-submit otherwise lingers on exit);
-    # one that was already running (a notebook, the tests) is left running.
-    owned = SparkSession.getActiveSession() is None
-    spark = start_spark(args, "anomaly_detection")
+    spark = start_spark(args, APP)
     print(
         f"{name}: {len(frame):,} points, labels: {labels_kind}"
         + (
@@ -109,56 +128,47 @@ def main(argv: list[str] | None = None) -> int:
             else ""
         )
     )
-    try:
-        with StagedOutput(args.output, args.overwrite) as out:
-            windows = pipeline.spark_windows(
-                spark, frame, args.window, args.model, args.train_fraction
-            )
-            train_rows = windows.parts["train"]["rows"]
-            print(f"windows of {args.window} on Spark; training part: {train_rows:,} points")
-            print(f"training {args.model} on {args.workers} Horovod workers, {args.epochs} epochs")
-            fitted = pipeline.train_detector(
-                windows, args.model, args.units, args.epochs, args.workers, args.batch_size,
-                seed=args.seed, tracking_uri=args.tracking_uri,
-            )  # fmt: skip
-            print("scoring every window on Spark")
-            started = time.perf_counter()
-            errors = pipeline.point_errors(fitted, windows, args.model)
-            score_s = time.perf_counter() - started
-            result = pipeline.detect(
-                frame, errors, train_rows, args.window, args.quantile, windows.scaler, args.seed
-            )
-            windows.unpersist()
-            spark.createDataFrame(result.points, pipeline.POINTS_SCHEMA).write.parquet(
-                out.path("points")
-            )
-            title = f"{name}, {labels_kind} anomalies, {args.model}"
-            out.save_figure("detections.png", pipeline.plot_detections(frame, result, title))
-            figures = {
-                "series": name,
-                "labels": labels_kind,
-                "points": len(frame),
-                "model": args.model,
-                "train_points": train_rows,
-                "threshold_policy": f"quantile {args.quantile} of each detector's scores on "
-                "the training part (labels unused)",
-                "thresholds": result.thresholds,
-                **result.evaluated,
-                "flagged_held_out": int(
-                    result.points.loc[result.points["part"] == "test", "is_anomaly"].sum()
-                ),
-                "fit_s": round(fitted.summary["fit_s"], 1),
-                "score_s": round(score_s, 1),
-                "final_loss": _final_loss(fitted),
-                **{f"{name}_{k}": v for name, m in result.metrics.items() for k, v in m.items()},
-            }
-            record = out.write_metrics("anomaly_detection", args, figures)
-    except (OSError, ValueError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
-    finally:
-        if owned:
-            spark.stop()
+    with StagedOutput(args.output, args.overwrite) as out:
+        windows = pipeline.spark_windows(spark, frame, args.window, args.model, args.train_fraction)
+        train_rows = windows.parts["train"]["rows"]
+        print(f"windows of {args.window} on Spark; training part: {train_rows:,} points")
+        print(f"training {args.model} on {args.workers} Horovod workers, {args.epochs} epochs")
+        fitted = pipeline.train_detector(
+            windows, args.model, args.units, args.epochs, args.workers, args.batch_size,
+            seed=args.seed, tracking_uri=args.tracking_uri,
+        )  # fmt: skip
+        print("scoring every window on Spark")
+        started = time.perf_counter()
+        errors = pipeline.point_errors(fitted, windows, args.model)
+        score_s = time.perf_counter() - started
+        result = pipeline.detect(
+            frame, errors, train_rows, args.window, args.quantile, windows.scaler, args.seed
+        )
+        windows.unpersist()
+        spark.createDataFrame(result.points, pipeline.POINTS_SCHEMA).write.parquet(
+            out.path("points")
+        )
+        title = f"{name}, {labels_kind} anomalies, {args.model}"
+        out.save_figure("detections.png", pipeline.plot_detections(frame, result, title))
+        figures = {
+            "series": name,
+            "labels": labels_kind,
+            "points": len(frame),
+            "model": args.model,
+            "train_points": train_rows,
+            "threshold_policy": f"quantile {args.quantile} of each detector's scores on "
+            "the training part (labels unused)",
+            "thresholds": result.thresholds,
+            **result.evaluated,
+            "flagged_held_out": int(
+                result.points.loc[result.points["part"] == "test", "is_anomaly"].sum()
+            ),
+            "fit_s": round(fitted.summary["fit_s"], 1),
+            "score_s": round(score_s, 1),
+            "final_loss": _final_loss(fitted),
+            **{f"{name}_{k}": v for name, m in result.metrics.items() for k, v in m.items()},
+        }
+        record = out.write_metrics(APP, args, figures)
     _summary(record, result, args.output)
     return 0
 
@@ -185,4 +195,4 @@ def _summary(record: dict, result, output: str) -> None:
 
 
 if __name__ == "__main__":
-    run_cli(main)
+    sys.exit(main())

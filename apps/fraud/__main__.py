@@ -14,99 +14,115 @@ import argparse
 import sys
 import time
 
-from sparkzoo.apps.common import StagedOutput, add_common_args, app_parser, run_cli, start_spark
-from sparkzoo.apps.fraud import pipeline as fp
+from sparkzoo.apps.common import AppParser, StagedOutput, app_parser, run_app, start_spark
 
-INPUT_HELP = (
-    "transactions to train on: a Kaggle credit-card CSV (Time, V1..V28, Amount, Class) or a "
-    "transactions CSV/Parquet (timestamp, customer_id, merchant_id, merchant_category, type, "
-    "amount, is_fraud); default: the SYNTHETIC PaySim-like generator"
-)
+APP = "fraud"
 
 
-def _train_parser() -> argparse.ArgumentParser:
+def _pipeline():
+    """The fraud pipeline (Spark, TensorFlow), imported when a command runs, not for --help."""
+    from sparkzoo.apps.fraud import pipeline
+
+    return pipeline
+
+
+def build_parser() -> AppParser:
     parser = app_parser(
-        "fraud", "Train and evaluate fraud detection (tabular MLP vs scikit-learn)", INPUT_HELP
+        APP,
+        "Fraud detection on payment transactions: train a model on Spark and Horovod and "
+        "measure it against scikit-learn, then score new transactions in batch.",
+        default="train",
     )
-    parser.add_argument("--customers", type=int, default=1000, help="generator: accounts")
-    parser.add_argument("--days", type=int, default=30, help="generator: days of activity")
-    parser.add_argument(
-        "--fraud-rate", type=float, default=0.01, help="generator: share of fraud (0.01)"
+    train = parser.add_command(
+        "train",
+        "train the fraud model and evaluate it on the latest transactions",
+        "transactions to train on: a Kaggle credit-card CSV (Time, V1..V28, Amount, Class) or "
+        "a transactions CSV/Parquet (timestamp, customer_id, merchant_id, merchant_category, "
+        "type, amount, is_fraud); default: the SYNTHETIC PaySim-like generator",
+        description="Train a tabular MLP on past-window features of the transactions with "
+        "Horovod workers, next to scikit-learn baselines, and evaluate all of them on the "
+        "latest transactions. Writes scored_test/ (Parquet), model/, pr_curve.png and "
+        "metrics.json under --output.",
     )
-    parser.add_argument("--workers", type=int, default=2, help="Horovod ranks (default 2)")
-    parser.add_argument("--epochs", type=int, default=8)
-    parser.add_argument("--batch-size", type=int, default=256, help="per worker")
-    parser.add_argument("--learning-rate", type=float, default=1e-3)
-    parser.add_argument(
-        "--hidden", type=int, nargs="+", default=[64, 32], help="hidden layer sizes"
+    train.add_argument(
+        "--customers", type=int, default=1000, help="generator: accounts (default 1000)"
     )
-    parser.add_argument(
+    train.add_argument(
+        "--days", type=int, default=30, help="generator: days of activity (default 30)"
+    )
+    train.add_argument(
+        "--fraud-rate",
+        type=float,
+        default=0.01,
+        help="generator: share of fraudulent transactions (default 0.01)",
+    )
+    train.add_argument(
+        "--workers", type=int, default=2, help="training processes (Horovod ranks, default 2)"
+    )
+    train.add_argument(
+        "--epochs", type=int, default=8, help="passes over the training part (default 8)"
+    )
+    train.add_argument(
+        "--batch-size", type=int, default=256, help="rows per batch per worker (default 256)"
+    )
+    train.add_argument(
+        "--learning-rate", type=float, default=1e-3, help="Adam learning rate (default 0.001)"
+    )
+    train.add_argument(
+        "--hidden",
+        type=int,
+        nargs="+",
+        default=[64, 32],
+        help="sizes of the MLP's hidden layers (default 64 32)",
+    )
+    train.add_argument(
         "--positive-share",
         type=float,
         default=0.2,
         help="weight fraud rows of the training part up to this share of the loss (default 0.2)",
     )
-    parser.add_argument(
+    train.add_argument(
         "--split",
         type=float,
         nargs=3,
         default=[0.6, 0.2, 0.2],
         metavar=("TRAIN", "VAL", "TEST"),
-        help="time-ordered fractions (default 0.6 0.2 0.2)",
+        help="shares of the transactions, oldest first, for training, choosing the threshold "
+        "and testing (default 0.6 0.2 0.2)",
     )
-    parser.add_argument(
-        "--tracking-uri", default=None, help="MLflow tracking URI (default: no tracking)"
+    train.add_argument(
+        "--tracking-uri", default=None, help="MLflow tracking URI to log the run to (default: none)"
     )
-    return parser
 
-
-def _score_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="python -m sparkzoo.apps.fraud score",
-        description="Score new transactions in batch with a trained fraud model",
+    score = parser.add_command(
+        "score",
+        "score new transactions in batch with a trained model",
+        "the transactions to score (CSV or Parquet, in the layout the model was trained on)",
+        description="Score new transactions with the model/ folder of a training run. Writes "
+        "scores/ (Parquet with score and flag) and metrics.json under --output.",
     )
-    add_common_args(parser, "the transactions to score (CSV or Parquet, same layout as training)")
-    parser.add_argument("--model", required=True, help="the model/ folder of a training run")
-    parser.add_argument(
+    score.add_argument("--model", required=True, help="the model/ folder of a training run")
+    score.add_argument(
         "--history",
         default=None,
-        help="earlier transactions of the same accounts, so past windows see them",
+        help="earlier transactions of the same accounts, so the past-window features see them",
     )
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
-    argv = list(sys.argv[1:] if argv is None else argv)
-    if argv[:1] == ["score"]:
-        args = _score_parser().parse_args(argv[1:])
-        run = _score
-    else:
-        args = _train_parser().parse_args(argv[1:] if argv[:1] == ["train"] else argv)
-        run = _train
-    from pyspark.sql import SparkSession
-
-    # A session this run creates is stopped at the end: under spark-submit a live context
-    # keeps the driver JVM from exiting. One the caller already had (tests, notebooks) stays.
-    owned = SparkSession.getActiveSession() is None
-    try:
-        return run(args)
-    except (ValueError, FileNotFoundError, FileExistsError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
-    finally:
-        active = SparkSession.getActiveSession()
-        if owned and active is not None:
-            active.stop()
+    return run_app(build_parser(), {"train": train, "score": score}, argv)
 
 
 def _step(message: str) -> None:
     print(f"[fraud] {message}", flush=True)
 
 
-def _train(args: argparse.Namespace) -> int:
+def train(args: argparse.Namespace) -> int:
+    fp = _pipeline()
     if abs(sum(args.split) - 1.0) > 1e-6:
         raise ValueError(f"--split {args.split} must sum to 1")
-    spark = start_spark(args, "fraud")
+    spark = start_spark(args, APP)
     start = time.perf_counter()
     with StagedOutput(args.output, args.overwrite) as out:
         source = args.input or "the synthetic generator"
@@ -117,18 +133,18 @@ def _train(args: argparse.Namespace) -> int:
         raw = fp.sample_accounts(raw, args.sample_rate, args.seed)
         data = fp.prepare(raw, source)
         feats = fp.add_features(data).cache()
-        train, val, test = fp.time_split(feats, args.split)
+        train_part, val, test = fp.time_split(feats, args.split)
         counts = {
             name: part.groupBy(fp.LABEL).count().collect()
-            for name, part in (("train", train), ("validation", val), ("test", test))
+            for name, part in (("train", train_part), ("validation", val), ("test", test))
         }
         sizes = {n: {int(r[0]): int(r[1]) for r in rows} for n, rows in counts.items()}
         _step(
             f"{data.layout} layout; past-window features done; time-ordered split "
             + ", ".join(f"{n} {sum(c.values())} ({c.get(1, 0)} fraud)" for n, c in sizes.items())
         )
-        prep = fp.fit_preprocessor(train, data.layout)
-        weighted, factor = fp.with_class_weights(train, args.positive_share)
+        prep = fp.fit_preprocessor(train_part, data.layout)
+        weighted, factor = fp.with_class_weights(train_part, args.positive_share)
         _step(
             f"training tabular_mlp on {args.workers} Horovod workers, {args.epochs} epochs, "
             f"fraud rows weighted x{factor} (focal loss)"
@@ -148,7 +164,7 @@ def _train(args: argparse.Namespace) -> int:
         fit_seconds = time.perf_counter() - fit_start
 
         _step("scoring validation and test parts; fitting scikit-learn baselines")
-        result = fp.evaluate(fitted, prep, train, val, test, args.seed)
+        result = fp.evaluate(fitted, prep, train_part, val, test, args.seed)
         models, scored_test = result.models, result.scored_test
         mlp_test = models["tabular_mlp"]["test"]
 
@@ -184,6 +200,7 @@ def _train(args: argparse.Namespace) -> int:
 
 
 def _print_summary(record: dict, output: str, seconds: float) -> None:
+    fp = _pipeline()
     metrics = record["metrics"]
     print(
         f"\nfraud detection, test part ({metrics['rows']['test']} latest transactions, "
@@ -202,10 +219,11 @@ def _print_summary(record: dict, output: str, seconds: float) -> None:
     )
 
 
-def _score(args: argparse.Namespace) -> int:
+def score(args: argparse.Namespace) -> int:
+    fp = _pipeline()
     if args.input is None:
         raise ValueError("score needs --input: the transactions to score")
-    spark = start_spark(args, "fraud")
+    spark = start_spark(args, APP)
     fitted, prep = fp.load_model(args.model)
     with StagedOutput(args.output, args.overwrite) as out:
         _step(f"scoring {args.input} with {args.model} (threshold {prep.threshold:.4f})")
@@ -239,4 +257,4 @@ def _score(args: argparse.Namespace) -> int:
 
 
 if __name__ == "__main__":
-    run_cli(main)
+    sys.exit(main())

