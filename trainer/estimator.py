@@ -8,6 +8,7 @@ import sys
 import time
 from typing import Any, ClassVar
 
+import tensorflow as tf
 from pyspark.ml import Estimator
 from pyspark.ml.util import MLReadable, MLWritable
 from pyspark.sql import DataFrame
@@ -39,7 +40,7 @@ from sparkzoo.trainer.params import (
     with_accessors,
 )
 from sparkzoo.trainer.persistence import EstimatorReader, EstimatorWriter
-from sparkzoo.trainer.rank_training import TrainingPlan, keras_model_bytes, train_rank
+from sparkzoo.trainer.rank_training import TrainingPlan, keras_model_bytes
 from sparkzoo.trainer.relay import Message, print_output
 from sparkzoo.trainer.tf_launcher import run_tf_ranks
 from sparkzoo.trainer.tf_training import train_rank as tf_train_rank
@@ -399,7 +400,7 @@ class KerasEstimator(Estimator, _EstimatorParams, MLReadable, MLWritable):
         return EstimatorReader(cls)
 
     # ---- fit -------------------------------------------------------------------------------
-    def _fit(self, dataset) -> KerasModel:
+    def _fit(self, dataset: DataFrame) -> KerasModel:
         fit_start = time.perf_counter()
         spark = dataset.sparkSession
         get = self.get
@@ -414,8 +415,6 @@ class KerasEstimator(Estimator, _EstimatorParams, MLReadable, MLWritable):
         resolve_engine(get("engine"))
         num_workers = get("num_workers") or slot_count(spark)
         check_slots(spark, num_workers)
-
-        import tensorflow as tf
 
         source = get("model")
         model = source if isinstance(source, tf.keras.Model) else source()
@@ -637,6 +636,9 @@ def engine_functions(engine: str):
     """The engine's launcher and rank training function: ``(run, train_rank)``."""
     if resolve_engine(engine) == "tf":
         return run_tf_ranks, tf_train_rank
+    # Horovod is on the classic stack only: its training code loads where that engine runs.
+    from sparkzoo.trainer.horovod_training import train_rank
+
     return run_ranks, train_rank
 
 
@@ -652,6 +654,4 @@ def _optimizer_config(optimizer: Any) -> Any:
     """A picklable form of the optimizer: its name, or Keras' serialized config."""
     if isinstance(optimizer, (str, dict)):
         return optimizer
-    import tensorflow as tf
-
     return tf.keras.optimizers.serialize(optimizer)
