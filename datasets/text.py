@@ -212,7 +212,7 @@ class TextSet:
         """The DataFrame with the ``tokens`` column (after :meth:`tokenize`)."""
         return self._df
 
-    def _with(self, df, step: tuple[str, dict]) -> TextSet:
+    def _with(self, df: DataFrame, step: tuple[str, dict]) -> TextSet:
         out = TextSet.__new__(TextSet)
         out._df, out.text_col, out.tokens_col = df, self.text_col, self.tokens_col
         out._steps = [*self._steps, step]

@@ -174,7 +174,7 @@ def _split_sizes(rows: int, splits: Sequence[float]) -> list[int]:
     return [train, validation, rows - train - validation]
 
 
-def _check_columns(df, time_col: str, value_cols: Sequence[str]) -> None:
+def _check_columns(df: DataFrame, time_col: str, value_cols: Sequence[str]) -> None:
     fields = {f.name: f.dataType for f in df.schema.fields}
     for name in [time_col, *value_cols]:
         if name not in fields:
@@ -186,7 +186,7 @@ def _check_columns(df, time_col: str, value_cols: Sequence[str]) -> None:
             )
 
 
-def _numbered(df, time_col: str):
+def _numbered(df: DataFrame, time_col: str) -> DataFrame:
     """``df`` sorted by time with ``_i``: the row's position 0..n-1 (cached)."""
     # A distributed sort; then the position is the row's place within its sorted partition
     # plus the rows of the partitions before it. Cached, so both passes see the same order.

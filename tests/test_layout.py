@@ -279,7 +279,13 @@ def test_sparkzoo_help_loads_no_tensorflow():
 
 def test_package_imports_stay_cheap():
     heavy = ("tensorflow", "pyspark", "horovod", "mlflow", "cv2", "sklearn")
-    for package in ("sparkzoo.trainer", "sparkzoo.models.detection", "sparkzoo.datasets"):
+    packages = (
+        "sparkzoo.models",
+        "sparkzoo.models.detection",
+        "sparkzoo.trainer",
+        "sparkzoo.datasets",
+    )
+    for package in packages:
         assert _loaded_after(f"import {package}", heavy) == [], package
 
 

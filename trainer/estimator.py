@@ -6,7 +6,7 @@ import importlib.util
 import shutil
 import sys
 import time
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import tensorflow as tf
 from pyspark.ml import Estimator
@@ -45,6 +45,9 @@ from sparkzoo.trainer.relay import Message, print_output
 from sparkzoo.trainer.tf_launcher import run_tf_ranks
 from sparkzoo.trainer.tf_training import train_rank as tf_train_rank
 from sparkzoo.trainer.tracking import RunTracker
+
+if TYPE_CHECKING:
+    from pyspark.sql import SparkSession
 
 _VALIDATION_COLUMN = "__sparkzoo_is_validation"
 
@@ -525,7 +528,7 @@ class KerasEstimator(Estimator, _EstimatorParams, MLReadable, MLWritable):
             shutil.rmtree(fs.local_path(store), ignore_errors=True)
         return fitted
 
-    def _with_validation(self, dataset):
+    def _with_validation(self, dataset: DataFrame) -> tuple[DataFrame, str | None]:
         validation = self.get("validation")
         if validation is None:
             return dataset, None
@@ -561,7 +564,9 @@ class KerasEstimator(Estimator, _EstimatorParams, MLReadable, MLWritable):
         }
         return RunTracker(self.get("tracking_uri"), self.get("experiment_name"), run_name, logged)
 
-    def _train_with_retries(self, spark, num_workers: int, plan: TrainingPlan, df, tracker) -> dict:
+    def _train_with_retries(
+        self, spark: SparkSession, num_workers: int, plan: TrainingPlan, df: DataFrame, tracker
+    ) -> tuple[dict, dict]:
         verbose = self.get("verbose")
         retries = self.get("max_retries")
         timings: dict[str, Any] = {"samples_per_s": []}
