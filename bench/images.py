@@ -23,8 +23,13 @@ from multiprocessing.pool import ThreadPool
 
 import cv2
 import numpy as np
+import psutil  # comes with ipykernel, a sparkzoo dependency
+import skimage.data
 
 from sparkzoo.bench.common import emit, note
+from sparkzoo.datasets.images import ImageSet
+from sparkzoo.datasets.transforms import Resize
+from sparkzoo.spark import init_spark
 
 PHOTOS = ("astronaut", "coffee", "chelsea", "rocket", "immunohistochemistry", "hubble_deep_field")
 SLOTS = 2
@@ -32,8 +37,6 @@ SLOTS = 2
 
 def write_photos(folder: str, count: int, seed: int = 0) -> list[str]:
     """``count`` JPEG files cut from skimage's colour photographs (deterministic)."""
-    import skimage.data
-
     rng = np.random.default_rng(seed)
     photos = [getattr(skimage.data, name)() for name in PHOTOS]
     paths = []
@@ -63,8 +66,6 @@ def _bare_one(path: str, size: int) -> tuple[int, ...]:
 def cpu_seconds() -> float:
     """CPU seconds used so far by this process and its children (Spark's JVM, whose children
     are the Python workers), living ones included."""
-    import psutil  # comes with ipykernel, a sparkzoo dependency
-
     total = 0.0
     me = psutil.Process()
     for process in [me, *me.children(recursive=True)]:
@@ -100,10 +101,6 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--images", type=int, default=2400, help="JPEG files to decode per run")
     parser.add_argument("--size", type=int, default=224, help="resize to size x size")
     args = parser.parse_args(argv)
-
-    from sparkzoo.datasets.images import ImageSet
-    from sparkzoo.datasets.transforms import Resize
-    from sparkzoo.spark import init_spark
 
     spark = init_spark(
         f"local[{SLOTS}]", app_name="sparkzoo-bench-images", **{"spark.ui.enabled": "false"}

@@ -23,8 +23,16 @@ import os
 import tempfile
 import time
 from multiprocessing.pool import ThreadPool
+from typing import TYPE_CHECKING
 
+from sparkzoo.apps.object_detection import pipeline as p
 from sparkzoo.bench.common import emit, note
+from sparkzoo.bench.images import cpu_seconds
+from sparkzoo.datasets.images import decode_image
+from sparkzoo.spark import init_spark
+
+if TYPE_CHECKING:
+    from pyspark.sql import DataFrame
 
 SLOTS = 2
 BATCH = 32
@@ -32,16 +40,13 @@ BATCH = 32
 
 def bare_rate(paths: list[str], config, models, pool: ThreadPool) -> tuple[float, float, int]:
     """Images/s of the bare loop over ``paths`` on ``pool``, its CPU seconds, kept objects."""
-    from sparkzoo.apps.object_detection.pipeline import process_images
-    from sparkzoo.bench.images import cpu_seconds
-    from sparkzoo.datasets.images import decode_image
 
     def one_batch(batch: list[str]) -> int:
         images = []
         for path in batch:
             with open(path, "rb") as handle:
                 images.append(decode_image(handle.read()))
-        return sum(r["kept"] for rows in process_images(images, config, models) for r in rows)
+        return sum(r["kept"] for rows in p.process_images(images, config, models) for r in rows)
 
     batches = [paths[i : i + BATCH] for i in range(0, len(paths), BATCH)]
     cpu, start = cpu_seconds(), time.perf_counter()
@@ -50,14 +55,11 @@ def bare_rate(paths: list[str], config, models, pool: ThreadPool) -> tuple[float
     return len(paths) / elapsed, cpu, kept
 
 
-def spark_rate(images, config, count: int) -> tuple[float, float]:
+def spark_rate(images: DataFrame, config, count: int) -> tuple[float, float]:
     """Images/s of one Spark run of detect -> crop -> embed to a ``noop`` sink, and the CPU
     seconds of the driver, the JVM and the Python workers."""
-    from sparkzoo.apps.object_detection.pipeline import detect_frame
-    from sparkzoo.bench.images import cpu_seconds
-
     cpu, start = cpu_seconds(), time.perf_counter()
-    detect_frame(images, config).write.format("noop").mode("overwrite").save()
+    p.detect_frame(images, config).write.format("noop").mode("overwrite").save()
     elapsed, cpu = time.perf_counter() - start, cpu_seconds() - cpu
     return count / elapsed, cpu
 
@@ -68,9 +70,6 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--images", type=int, default=600, help="scenes per run")
     parser.add_argument("--detector", default="ssd_lite.scenes")
     args = parser.parse_args(argv)
-
-    from sparkzoo.apps.object_detection import pipeline as p
-    from sparkzoo.spark import init_spark
 
     # The bare loop's process: 1 TensorFlow thread per op, set before TensorFlow starts.
     p.set_tf_threads(1)

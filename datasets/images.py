@@ -35,11 +35,19 @@ from __future__ import annotations
 import math
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field, replace
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import cv2
 import numpy as np
 import pyarrow as pa
+from pyspark.sql import functions as F
+from pyspark.sql.types import (
+    ArrayType,
+    FloatType,
+    StringType,
+    StructField,
+    StructType,
+)
 
 from sparkzoo import fs
 from sparkzoo.arrow import list_array, spark_schema
@@ -50,6 +58,9 @@ from sparkzoo.datasets.transforms import (
     row_rng,
     strip_file_scheme,
 )
+
+if TYPE_CHECKING:
+    from pyspark.sql import DataFrame, SparkSession
 
 # File names Spark's glob filter keeps by default (Hadoop globs are case-sensitive).
 IMAGE_GLOB = "*.{jpg,jpeg,png,bmp,tif,tiff,webp,ppm,pgm,JPG,JPEG,PNG,BMP,TIF,TIFF,WEBP}"
@@ -370,7 +381,7 @@ class ImageSet:
         images.dropped_count()        # how many files were unreadable
     """
 
-    def __init__(self, source, plan: _Plan, classes: list[str] | None = None):
+    def __init__(self, source: DataFrame, plan: _Plan, classes: list[str] | None = None):
         self._source = source
         self._plan = plan
         self.classes = classes
@@ -379,7 +390,7 @@ class ImageSet:
     @classmethod
     def read(
         cls,
-        spark,
+        spark: SparkSession,
         path: str | Sequence[str],
         glob: str = IMAGE_GLOB,
         recursive: bool = True,
@@ -415,8 +426,6 @@ class ImageSet:
 
         Raises ``FileNotFoundError`` when no file under ``path`` matches ``glob``.
         """
-        from pyspark.sql import functions as F
-
         if fetch not in ("auto", "spark", "python"):
             raise ValueError(f"fetch must be 'auto', 'spark' or 'python', got {fetch!r}")
         paths = [path] if isinstance(path, str) else list(path)
@@ -454,7 +463,7 @@ class ImageSet:
     @classmethod
     def from_binary(
         cls,
-        df,
+        df: DataFrame,
         path_col: str = "path",
         content_col: str | None = "content",
         labels: bool | str = False,
@@ -468,8 +477,6 @@ class ImageSet:
         workers read each path themselves (see ``fetch`` of :meth:`read`). ``labels`` may name
         a string column of ``df`` holding the class; ``True`` takes the folder name from the
         path. The other arguments are those of :meth:`read`."""
-        from pyspark.sql import functions as F
-
         if on_error not in ON_ERROR:
             raise ValueError(f"on_error must be one of {ON_ERROR}, got {on_error!r}")
         if color not in COLORS:
@@ -527,8 +534,6 @@ class ImageSet:
 
     # ---- output ------------------------------------------------------------------------------
     def _schema(self, plan: _Plan):
-        from pyspark.sql.types import ArrayType, FloatType, StringType, StructField, StructType
-
         if plan.errors_only:
             return StructType(
                 [StructField("path", StringType()), StructField("error", StringType())]
@@ -551,17 +556,17 @@ class ImageSet:
         return self._source.mapInArrow(decode, self._schema(plan))
 
     @property
-    def df(self):
+    def df(self) -> DataFrame:
         """The images: ``path``, [``label``, ``label_id``], ``image`` (struct), [``error``]."""
         return self._run(self._plan)
 
-    def to_arrays(self, col: str = "features"):
+    def to_arrays(self, col: str = "features") -> DataFrame:
         """The images as a flat ``array<float>`` column ``col`` (values in the stored layout)
         instead of the ``image`` struct: the fixed-length feature column ``KerasEstimator``
         takes when every image has the same size (resize them first)."""
         return self._run(replace(self._plan, output="array", array_col=col))
 
-    def errors(self):
+    def errors(self) -> DataFrame:
         """The files that fail (to decode or to transform): a DataFrame of ``path``, ``error``.
 
         This decodes every file again (one pass of its own)."""

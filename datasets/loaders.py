@@ -28,8 +28,12 @@ from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
 from typing import TYPE_CHECKING, NamedTuple
 
+import cv2
 import numpy as np
 import pandas as pd
+import skimage.data
+from sklearn.datasets import load_digits
+from sklearn.model_selection import train_test_split
 
 from sparkzoo.datasets.readers import BOX_SCHEMA, RATINGS_SCHEMA, box_table, to_spark
 
@@ -134,8 +138,6 @@ def mnist_split_rows(test_size: int = 1000, seed: int = 0) -> tuple[np.ndarray, 
 
         train_rows, test_rows = mnist_split_rows()
     """
-    from sklearn.model_selection import train_test_split
-
     _, labels = _mnist_arrays()
     # Splitting positions gives the same rows and order as splitting the arrays themselves:
     # StratifiedShuffleSplit draws from the labels and the row count only.
@@ -186,8 +188,6 @@ def digits(
 
         frame = digits()
     """
-    from sklearn.datasets import load_digits
-
     bunch = load_digits()
     frame = _pixel_frame(bunch.data, bunch.target, 16.0 if normalize else None)
     return to_spark(frame, spark, DIGITS_SCHEMA)
@@ -297,10 +297,16 @@ class SeriesInfo:
 _R_DATA = "R data set as shipped by pmdarima (MIT); see the source cited"
 
 
-def _pmdarima(name: str) -> pd.Series:
-    from pmdarima import datasets
+def _pmdarima_datasets():
+    # pmdarima brings statsmodels and matplotlib (seconds to import) for the series below only:
+    # it loads on their first use, not with every loader.
+    import pmdarima.datasets
 
-    return getattr(datasets, f"load_{name}")(as_series=True)
+    return pmdarima.datasets
+
+
+def _pmdarima(name: str) -> pd.Series:
+    return getattr(_pmdarima_datasets(), f"load_{name}")(as_series=True)
 
 
 def _statsmodels_csv(name: str) -> pd.DataFrame:
@@ -346,9 +352,7 @@ def _load_lynx():
 
 
 def _load_msft():
-    from pmdarima.datasets import load_msft
-
-    frame = load_msft()
+    frame = _pmdarima_datasets().load_msft()
     return pd.to_datetime(frame["Date"]), frame["Close"].to_numpy()
 
 
@@ -783,8 +787,6 @@ def list_photos() -> pd.DataFrame:
 
 
 def _read_rgb(path: str) -> np.ndarray:
-    import cv2
-
     image = cv2.imread(path, cv2.IMREAD_COLOR)
     if image is None:
         raise ValueError(f"{path}: OpenCV could not decode the image")
@@ -795,8 +797,6 @@ def _read_rgb(path: str) -> np.ndarray:
 def _photo_pixels(name: str) -> np.ndarray:
     info = _PHOTOS[name]
     if info.source == "scikit-image":
-        import skimage.data
-
         image = getattr(skimage.data, name)()
     elif info.source == "scikit-learn":
         image = _read_rgb(package_file("sklearn", "datasets", "images", f"{name}.jpg"))
@@ -839,8 +839,6 @@ def photos(
 
         table = photos(["astronaut", "coffee"])
     """
-    import cv2
-
     rows = []
     for name in names or list(_PHOTOS):
         image = photo(name)

@@ -19,9 +19,14 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+import cv2
 import numpy as np
 import pandas as pd
+from sklearn.datasets import load_digits
+from sklearn.model_selection import train_test_split
 
+from sparkzoo import fs
+from sparkzoo.datasets import loaders
 from sparkzoo.datasets.readers import (
     CREDITCARD_COLUMNS,
     CREDITCARD_SCHEMA,
@@ -123,8 +128,6 @@ class Scenes:
 
             path = detection_scenes(8).to_coco("scenes/")
         """
-        from sparkzoo import fs
-
         images_dir = os.path.join(directory, "images")
         fs.makedirs(images_dir)
         height, width = self.images.shape[1:3]
@@ -160,8 +163,6 @@ class Scenes:
 
 
 def _png(image: np.ndarray) -> bytes:
-    import cv2
-
     ok, encoded = cv2.imencode(".png", cv2.cvtColor(image, cv2.COLOR_RGB2BGR))
     if not ok:
         raise ValueError("OpenCV could not encode a scene as PNG")
@@ -171,17 +172,12 @@ def _png(image: np.ndarray) -> bytes:
 def _object_pool(objects: str, subset: str) -> tuple[np.ndarray, np.ndarray]:
     """Digit images (uint8, 0 background) and labels for one subset: MNIST's train or test
     part of :func:`mnist_split` (so test scenes never show a digit seen in training)."""
-    from sparkzoo.datasets import loaders
-
     if objects == "mnist":
         images, labels = loaders._mnist_arrays()
         train_rows, test_rows = loaders.mnist_split_rows()
         rows = train_rows if subset == "train" else test_rows
         return images[rows].reshape(-1, 28, 28), labels[rows]
     if objects == "digits":
-        from sklearn.datasets import load_digits
-        from sklearn.model_selection import train_test_split
-
         bunch = load_digits()
         rows = train_test_split(
             np.arange(len(bunch.target)), test_size=0.2, stratify=bunch.target, random_state=0
@@ -192,8 +188,6 @@ def _object_pool(objects: str, subset: str) -> tuple[np.ndarray, np.ndarray]:
 
 
 def _background_names(backgrounds: str | Sequence[str]) -> list[str]:
-    from sparkzoo.datasets import loaders
-
     if backgrounds == "skimage":
         return list(loaders.SKIMAGE_PHOTOS)
     if backgrounds == "all":
@@ -212,8 +206,6 @@ def _background_names(backgrounds: str | Sequence[str]) -> list[str]:
 
 def _background(photo: np.ndarray, height: int, width: int, rng: np.random.Generator):
     """A random crop of ``photo`` with the scene's aspect ratio, resized to the scene."""
-    import cv2
-
     ph, pw = photo.shape[:2]
     largest = min(ph, pw * height / width)
     crop_h = max(8, round(rng.uniform(0.35, 1.0) * largest))
@@ -240,8 +232,6 @@ def _paste(
     rng: np.random.Generator,
 ) -> tuple[int, int, int, int] | None:
     """Paste one digit where it overlaps no earlier one; its ink box, or None."""
-    import cv2
-
     height, width = mask.shape
     opacity = digit.astype(np.float32) / 255.0
     ys, xs = np.nonzero(opacity > INK_THRESHOLD)
@@ -318,10 +308,8 @@ def detection_scenes(
         raise ValueError(f"scale must satisfy 0 < low <= high <= 1, not {scale}")
     if max_objects < 1:
         raise ValueError(f"max_objects must be >= 1, not {max_objects}")
-    from sparkzoo.datasets.loaders import photo
-
     digits, labels = _object_pool(objects, subset)
-    photos = [photo(name) for name in _background_names(backgrounds)]
+    photos = [loaders.photo(name) for name in _background_names(backgrounds)]
     rng = np.random.default_rng([seed, _SUBSETS[subset]])
     images = np.zeros((n, height, width, 3), dtype=np.uint8)
     masks = np.zeros((n, height, width), dtype=np.uint8)

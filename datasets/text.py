@@ -24,12 +24,19 @@ import json
 import re
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
+from pyspark.sql import functions as F
+from pyspark.sql.types import ArrayType, IntegerType, StructField, StructType
 
 from sparkzoo import fs
 from sparkzoo.arrow import list_array
+
+if TYPE_CHECKING:
+    from pyspark.sql import DataFrame
 
 PAD_ID = 0
 OOV_ID = 1
@@ -156,8 +163,6 @@ def _sequences_batches(
     drop: Sequence[str],
 ) -> Iterator[pa.RecordBatch]:
     """Executor side: a token-list column to fixed-length int32 id lists, a batch at a time."""
-    import pyarrow.compute as pc
-
     vocabulary = pa.array(words, pa.string())
     for batch in batches:
         tokens = batch.column(tokens_col)
@@ -191,7 +196,7 @@ class TextSet:
         out = ts.to_sequences(vocab, length=50)          # "indices": array<int> of 50
     """
 
-    def __init__(self, df, text_col: str = "text", tokens_col: str = "tokens"):
+    def __init__(self, df: DataFrame, text_col: str = "text", tokens_col: str = "tokens"):
         if text_col not in df.columns:
             raise ValueError(
                 f"text column {text_col!r} is not in the DataFrame; it has {df.columns}"
@@ -203,11 +208,11 @@ class TextSet:
         self._steps: list[tuple[str, dict]] = []
 
     @property
-    def df(self):
+    def df(self) -> DataFrame:
         """The DataFrame with the ``tokens`` column (after :meth:`tokenize`)."""
         return self._df
 
-    def _with(self, df, step: tuple[str, dict]) -> TextSet:
+    def _with(self, df: DataFrame, step: tuple[str, dict]) -> TextSet:
         out = TextSet.__new__(TextSet)
         out._df, out.text_col, out.tokens_col = df, self.text_col, self.tokens_col
         out._steps = [*self._steps, step]
@@ -219,8 +224,6 @@ class TextSet:
 
     def tokenize(self, pattern: str = TOKEN_PATTERN, lowercase: bool = True) -> TextSet:
         """Split the text into the runs matching ``pattern`` (a null text gives no tokens)."""
-        from pyspark.sql import functions as F
-
         re.compile(pattern)  # a bad pattern fails here, with Python's message, not in a task
         text = F.coalesce(F.col(self.text_col).cast("string"), F.lit(""))
         if lowercase:
@@ -237,8 +240,6 @@ class TextSet:
     ) -> TextSet:
         """Lower-case each token, delete the characters matching ``remove`` (by default all but
         ``a-z0-9``), then drop tokens shorter than ``min_length`` and ``stopwords``."""
-        from pyspark.sql import functions as F
-
         self._need_tokens("normalize")
         re.compile(remove)
         stop = sorted(set(stopwords))
@@ -283,8 +284,6 @@ class TextSet:
     def build_vocabulary(self, max_words: int | None = None, min_count: int = 1) -> Vocabulary:
         """Count the tokens with Spark and keep the ``max_words`` most frequent that occur at
         least ``min_count`` times (ties broken alphabetically, so the result is stable)."""
-        from pyspark.sql import functions as F
-
         self._need_tokens("build_vocabulary")
         if max_words is not None and max_words <= 0:
             raise ValueError(f"max_words must be positive, got {max_words}")
@@ -308,15 +307,13 @@ class TextSet:
         padding: str = "post",
         truncating: str = "post",
         keep_tokens: bool = False,
-    ):
+    ) -> DataFrame:
         """The DataFrame with ``output_col``: ``array<int>`` of exactly ``length`` word ids.
 
         ``truncating="post"`` keeps the first ``length`` tokens (``"pre"``: the last);
         ``padding="post"`` pads after them with 0 (``"pre"``: before). The tokens column is
         dropped unless ``keep_tokens``.
         """
-        from pyspark.sql.types import ArrayType, IntegerType, StructField, StructType
-
         self._need_tokens("to_sequences")
         _check_modes(length, padding, truncating)
         if output_col in self._df.columns:

@@ -23,11 +23,17 @@ from __future__ import annotations
 import json
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
+from pyspark.sql import functions as F
+from pyspark.sql.types import ArrayType, FloatType, NumericType, StructField, StructType
 
 from sparkzoo import fs
+
+if TYPE_CHECKING:
+    from pyspark.sql import DataFrame
 
 SCALINGS = ("standard", "minmax", "none")
 TARGETS = ("next", "window")
@@ -84,8 +90,6 @@ class Scaler:
     def inverse_column(self, column, columns: Sequence[str] | None = None, array: bool = True):
         """A Spark column with the scaling undone: ``array`` of values over ``columns`` (cyclic,
         like a flat label), or a single number (one column)."""
-        from pyspark.sql import functions as F
-
         center, scale = self._params(columns)
         col = F.col(column) if isinstance(column, str) else column
         if not array:
@@ -138,9 +142,9 @@ class Windows:
     ``target="window"``). ``parts`` holds, per part, its rows and first and last time.
     """
 
-    train: object
-    validation: object
-    test: object
+    train: DataFrame
+    validation: DataFrame
+    test: DataFrame
     scaler: Scaler
     window: int
     horizon: int
@@ -170,9 +174,7 @@ def _split_sizes(rows: int, splits: Sequence[float]) -> list[int]:
     return [train, validation, rows - train - validation]
 
 
-def _check_columns(df, time_col: str, value_cols: Sequence[str]) -> None:
-    from pyspark.sql.types import NumericType
-
+def _check_columns(df: DataFrame, time_col: str, value_cols: Sequence[str]) -> None:
     fields = {f.name: f.dataType for f in df.schema.fields}
     for name in [time_col, *value_cols]:
         if name not in fields:
@@ -184,10 +186,8 @@ def _check_columns(df, time_col: str, value_cols: Sequence[str]) -> None:
             )
 
 
-def _numbered(df, time_col: str):
+def _numbered(df: DataFrame, time_col: str) -> DataFrame:
     """``df`` sorted by time with ``_i``: the row's position 0..n-1 (cached)."""
-    from pyspark.sql import functions as F
-
     # A distributed sort; then the position is the row's place within its sorted partition
     # plus the rows of the partitions before it. Cached, so both passes see the same order.
     ordered = (
@@ -212,8 +212,6 @@ def _numbered(df, time_col: str):
 
 def _scaler_aggregates(value_cols: Sequence[str], scaling: str, is_train) -> list:
     """Aggregates over the training rows only (``is_train``) that fit the scaler."""
-    from pyspark.sql import functions as F
-
     if scaling == "none":
         return []
     first, second = (F.mean, F.stddev_pop) if scaling == "standard" else (F.min, F.max)
@@ -289,7 +287,7 @@ def _windows_of_block(
 
 
 def make_windows(
-    df,
+    df: DataFrame,
     time_col: str,
     value_cols: str | Iterable[str],
     window: int,
@@ -316,9 +314,6 @@ def make_windows(
     Raises ``ValueError`` naming the problem for a missing or non-numeric column, nulls or NaN
     in a value column, repeated times, or a non-empty part too short for one window.
     """
-    from pyspark.sql import functions as F
-    from pyspark.sql.types import ArrayType, FloatType, StructField, StructType
-
     value_cols = [value_cols] if isinstance(value_cols, str) else list(value_cols)
     target_cols = (
         value_cols

@@ -92,7 +92,9 @@ def markdown_table() -> str:
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Add the ``list`` and ``card`` subcommands (and ``--markdown``) to ``parser``."""
     parser.add_argument(
-        "--markdown", action="store_true", help="print the model-zoo table (markdown, as in docs/zoo.md) and exit"
+        "--markdown",
+        action="store_true",
+        help="print the model-zoo table (markdown, as in docs/zoo.md) and exit",
     )
     sub = parser.add_subparsers(dest="models_command", metavar="{list,card}")
     listing = sub.add_parser("list", help="registered names: families, pretrained tags, packaged")

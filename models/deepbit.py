@@ -311,6 +311,8 @@ def pca_sign_hash(train_x: Any, x: Any, bits: int, seed: int = 0) -> np.ndarray:
         db = pca_sign_hash(train_images, train_images, bits=32)
         q = pca_sign_hash(train_images, test_images, bits=32)
     """
+    # scikit-learn (a second to import) for this baseline only: every rank that builds a zoo
+    # model imports all the family modules, this one included.
     from sklearn.decomposition import PCA
 
     train = np.asarray(train_x, dtype=np.float64).reshape(len(train_x), -1)

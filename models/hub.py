@@ -39,6 +39,7 @@ from pathlib import Path
 from typing import BinaryIO
 from urllib.parse import unquote, urlparse
 
+from sparkzoo import fs
 from sparkzoo.models.registry import WeightsError, sha256_of
 
 DEFAULT_CACHE_DIR = Path("~/.cache/sparkzoo/weights")
@@ -153,8 +154,6 @@ def _mismatch(uri: str, expected: str, actual: str) -> str:
 
 
 def _copy_hdfs(uri: str, out: BinaryIO) -> tuple[str, int, int | None]:
-    from sparkzoo import fs
-
     data = fs.read_bytes(uri)
     out.write(data)
     return hashlib.sha256(data).hexdigest(), len(data), None

@@ -28,6 +28,7 @@ from typing import Any
 
 import tensorflow as tf
 
+from sparkzoo.models.hub import fetch
 from sparkzoo.models.registry import get, load_verified_weights
 
 
@@ -290,7 +291,5 @@ def load_weights(
 
         load_weights(net, "https://example.org/resnet18.weights.h5", sha256="9f2c...")
     """
-    from sparkzoo.models.hub import fetch
-
     path = fetch(str(uri), sha256=sha256, **fetch_options)
     return load_verified_weights(model, path, sha256)

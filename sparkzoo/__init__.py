@@ -4,8 +4,14 @@ A Horovod-on-Spark distributed trainer, a Keras model zoo and end-to-end referen
 applications. Importing ``sparkzoo`` is cheap: Spark and TensorFlow load only when used.
 """
 
+from __future__ import annotations
+
 import importlib.util
 import os
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from pyspark.sql import SparkSession
 
 # The Keras 2 API on every stack. TensorFlow >= 2.16 makes tf.keras mean Keras 3 unless
 # TF_USE_LEGACY_KERAS=1 routes it to the tf_keras package; it reads the variable at the first
@@ -18,8 +24,9 @@ if importlib.util.find_spec("tf_keras") is not None:
 __version__ = "0.1.0"
 
 
-def init_spark(*args, **kwargs):
+def init_spark(*args: Any, **kwargs: Any) -> SparkSession:
     """Create or get the SparkSession sparkzoo runs on; see :func:`sparkzoo.spark.init_spark`."""
+    # The package boundary: pyspark loads on the first call, not with `import sparkzoo`.
     from sparkzoo.spark import init_spark as _init_spark
 
     return _init_spark(*args, **kwargs)

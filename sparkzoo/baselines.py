@@ -14,13 +14,18 @@ from __future__ import annotations
 
 import shutil
 import tempfile
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
+from pyspark.ml.recommendation import ALS
+
+if TYPE_CHECKING:
+    from pyspark.sql import SparkSession
 
 
 def als_factors(
-    spark,
+    spark: SparkSession,
     interactions: pd.DataFrame,
     num_users: int,
     num_items: int,
@@ -31,8 +36,6 @@ def als_factors(
     ``item_id``; every row one interaction). Returns the user and item factor matrices,
     ``(num_users, rank)`` and ``(num_items, rank)``; rows of ids ALS never saw are zero.
     """
-    from pyspark.ml.recommendation import ALS
-
     # Checkpoints cut ALS's lineage every 10 iterations; without them the driver can hit
     # a StackOverflowError serialising 15 iterations' worth of RDD lineage.
     checkpoints = tempfile.mkdtemp(prefix="sparkzoo-als-")

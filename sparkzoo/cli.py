@@ -6,12 +6,18 @@ import argparse
 import json
 import os
 import sys
+from pathlib import Path
+
+from sparkzoo.info import as_dicts, collect, format_report
+from sparkzoo.models import cli as models_cli
+from sparkzoo.services import cluster, hdfs
+from sparkzoo.services.cluster import DEFAULT_DIR
+from sparkzoo.services.hdfs import DEFAULT_DIR as HDFS_DIR
+from sparkzoo.trainer.horovod_ring import HorovodMissingError, require_horovod
 
 
 def cmd_info(args: argparse.Namespace) -> int:
     """Print the versions of the stack; exit 1 when something is missing or mis-built."""
-    from sparkzoo.info import as_dicts, collect, format_report
-
     components = collect()
     print(json.dumps(as_dicts(components), indent=2) if args.json else format_report(components))
     return 0 if all(c.ok for c in components) else 1
@@ -20,7 +26,6 @@ def cmd_info(args: argparse.Namespace) -> int:
 def cmd_check(args: argparse.Namespace) -> int:
     """Start Spark, bring a Horovod ring up in a barrier stage and allreduce a tensor."""
     from sparkzoo.spark import init_spark
-    from sparkzoo.trainer.horovod_ring import HorovodMissingError, require_horovod
     from sparkzoo.trainer.selftest import allreduce_check
 
     try:
@@ -61,10 +66,6 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
 def cmd_cluster(args: argparse.Namespace) -> int:
     """Start, stop or report a Spark standalone cluster on 127.0.0.1."""
-    from pathlib import Path
-
-    from sparkzoo.services import cluster
-
     state_dir = Path(args.dir)
     if args.action == "start":
         info = cluster.start(args.workers, args.cores, args.memory, state_dir)
@@ -86,10 +87,6 @@ def cmd_cluster(args: argparse.Namespace) -> int:
 
 def cmd_hdfs(args: argparse.Namespace) -> int:
     """Start, stop or report the local HDFS (a NameNode and a DataNode on 127.0.0.1)."""
-    from pathlib import Path
-
-    from sparkzoo.services import hdfs
-
     state_dir = Path(args.dir)
     if args.action == "start":
         try:
@@ -143,8 +140,6 @@ def build_parser() -> argparse.ArgumentParser:
     )
     demo.set_defaults(func=cmd_demo)
 
-    from sparkzoo.services.cluster import DEFAULT_DIR
-
     cluster = sub.add_parser("cluster", help="start, stop or show a Spark cluster on 127.0.0.1")
     cluster.add_argument("action", choices=["start", "stop", "status"])
     cluster.add_argument("--workers", type=int, default=2)
@@ -155,16 +150,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     cluster.set_defaults(func=cmd_cluster)
 
-    from sparkzoo.services.hdfs import DEFAULT_DIR as HDFS_DIR
-
     hdfs = sub.add_parser("hdfs", help="start, stop or show an HDFS on 127.0.0.1")
     hdfs.add_argument("action", choices=["start", "stop", "status"])
     hdfs.add_argument(
         "--dir", default=str(HDFS_DIR), help="data, state and logs (default %(default)s)"
     )
     hdfs.set_defaults(func=cmd_hdfs)
-
-    from sparkzoo.models import cli as models_cli
 
     zoo = sub.add_parser("models", help="list the zoo's models and weights, show model cards")
     models_cli.add_arguments(zoo)

@@ -1,10 +1,16 @@
-"""Create the SparkSession every sparkzoo entry point runs on."""
+"""Create the SparkSession every sparkzoo entry point runs on.
+
+``import sparkzoo`` stays free of pyspark: its ``init_spark`` imports this module on first use.
+"""
 
 from __future__ import annotations
 
 import os
 import sys
 from typing import Any
+
+from pyspark import SparkConf, SparkContext
+from pyspark.sql import SparkSession
 
 DEFAULT_MASTER = "local[*]"
 
@@ -45,8 +51,6 @@ def _submitted_conf() -> dict[str, str]:
     """
     if "PYSPARK_GATEWAY_PORT" not in os.environ:
         return {}
-    from pyspark import SparkConf, SparkContext
-
     SparkContext._ensure_initialized()
     return dict(SparkConf().getAll())
 
@@ -56,7 +60,7 @@ def init_spark(
     app_name: str = "sparkzoo",
     log_level: str = "WARN",
     **conf: Any,
-):
+) -> SparkSession:
     """Create (or get) the SparkSession for sparkzoo.
 
     - master: ``master`` if given; otherwise the one ``spark-submit --master`` set; otherwise
@@ -75,8 +79,6 @@ def init_spark(
         spark = init_spark(app_name="demo")       # local[*]
         spark = init_spark("spark://127.0.0.1:7077", spark_executor_memory="2g")
     """
-    from pyspark.sql import SparkSession
-
     os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # local workers inherit it: no C++ chatter
     os.environ.setdefault("PYSPARK_DRIVER_PYTHON", sys.executable)
@@ -106,7 +108,7 @@ def init_spark(
     return spark
 
 
-def slot_count(spark) -> int:
+def slot_count(spark: SparkSession) -> int:
     """How many tasks the cluster can run at once: the most a barrier stage may ask for.
 
     This is the figure Spark's own barrier check uses (executors registered now x their task

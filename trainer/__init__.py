@@ -11,33 +11,40 @@ each rank a fresh child process of its task; the current stack). The front doors
 - :class:`KerasEstimator` fits a Keras model on a DataFrame on either engine (``engine=``) and
   returns a :class:`KerasModel` Transformer for distributed inference; both are Spark ML
   stages (typed Params, save/load).
+
+Importing this package is cheap: each name below loads its module on first use (the
+estimator and the model bring TensorFlow, the runners pyspark), and the processes that run
+ranks import only the modules they need.
 """
 
+from __future__ import annotations
+
+import importlib
 from typing import Any
 
-from sparkzoo.trainer.estimator import KerasEstimator, TrainingFailedError
-from sparkzoo.trainer.launcher import RankFailedError
-from sparkzoo.trainer.mirrored_runner import MirroredStrategyRunner
-from sparkzoo.trainer.model import KerasModel
-from sparkzoo.trainer.relay import log_to_driver
-from sparkzoo.trainer.runner import HorovodRunner
-
-__all__ = [
-    "HorovodRunner",
-    "KerasEstimator",
-    "KerasModel",
-    "LogCallback",
-    "MirroredStrategyRunner",
-    "RankFailedError",
-    "TrainingFailedError",
-    "log_to_driver",
-]
+_EXPORTS: dict[str, str] = {
+    "HorovodRunner": "runner",
+    "KerasEstimator": "estimator",
+    "KerasModel": "model",
+    "LogCallback": "callbacks",
+    "MirroredStrategyRunner": "mirrored_runner",
+    "RankFailedError": "launcher",
+    "TrainingFailedError": "estimator",
+    "log_to_driver": "relay",
+}
 
 
 def __getattr__(name: str) -> Any:
-    # A Keras callback class: TensorFlow loads only when it is asked for.
-    if name == "LogCallback":
-        from sparkzoo.trainer.callbacks import LogCallback
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module 'sparkzoo.trainer' has no attribute {name!r}")
+    value = getattr(importlib.import_module(f"sparkzoo.trainer.{module}"), name)
+    globals()[name] = value  # later lookups skip __getattr__
+    return value
 
-        return LogCallback
-    raise AttributeError(f"module 'sparkzoo.trainer' has no attribute {name!r}")
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(_EXPORTS))
+
+
+__all__ = sorted(_EXPORTS)

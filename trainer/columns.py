@@ -3,16 +3,43 @@ conversion of an Arrow batch into the numpy arrays Keras takes.
 
 A column may hold a numeric scalar, a fixed-length (possibly nested) numeric array, or a
 Spark ML vector (turned into an array first). Every row of an array column must have the same
-number of values.
+number of values. The rank's side (:class:`ColumnSpec`, the batch conversion, the shapes) is
+:mod:`.arrays`, which needs no pyspark; its names are re-exported here.
 """
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
-import numpy as np
-import pyarrow as pa
+from pyspark.ml.functions import vector_to_array
+from pyspark.ml.linalg import VectorUDT
+from pyspark.sql import functions as F
+from pyspark.sql.types import ArrayType
+
+from sparkzoo.trainer.arrays import (
+    ColumnError,
+    ColumnSpec,
+    batch_to_arrays,
+    check_shapes,
+    fit_to_shapes,
+)
+
+if TYPE_CHECKING:
+    from pyspark.sql import DataFrame
+
+__all__ = [
+    "ColumnError",
+    "ColumnSpec",
+    "PreparedData",
+    "as_array_column",
+    "bad_value_condition",
+    "batch_to_arrays",
+    "check_shapes",
+    "describe_columns",
+    "fit_to_shapes",
+    "prepare_columns",
+]
 
 _NUMERIC = {
     "ByteType",
@@ -27,38 +54,16 @@ _NUMERIC = {
 _INTEGER = {"ByteType", "ShortType", "IntegerType", "LongType", "BooleanType"}
 
 
-class ColumnError(ValueError):
-    """A feature or label column is missing, of the wrong type or shape, or holds NaN."""
-
-
-@dataclass(frozen=True)
-class ColumnSpec:
-    """One input column: its name, kind (``scalar``/``array``/``vector``) and values per row."""
-
-    name: str
-    kind: str
-    size: int
-    integer: bool
-
-    @property
-    def dtype(self) -> np.dtype:
-        return np.dtype(np.int64 if self.integer else np.float32)
-
-
 def _element_type(data_type):
     """The innermost element type of a (nested) array type, and the nesting depth."""
-    from pyspark.sql.types import ArrayType
-
     depth = 0
     while isinstance(data_type, ArrayType):
         data_type, depth = data_type.elementType, depth + 1
     return data_type, depth
 
 
-def describe_columns(df, names: list[str], role: str) -> list[tuple[str, str, bool]]:
+def describe_columns(df: DataFrame, names: list[str], role: str) -> list[tuple[str, str, bool]]:
     """(name, kind, integer) for each column, or a :class:`ColumnError` naming what is wrong."""
-    from pyspark.ml.linalg import VectorUDT
-
     if not names:
         raise ColumnError(f"no {role} columns given")
     fields = {f.name: f.dataType for f in df.schema.fields}
@@ -83,11 +88,8 @@ def describe_columns(df, names: list[str], role: str) -> list[tuple[str, str, bo
     return described
 
 
-def as_array_column(df, name: str, kind: str):
+def as_array_column(df: DataFrame, name: str, kind: str) -> DataFrame:
     """``df`` with ``name`` as a flat array column (vectors and nested arrays flattened)."""
-    from pyspark.ml.functions import vector_to_array
-    from pyspark.sql import functions as F
-
     if kind == "vector":
         return df.withColumn(name, vector_to_array(F.col(name), "float32"))
     column = F.col(name)
@@ -99,100 +101,17 @@ def as_array_column(df, name: str, kind: str):
 
 def bad_value_condition(name: str, kind: str):
     """A Spark condition true for rows whose column holds null or NaN."""
-    from pyspark.sql import functions as F
-
     column = F.col(name)
     if kind == "scalar":
         return column.isNull() | F.isnan(column)
     return column.isNull() | F.exists(column, lambda x: x.isNull() | F.isnan(x))
 
 
-def batch_to_arrays(batch: pa.RecordBatch, specs: list[ColumnSpec]) -> list[np.ndarray]:
-    """The columns of an Arrow batch as numpy arrays: ``(rows,)`` for scalars, ``(rows, size)``
-    for arrays."""
-    arrays = []
-    for spec in specs:
-        column = batch.column(spec.name)
-        if spec.kind == "scalar":
-            values = column.to_numpy(zero_copy_only=False)
-            arrays.append(values.astype(spec.dtype, copy=False))
-        else:
-            if isinstance(column, pa.ChunkedArray):
-                column = column.combine_chunks()
-            flat = column.flatten().to_numpy(zero_copy_only=False)
-            arrays.append(flat.astype(spec.dtype, copy=False).reshape(len(batch), spec.size))
-    return arrays
-
-
-def fit_to_shapes(
-    arrays: list[np.ndarray], shapes: list[tuple], role: str, names: list[str]
-) -> list[np.ndarray]:
-    """Arrange column arrays into the model's inputs (or outputs) of the given per-row shapes.
-
-    One column per tensor: each column is reshaped to its tensor. Several columns and one
-    tensor: the columns are concatenated (e.g. scalar columns into a feature vector). A label
-    with one value per row against a wider output (a class id for softmax scores) stays a
-    vector of ids; one with a value per step of a ``(steps, classes)`` output (a sequence
-    model's target ids) becomes ``(rows, steps)``.
-    """
-    rows = len(arrays[0])
-    flat = [a.reshape(rows, -1) for a in arrays]
-    if len(shapes) != len(arrays):
-        if len(shapes) != 1:
-            raise ColumnError(
-                f"{len(names)} {role} columns {names} cannot feed a model with "
-                f"{len(shapes)} {role} tensors"
-            )
-        flat = [np.concatenate(flat, axis=1) if len(flat) > 1 else flat[0]]
-    fitted = []
-    for values, shape in zip(flat, shapes, strict=True):
-        if role == "label" and values.shape[1] == 1 and math.prod(shape) != 1:
-            fitted.append(values[:, 0])
-        elif role == "label" and _class_ids_per_step(values.shape[1], shape):
-            fitted.append(values.reshape((rows, *shape[:-1])))
-        else:
-            fitted.append(values.reshape((rows, *shape)))
-    return fitted
-
-
-def _class_ids_per_step(size: int, shape: tuple) -> bool:
-    """A label of one class id per position of a ``(steps..., classes)`` output (a sequence
-    model's targets for sparse categorical cross-entropy)."""
-    return len(shape) > 1 and size == math.prod(shape[:-1]) and size != math.prod(shape)
-
-
-def check_shapes(specs: list[ColumnSpec], shapes: list[tuple], role: str) -> None:
-    """Raise when the columns' values per row cannot fill the model's tensors."""
-    names = [s.name for s in specs]
-    sizes = [s.size for s in specs]
-    needed = [math.prod(shape) for shape in shapes]
-    if len(shapes) == len(specs):
-        for spec, need, shape in zip(specs, needed, shapes, strict=True):
-            if spec.size != need and not (
-                role == "label" and (spec.size == 1 or _class_ids_per_step(spec.size, shape))
-            ):
-                raise ColumnError(
-                    f"{role} column {spec.name!r} has {spec.size} values per row but "
-                    f"the model's {role} tensor has shape {shape} ({need} values)"
-                )
-    elif len(shapes) == 1:
-        if sum(sizes) != needed[0] and not (role == "label" and sum(sizes) == 1):
-            raise ColumnError(
-                f"{role} columns {names} have {sum(sizes)} values per row together "
-                f"but the model's {role} tensor has shape {shapes[0]}"
-            )
-    else:
-        raise ColumnError(
-            f"{len(specs)} {role} columns {names} cannot feed a model with "
-            f"{len(shapes)} {role} tensors"
-        )
-
-
 @dataclass
 class PreparedData:
     """A DataFrame reduced to the training columns, each a scalar or a flat array."""
 
-    df: object
+    df: DataFrame
     features: list[ColumnSpec]
     labels: list[ColumnSpec]
     rows: int
@@ -202,7 +121,7 @@ class PreparedData:
 
 
 def prepare_columns(
-    df,
+    df: DataFrame,
     feature_cols: list[str],
     label_cols: list[str],
     nan_policy: str = "fail",
@@ -216,8 +135,6 @@ def prepare_columns(
     ``nan_policy="fail"`` (with ``"drop"`` such rows are dropped and counted). ``label_cols``
     may be empty (a model that computes its own loss); ``weight_col`` must hold numbers.
     """
-    from pyspark.sql import functions as F
-
     if nan_policy not in ("fail", "drop"):
         raise ValueError(f"nan_policy must be 'fail' or 'drop', got {nan_policy!r}")
     overlap = set(feature_cols) & set(label_cols)

@@ -6,8 +6,9 @@ import importlib.util
 import shutil
 import sys
 import time
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
+import tensorflow as tf
 from pyspark.ml import Estimator
 from pyspark.ml.util import MLReadable, MLWritable
 from pyspark.sql import DataFrame
@@ -39,11 +40,14 @@ from sparkzoo.trainer.params import (
     with_accessors,
 )
 from sparkzoo.trainer.persistence import EstimatorReader, EstimatorWriter
-from sparkzoo.trainer.rank_training import TrainingPlan, keras_model_bytes, train_rank
+from sparkzoo.trainer.rank_training import TrainingPlan, keras_model_bytes
 from sparkzoo.trainer.relay import Message, print_output
 from sparkzoo.trainer.tf_launcher import run_tf_ranks
 from sparkzoo.trainer.tf_training import train_rank as tf_train_rank
 from sparkzoo.trainer.tracking import RunTracker
+
+if TYPE_CHECKING:
+    from pyspark.sql import SparkSession
 
 _VALIDATION_COLUMN = "__sparkzoo_is_validation"
 
@@ -399,7 +403,7 @@ class KerasEstimator(Estimator, _EstimatorParams, MLReadable, MLWritable):
         return EstimatorReader(cls)
 
     # ---- fit -------------------------------------------------------------------------------
-    def _fit(self, dataset) -> KerasModel:
+    def _fit(self, dataset: DataFrame) -> KerasModel:
         fit_start = time.perf_counter()
         spark = dataset.sparkSession
         get = self.get
@@ -414,8 +418,6 @@ class KerasEstimator(Estimator, _EstimatorParams, MLReadable, MLWritable):
         resolve_engine(get("engine"))
         num_workers = get("num_workers") or slot_count(spark)
         check_slots(spark, num_workers)
-
-        import tensorflow as tf
 
         source = get("model")
         model = source if isinstance(source, tf.keras.Model) else source()
@@ -526,7 +528,7 @@ class KerasEstimator(Estimator, _EstimatorParams, MLReadable, MLWritable):
             shutil.rmtree(fs.local_path(store), ignore_errors=True)
         return fitted
 
-    def _with_validation(self, dataset):
+    def _with_validation(self, dataset: DataFrame) -> tuple[DataFrame, str | None]:
         validation = self.get("validation")
         if validation is None:
             return dataset, None
@@ -562,7 +564,9 @@ class KerasEstimator(Estimator, _EstimatorParams, MLReadable, MLWritable):
         }
         return RunTracker(self.get("tracking_uri"), self.get("experiment_name"), run_name, logged)
 
-    def _train_with_retries(self, spark, num_workers: int, plan: TrainingPlan, df, tracker) -> dict:
+    def _train_with_retries(
+        self, spark: SparkSession, num_workers: int, plan: TrainingPlan, df: DataFrame, tracker
+    ) -> tuple[dict, dict]:
         verbose = self.get("verbose")
         retries = self.get("max_retries")
         timings: dict[str, Any] = {"samples_per_s": []}
@@ -637,6 +641,9 @@ def engine_functions(engine: str):
     """The engine's launcher and rank training function: ``(run, train_rank)``."""
     if resolve_engine(engine) == "tf":
         return run_tf_ranks, tf_train_rank
+    # Horovod is on the classic stack only: its training code loads where that engine runs.
+    from sparkzoo.trainer.horovod_training import train_rank
+
     return run_ranks, train_rank
 
 
@@ -652,6 +659,4 @@ def _optimizer_config(optimizer: Any) -> Any:
     """A picklable form of the optimizer: its name, or Keras' serialized config."""
     if isinstance(optimizer, (str, dict)):
         return optimizer
-    import tensorflow as tf
-
     return tf.keras.optimizers.serialize(optimizer)

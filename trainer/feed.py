@@ -4,6 +4,10 @@ The Arrow batches of the partition are converted to numpy as they arrive. While 
 ``budget_bytes`` they stay in memory; past it, everything goes to flat files on the executor's
 local disk and is read back as memory-mapped arrays, so a partition larger than memory
 trains all the same. The data never leaves the executor.
+
+numpy only: the TensorFlow engine's Spark tasks import this module (for their scratch folder)
+without loading TensorFlow; the ``tf.data`` pipeline over these arrays is
+:func:`sparkzoo.trainer.rank_training.make_dataset`.
 """
 
 from __future__ import annotations
@@ -13,7 +17,6 @@ import os
 import shutil
 import tempfile
 from collections.abc import Iterator
-from typing import Any
 
 import numpy as np
 
@@ -120,55 +123,3 @@ def batch_indices(rows: int, batch_size: int, shuffle: bool, seed: int) -> Itera
                     ]
                 )
             yield chunk
-
-
-def make_dataset(
-    xs: list[np.ndarray],
-    ys: list[np.ndarray],
-    batch_size: int,
-    shuffle: bool,
-    seed: int,
-    weights: np.ndarray | None = None,
-):
-    """An endless ``tf.data.Dataset`` of ``(inputs, targets[, sample_weights])`` batches over the
-    partition; just ``inputs`` when there are no targets (a model that computes its own loss).
-
-    In-memory arrays are gathered inside TensorFlow's graph; memory-mapped (spilled) arrays are
-    read batch by batch with numpy, which touches only the rows of that batch.
-    """
-    import tensorflow as tf
-
-    groups = [xs, ys] + ([[weights]] if weights is not None else [])
-    groups = [group for group in groups if group]
-    rows = len(xs[0])
-
-    def pack(values: list) -> Any:
-        """One batch's arrays as Keras wants them: ``x`` or ``(x, y)`` or ``(x, y, w)``, each
-        part a tensor or a tuple of tensors (several inputs or outputs)."""
-        parts, start = [], 0
-        for group in groups:
-            taken = values[start : start + len(group)]
-            parts.append(taken[0] if len(taken) == 1 else tuple(taken))
-            start += len(group)
-        return parts[0] if len(parts) == 1 else tuple(parts)
-
-    arrays = [a for group in groups for a in group]
-    if not any(isinstance(a, np.memmap) for a in arrays):
-        tensors = [tf.constant(a) for a in arrays]
-        indices = tf.data.Dataset.from_generator(
-            lambda: batch_indices(rows, batch_size, shuffle, seed),
-            output_signature=tf.TensorSpec([batch_size], tf.int64),
-        )
-        return indices.map(
-            lambda idx: pack([tf.gather(t, idx) for t in tensors]),
-            num_parallel_calls=tf.data.AUTOTUNE,
-        ).prefetch(tf.data.AUTOTUNE)
-
-    def batches():
-        for idx in batch_indices(rows, batch_size, shuffle, seed):
-            yield pack([a[idx] for a in arrays])
-
-    signature = pack(
-        [tf.TensorSpec((batch_size, *a.shape[1:]), tf.as_dtype(a.dtype)) for a in arrays]
-    )
-    return tf.data.Dataset.from_generator(batches, output_signature=signature).prefetch(2)

@@ -22,8 +22,12 @@ import contextlib
 import importlib.util
 import json
 import os
+import socket
+import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
+
+import psutil
 
 # How long Gloo waits for its peers before giving up (Horovod's default is 30 s).
 GLOO_TIMEOUT_SECONDS = 60
@@ -110,10 +114,6 @@ def plan_ranks(task_hosts: list[str]) -> list[RankInfo]:
 
 def interface_for_address(address: str) -> str:
     """The network interface that holds ``address`` (Gloo binds its sockets to an interface)."""
-    import socket
-
-    import psutil
-
     ip = socket.gethostbyname(address)
     for name, addrs in psutil.net_if_addrs().items():
         if any(a.address == ip for a in addrs):
@@ -132,8 +132,6 @@ class RendezvousServer:
     """
 
     def __init__(self, host: str, plan: list[RankInfo]):
-        import threading
-
         from horovod.runner.common.util.hosts import SlotInfo
         from horovod.runner.http.http_server import RendezvousHandler, RendezvousHTTPServer
 

@@ -14,10 +14,11 @@ import re
 import time
 import traceback
 from collections.abc import Callable, Iterator
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import cloudpickle
 import pyarrow as pa
+from pyspark import BarrierTaskContext
 
 from sparkzoo.spark import slot_count
 from sparkzoo.trainer.horovod_ring import RankInfo, horovod_ring, require_horovod
@@ -28,6 +29,9 @@ from sparkzoo.trainer.relay import (
     current_client,
     forwarded_output,
 )
+
+if TYPE_CHECKING:
+    from pyspark.sql import DataFrame, SparkSession
 
 # rank_fn(batches, ring, client) -> picklable result (only rank 0's reaches the driver)
 RankFunction = Callable[[Iterator[pa.RecordBatch], RankInfo, RelayClient], Any]
@@ -47,7 +51,9 @@ class RankFailedError(RuntimeError):
         super().__init__(text)
 
 
-def check_slots(spark, num_ranks: int, wait_s: float = 20.0, what: str = "Horovod ranks") -> None:
+def check_slots(
+    spark: SparkSession, num_ranks: int, wait_s: float = 20.0, what: str = "Horovod ranks"
+) -> None:
     """Refuse at once when the cluster cannot run ``num_ranks`` barrier tasks together.
 
     On a cluster, executors register a few seconds after the SparkContext starts: wait up to
@@ -70,7 +76,7 @@ def check_slots(spark, num_ranks: int, wait_s: float = 20.0, what: str = "Horovo
         )
 
 
-def driver_host(spark) -> str:
+def driver_host(spark: SparkSession) -> str:
     """The address executors reach the driver at."""
     return spark.sparkContext.getConf().get("spark.driver.host", "127.0.0.1")
 
@@ -79,8 +85,6 @@ def _barrier_task(
     rank_fn: RankFunction, relay_address: tuple[str, int, str], forward_output: bool = True
 ):
     def run(batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
-        from pyspark import BarrierTaskContext
-
         partition = BarrierTaskContext.get().partitionId()
         with horovod_ring() as ring, RelayClient(relay_address, ring.rank) as client:
             client.send("hello", partition=partition, pid=os.getpid(), host=ring.hostname)
@@ -182,10 +186,10 @@ _PYTHON_EXCEPTION = re.compile(r"^[A-Za-z_][\w.]*(Error|Exception|Exit|Interrupt
 
 
 def run_ranks(
-    spark,
+    spark: SparkSession,
     num_ranks: int,
     rank_fn: RankFunction,
-    df=None,
+    df: DataFrame | None = None,
     on_message: Callable[[Message], None] | None = None,
     forward_output: bool = True,
 ) -> Any:
@@ -214,10 +218,10 @@ BarrierTask = Callable[[Iterator[pa.RecordBatch]], Iterator[pa.RecordBatch]]
 
 
 def run_barrier_stage(
-    spark,
+    spark: SparkSession,
     num_ranks: int,
     make_task: Callable[[tuple[str, int, str]], BarrierTask],
-    df=None,
+    df: DataFrame | None = None,
     on_message: Callable[[Message], None] | None = None,
     peer_errors: tuple[str, ...] = _PEER_ERRORS,
 ) -> Any:

@@ -3,7 +3,7 @@
 Databricks' contract for a negative ``np``: run the job as ``-np`` local processes, with all
 their output on the driver, to debug before going to the cluster. The driver starts Horovod's
 Gloo rendezvous and a message relay on 127.0.0.1 and N child processes of the same Python
-(:func:`rank_main`); each child is a Horovod rank that runs the
+(:func:`sparkzoo.trainer.local_rank.rank_main`); each child is a Horovod rank that runs the
 cloudpickled function and reports its output, errors and (rank 0) its result. A child dies
 with the driver (``PR_SET_PDEATHSIG``), and when one rank fails the others are ended, so a
 failure never leaves a hung ring or an orphan behind.
@@ -11,14 +11,12 @@ failure never leaves a hung ring or an orphan behind.
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
 import subprocess
 import sys
 import tempfile
 import time
-import traceback
 from collections.abc import Callable
 from typing import Any
 
@@ -31,14 +29,7 @@ from sparkzoo.trainer.horovod_ring import (
     plan_ranks,
 )
 from sparkzoo.trainer.launcher import RankFailedError, reported_failure
-from sparkzoo.trainer.relay import (
-    Message,
-    MessageRelay,
-    RelayClient,
-    current_client,
-    forwarded_output,
-)
-from sparkzoo.trainer.tf_child import die_with_parent
+from sparkzoo.trainer.relay import Message, MessageRelay
 
 LOOPBACK = "127.0.0.1"
 # After one rank fails, how long its peers get to notice and report before they are ended.
@@ -68,7 +59,7 @@ def run_local_ranks(
             # The children import what the driver can import (the script's and notebook's
             # folders included), so functions pickled by reference load there too.
             path = os.pathsep.join(p for p in sys.path if p)
-            entry = "import sys; from sparkzoo.trainer.local_ring import rank_main; "
+            entry = "import sys; from sparkzoo.trainer.local_rank import rank_main; "
             entry += "sys.exit(rank_main(*sys.argv[1:]))"
             command = [sys.executable, "-c", entry, job, result, json.dumps(relay.address)]
             children = [
@@ -113,31 +104,3 @@ def _wait(children: list[subprocess.Popen]) -> tuple[int, int] | None:
                 if child.poll() is None:
                     child.kill()
         time.sleep(0.05)
-
-
-def rank_main(job: str, result: str, relay_address: str, parent_pid: str) -> int:
-    """One rank, in a child process of the driver."""
-    import horovod.tensorflow as hvd
-
-    die_with_parent(int(parent_pid))
-    rank = int(os.environ["HOROVOD_RANK"])
-    host, port, token = json.loads(relay_address)
-    with RelayClient((host, port, token), rank) as client:
-        try:
-            with open(job, "rb") as handle:
-                fn, kwargs = cloudpickle.loads(handle.read())
-            with forwarded_output(client), current_client(client):
-                hvd.init()
-                value = fn(**kwargs)
-            if rank == 0:
-                with open(result, "wb") as handle:
-                    handle.write(cloudpickle.dumps(value))
-        except BaseException as exc:
-            client.send(
-                "error", error=f"{type(exc).__name__}: {exc}", traceback=traceback.format_exc()
-            )
-            return 1
-        finally:
-            with contextlib.suppress(Exception):
-                hvd.shutdown()
-    return 0

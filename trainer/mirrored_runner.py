@@ -4,14 +4,18 @@ from __future__ import annotations
 
 import tempfile
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import cloudpickle
 
+from sparkzoo.spark import init_spark
 from sparkzoo.trainer.launcher import RankFailedError
 from sparkzoo.trainer.relay import MessageRelay, RelayClient, print_output
 from sparkzoo.trainer.tf_launcher import WorkerFailedError, run_child, run_tf_ranks
 from sparkzoo.trainer.tf_ring import WorkerInfo
+
+if TYPE_CHECKING:
+    from pyspark.sql import SparkSession
 
 _GPU_TASK_AMOUNT = "spark.task.resource.gpu.amount"
 
@@ -48,7 +52,13 @@ class MirroredStrategyRunner:
         weights = MirroredStrategyRunner(num_slots=2).run(train, epochs=3)
     """
 
-    def __init__(self, num_slots: int, local_mode: bool = False, use_gpu: bool = False, spark=None):
+    def __init__(
+        self,
+        num_slots: int,
+        local_mode: bool = False,
+        use_gpu: bool = False,
+        spark: SparkSession | None = None,
+    ):
         if not isinstance(num_slots, int) or num_slots < 1:
             raise ValueError(
                 f"num_slots must be an integer >= 1, got {num_slots!r} (for a run on the driver "
@@ -62,10 +72,8 @@ class MirroredStrategyRunner:
         self.num_slots, self.local_mode, self.use_gpu = num_slots, local_mode, use_gpu
         self._spark = spark
 
-    def _session(self):
+    def _session(self) -> SparkSession:
         if self._spark is None:
-            from sparkzoo.spark import init_spark
-
             self._spark = init_spark()
         return self._spark
 

@@ -26,9 +26,11 @@ from typing import Any
 
 import cloudpickle
 import pyspark
+import tensorflow as tf
 from pyspark.ml.util import MLReader, MLWriter
 
 from sparkzoo import fs
+from sparkzoo.trainer.rank_training import keras_model_bytes, load_keras_model
 
 METADATA_FILE = os.path.join("metadata", "part-00000")
 MODEL_FILE = "model.keras"
@@ -166,8 +168,6 @@ class ModelReader(_StageReader):
 
 def _keras_kind(value) -> str | None:
     """``optimizers``/``losses``/``metrics`` for a Keras object of that kind, else None."""
-    import tensorflow as tf
-
     for kind, base in (
         ("optimizers", tf.keras.optimizers.Optimizer),
         ("losses", tf.keras.losses.Loss),
@@ -181,10 +181,6 @@ def _keras_kind(value) -> str | None:
 # ---- KerasEstimator ------------------------------------------------------------------------------
 class EstimatorWriter(_StageWriter):
     def write_files(self, folder: str) -> tuple[dict, dict]:
-        import tensorflow as tf
-
-        from sparkzoo.trainer.rank_training import keras_model_bytes
-
         estimator = self.instance
         json_params, pickled, keras_params = {}, {}, {}
         for param in estimator.params:
@@ -224,16 +220,12 @@ class EstimatorReader(_StageReader):
         metadata = self.metadata(path)
         params = dict(metadata["paramMap"])
         if metadata.get("kerasParams"):
-            import tensorflow as tf
-
             for name, kind in metadata["kerasParams"].items():
                 params[name] = getattr(tf.keras, kind).deserialize(params[name])
         if metadata.get("pickledParams"):
             params |= cloudpickle.loads(fs.read_bytes(fs.join(path, PICKLED_PARAMS_FILE)))
         model_file = fs.join(path, MODEL_FILE)
         if fs.exists(model_file):
-            from sparkzoo.trainer.rank_training import load_keras_model
-
             params["model"] = load_keras_model(
                 fs.read_bytes(model_file), params.get("custom_objects")
             )

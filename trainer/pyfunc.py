@@ -8,6 +8,7 @@ vectors), the same reshaping into the model's inputs, the same output columns.
 
 from __future__ import annotations
 
+import importlib.metadata
 import math
 import os
 import tempfile
@@ -16,12 +17,13 @@ from typing import Any
 import mlflow
 import numpy as np
 import pandas as pd
+import tensorflow as tf
 from mlflow.exceptions import MlflowException
 from mlflow.models import ModelSignature
 from mlflow.protos.databricks_pb2 import INVALID_PARAMETER_VALUE
 from mlflow.types.schema import AnyType, Array, ColSpec, Schema
 
-from sparkzoo.trainer.columns import ColumnSpec, fit_to_shapes
+from sparkzoo.trainer.arrays import ColumnSpec, fit_to_shapes
 from sparkzoo.trainer.rank_training import load_keras_model
 from sparkzoo.trainer.scoring import classify, run_model
 
@@ -165,10 +167,6 @@ def pyfunc_model(fitted) -> KerasPyfuncModel:
 def _requirements() -> list[str]:
     """What serving the model needs: this TensorFlow (and tf_keras, whose Keras 2 API the
     current stack uses: a fresh process would otherwise get Keras 3), MLflow and sparkzoo."""
-    import importlib.metadata
-
-    import tensorflow as tf
-
     requirements = [f"tensorflow=={tf.__version__}", f"mlflow=={mlflow.__version__}", "sparkzoo"]
     if tf.keras.__name__.startswith("tf_keras"):
         requirements.append(f"tf_keras=={importlib.metadata.version('tf_keras')}")

@@ -1,4 +1,12 @@
-"""What each Horovod rank runs inside the barrier stage to train on its own partition."""
+"""What every rank runs to train on its own partition, on either engine: the plan, the rank's
+start (threads, seeds, its partition read), the model and optimizer from the plan, the
+``tf.data`` feed, rank 0's epoch reports, checkpoints and TensorBoard, and the result.
+
+What an engine does its own way is :mod:`.horovod_training` (Horovod ranks, the Spark barrier
+tasks themselves) and :mod:`.tf_training` (``MultiWorkerMirroredStrategy`` workers, each a
+child process of its task). The driver uses :func:`keras_model_bytes` and
+:func:`load_keras_model` to move models as the bytes of a ``.keras`` file.
+"""
 
 from __future__ import annotations
 
@@ -10,11 +18,12 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
+import tensorflow as tf
 
 from sparkzoo import fs
+from sparkzoo.trainer.arrays import ColumnSpec, batch_to_arrays, fit_to_shapes
 from sparkzoo.trainer.checkpoint import CheckpointStore
-from sparkzoo.trainer.columns import ColumnSpec, batch_to_arrays, fit_to_shapes
-from sparkzoo.trainer.feed import PartitionBuffer, make_dataset, steps_for
+from sparkzoo.trainer.feed import PartitionBuffer, batch_indices
 from sparkzoo.trainer.threads import configure_threads
 
 
@@ -56,8 +65,6 @@ class TrainingPlan:
 
 def load_keras_model(model_bytes: bytes, custom_objects: dict | None = None):
     """A Keras model from the bytes of a ``.keras`` file (uncompiled)."""
-    import tensorflow as tf
-
     with tempfile.TemporaryDirectory() as tmp:
         path = os.path.join(tmp, "model.keras")
         with open(path, "wb") as handle:
@@ -71,8 +78,6 @@ def keras_model_bytes(model) -> bytes:
     Functional and Sequential models are cloned uncompiled first (the optimizer's slots would
     triple the file); a subclassed model, which cannot be cloned, is saved as it is.
     """
-    import tensorflow as tf
-
     try:
         plain = tf.keras.models.clone_model(model)
         plain.set_weights(model.get_weights())
@@ -96,8 +101,6 @@ def start_rank(
     TensorFlow's generators: dropout and each rank's data order follow from the seed; the
     initial weights are rank 0's, which the engine broadcasts), deterministic ops if asked,
     then its partition read and reported to the driver. Returns (train, validation) rows."""
-    import tensorflow as tf
-
     configure_threads(plan.threads_per_worker, ring.local_size)
     tf.keras.utils.set_random_seed(plan.seed + ring.rank)
     if plan.deterministic:
@@ -143,8 +146,6 @@ def _read_partition(plan: TrainingPlan, batches) -> tuple[PartitionBuffer, Parti
 
 
 def _make_optimizer(plan: TrainingPlan, size: int):
-    import tensorflow as tf
-
     optimizer = (
         tf.keras.optimizers.get(plan.optimizer)
         if isinstance(plan.optimizer, str)
@@ -157,95 +158,6 @@ def _make_optimizer(plan: TrainingPlan, size: int):
     if plan.scale_lr:  # the linear scaling rule: the global batch grew size-fold
         optimizer.learning_rate = base_lr * size
     return optimizer
-
-
-def train_rank(plan: TrainingPlan, batches, ring, client) -> dict | None:
-    """Train on this rank's partition; rank 0 returns the trained model and history."""
-    import horovod.tensorflow as hvd_tf
-    import tensorflow as tf
-
-    tf.get_logger().setLevel("ERROR")
-    # Layer and variable names must match across ranks (Horovod pairs tensors by name), but a
-    # reused Python worker has counted up Keras' name counters in earlier tasks.
-    tf.keras.backend.clear_session()
-    train_buf, val_buf = start_rank(plan, ring, batches, client)
-    try:
-        counts = tf.constant([train_buf.rows, val_buf.rows if plan.indicator else 1], tf.int64)
-        fewest = hvd_tf.allreduce(counts, op=hvd_tf.Min, name="sparkzoo.partition_rows").numpy()
-        if fewest.min() == 0:
-            raise ValueError(
-                "a rank received no training or no validation rows; use fewer workers "
-                "or more data (every rank needs rows of both)"
-            )
-        return _fit(plan, ring, client, train_buf, val_buf)
-    finally:
-        train_buf.close()
-        val_buf.close()
-
-
-def _fit(plan, ring, client, train_buf, val_buf) -> dict | None:
-    import horovod.tensorflow as hvd_tf
-    import horovod.tensorflow.keras as hvd
-    import tensorflow as tf
-
-    train_ds = _dataset(plan, train_buf.arrays(), plan.batch_size, plan.shuffle, ring.rank)
-    steps = plan.train_steps or steps_for(plan.train_rows, plan.batch_size, ring.size)
-    validation = {}
-    if plan.indicator:
-        val_batch = plan.val_batch_size or plan.batch_size
-        validation = {
-            "validation_data": _dataset(plan, val_buf.arrays(), val_batch, False, 0),
-            "validation_steps": plan.val_steps or steps_for(plan.val_rows, val_batch, ring.size),
-        }
-
-    model = build_model(plan.model_source, plan.custom_objects)
-    optimizer = _make_optimizer(plan, ring.size)
-    model.compile(
-        optimizer=hvd.DistributedOptimizer(optimizer),
-        loss=plan.loss,
-        loss_weights=plan.loss_weights,
-        metrics=list(plan.metrics),
-    )
-
-    checkpoints = CheckpointStore(plan.run_dir)
-    history: dict[str, list] = {}
-    start_epoch = 0
-    # Build the optimizer's slots now, on every rank alike: Horovod pairs the ranks' variables
-    # by name, and slots built lazily in the first step get other names than these.
-    model.optimizer.build(model.trainable_variables)
-    if ring.rank == 0:
-        saved = checkpoints.load()
-        if saved is not None:
-            model.set_weights(saved.model_weights)
-            for variable, value in zip(
-                model.optimizer.variables, saved.optimizer_weights, strict=True
-            ):
-                variable.assign(value)
-            start_epoch, history = saved.epoch, saved.history
-    start_epoch = hvd_tf.broadcast_object(start_epoch, root_rank=0, name="sparkzoo.start_epoch")
-    if start_epoch >= plan.epochs:
-        client.send("resumed", epoch=start_epoch, finished=True)
-        return _result(model, history, start_epoch) if ring.rank == 0 else None
-    if start_epoch:
-        client.send("resumed", epoch=start_epoch, finished=False)
-
-    callbacks = [
-        hvd.callbacks.BroadcastGlobalVariablesCallback(0),
-        hvd.callbacks.MetricAverageCallback(),
-    ]
-    if plan.warmup_epochs > 0:
-        callbacks.append(
-            hvd.callbacks.LearningRateWarmupCallback(
-                initial_lr=float(tf.keras.backend.get_value(model.optimizer.learning_rate)),
-                warmup_epochs=plan.warmup_epochs,
-                steps_per_epoch=steps,
-                verbose=0,
-            )
-        )
-    return fit_and_report(
-        plan, ring, client, model, train_ds, steps, start_epoch, callbacks, validation,
-        checkpoints, history,
-    )  # fmt: skip
 
 
 def fit_and_report(
@@ -294,14 +206,62 @@ def _dataset(plan: TrainingPlan, arrays: list[np.ndarray], batch_size: int, shuf
     )
 
 
+def make_dataset(
+    xs: list[np.ndarray],
+    ys: list[np.ndarray],
+    batch_size: int,
+    shuffle: bool,
+    seed: int,
+    weights: np.ndarray | None = None,
+):
+    """An endless ``tf.data.Dataset`` of ``(inputs, targets[, sample_weights])`` batches over the
+    partition; just ``inputs`` when there are no targets (a model that computes its own loss).
+
+    In-memory arrays are gathered inside TensorFlow's graph; memory-mapped (spilled) arrays are
+    read batch by batch with numpy, which touches only the rows of that batch.
+    """
+    groups = [xs, ys] + ([[weights]] if weights is not None else [])
+    groups = [group for group in groups if group]
+    rows = len(xs[0])
+
+    def pack(values: list) -> Any:
+        """One batch's arrays as Keras wants them: ``x`` or ``(x, y)`` or ``(x, y, w)``, each
+        part a tensor or a tuple of tensors (several inputs or outputs)."""
+        parts, start = [], 0
+        for group in groups:
+            taken = values[start : start + len(group)]
+            parts.append(taken[0] if len(taken) == 1 else tuple(taken))
+            start += len(group)
+        return parts[0] if len(parts) == 1 else tuple(parts)
+
+    arrays = [a for group in groups for a in group]
+    if not any(isinstance(a, np.memmap) for a in arrays):
+        tensors = [tf.constant(a) for a in arrays]
+        indices = tf.data.Dataset.from_generator(
+            lambda: batch_indices(rows, batch_size, shuffle, seed),
+            output_signature=tf.TensorSpec([batch_size], tf.int64),
+        )
+        return indices.map(
+            lambda idx: pack([tf.gather(t, idx) for t in tensors]),
+            num_parallel_calls=tf.data.AUTOTUNE,
+        ).prefetch(tf.data.AUTOTUNE)
+
+    def batches():
+        for idx in batch_indices(rows, batch_size, shuffle, seed):
+            yield pack([a[idx] for a in arrays])
+
+    signature = pack(
+        [tf.TensorSpec((batch_size, *a.shape[1:]), tf.as_dtype(a.dtype)) for a in arrays]
+    )
+    return tf.data.Dataset.from_generator(batches, output_signature=signature).prefetch(2)
+
+
 def _tensorboard_callback(run_dir: str):
     """Rank 0's TensorBoard callback: scalars per epoch and the graph, in ``<run_dir>/logs``.
 
     TensorFlow writes local paths only here (no libhdfs), so for an ``hdfs://`` store the
     events are written to a local folder and copied to the store when training ends.
     """
-    import tensorflow as tf
-
     target = fs.join(run_dir, "logs")
     if not fs.is_hdfs(target):
         return tf.keras.callbacks.TensorBoard(
@@ -322,50 +282,45 @@ def _result(model, history: dict, epochs: int) -> dict:
     return {"model_bytes": keras_model_bytes(model), "history": history, "epochs": epochs}
 
 
-def _epoch_end_class():
-    import tensorflow as tf
+class _EpochEnd(tf.keras.callbacks.Callback):
+    """Rank 0: report the epoch to the driver, then checkpoint it to the store."""
 
-    class EpochEnd(tf.keras.callbacks.Callback):
-        """Rank 0: report the epoch to the driver, then checkpoint it to the store."""
+    def __init__(self, client, checkpoints, history, samples_per_epoch, epochs):
+        super().__init__()
+        self.client, self.checkpoints, self.history = client, checkpoints, history
+        self.samples, self.epochs = samples_per_epoch, epochs
+        self._start = 0.0
+        self._started = False
 
-        def __init__(self, client, checkpoints, history, samples_per_epoch, epochs):
-            super().__init__()
-            self.client, self.checkpoints, self.history = client, checkpoints, history
-            self.samples, self.epochs = samples_per_epoch, epochs
-            self._start = 0.0
-            self._started = False
+    def on_train_batch_begin(self, batch, logs=None):
+        if not self._started:
+            self._started = True
+            self.client.send("started")
 
-        def on_train_batch_begin(self, batch, logs=None):
-            if not self._started:
-                self._started = True
-                self.client.send("started")
+    def on_epoch_begin(self, epoch, logs=None):
+        self._start = time.perf_counter()
 
-        def on_epoch_begin(self, epoch, logs=None):
-            self._start = time.perf_counter()
-
-        def on_epoch_end(self, epoch, logs=None):
-            seconds = time.perf_counter() - self._start
-            metrics = {k: float(v) for k, v in (logs or {}).items()}
-            for key, value in metrics.items():
-                self.history.setdefault(key, []).append(value)
-            self.checkpoints.save(
-                epoch + 1,
-                self.model.get_weights(),
-                [v.numpy() for v in self.model.optimizer.variables],
-                self.history,
-            )
-            self.client.send(
-                "epoch",
-                epoch=epoch + 1,
-                epochs=self.epochs,
-                metrics=metrics,
-                seconds=seconds,
-                samples_per_s=self.samples / max(seconds, 1e-9),
-            )
-
-    return EpochEnd
+    def on_epoch_end(self, epoch, logs=None):
+        seconds = time.perf_counter() - self._start
+        metrics = {k: float(v) for k, v in (logs or {}).items()}
+        for key, value in metrics.items():
+            self.history.setdefault(key, []).append(value)
+        self.checkpoints.save(
+            epoch + 1,
+            self.model.get_weights(),
+            [v.numpy() for v in self.model.optimizer.variables],
+            self.history,
+        )
+        self.client.send(
+            "epoch",
+            epoch=epoch + 1,
+            epochs=self.epochs,
+            metrics=metrics,
+            seconds=seconds,
+            samples_per_s=self.samples / max(seconds, 1e-9),
+        )
 
 
 def _epoch_end_callback(*args):
-    """The rank-0 epoch callback; its class is made here because TensorFlow loads in the rank."""
-    return _epoch_end_class()(*args)
+    """The rank-0 epoch callback."""
+    return _EpochEnd(*args)

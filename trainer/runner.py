@@ -4,11 +4,15 @@ from __future__ import annotations
 
 import warnings
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
+from sparkzoo.spark import init_spark, slot_count
 from sparkzoo.trainer.launcher import run_ranks
 from sparkzoo.trainer.local_ring import run_local_ranks
 from sparkzoo.trainer.relay import print_output
+
+if TYPE_CHECKING:
+    from pyspark.sql import SparkSession
 
 DRIVER_LOG_VERBOSITIES = ("log_callback_only", "all")
 
@@ -44,7 +48,13 @@ class HorovodRunner:
         weights = HorovodRunner(np=2, driver_log_verbosity="all").run(train, lr=0.1)
     """
 
-    def __init__(self, *, np: int, driver_log_verbosity: str = "log_callback_only", spark=None):
+    def __init__(
+        self,
+        *,
+        np: int,
+        driver_log_verbosity: str = "log_callback_only",
+        spark: SparkSession | None = None,
+    ):
         if isinstance(np, bool) or not isinstance(np, int):
             raise TypeError(f"np must be an integer, got {np!r}")
         if driver_log_verbosity not in DRIVER_LOG_VERBOSITIES:
@@ -70,15 +80,8 @@ class HorovodRunner:
             return run_local_ranks(-self.np, main, kwargs, on_message=print_output)
         spark = self._spark
         if spark is None:
-            from sparkzoo.spark import init_spark
-
             spark = init_spark()
-        if self.np == 0:
-            from sparkzoo.spark import slot_count
-
-            num_ranks = slot_count(spark)
-        else:
-            num_ranks = self.np
+        num_ranks = slot_count(spark) if self.np == 0 else self.np
 
         def rank_fn(batches, ring, client):
             for _ in batches:

@@ -3,11 +3,15 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import pyarrow as pa
 
 from sparkzoo.trainer.horovod_ring import horovod_ring, require_horovod
 from sparkzoo.trainer.launcher import check_slots
+
+if TYPE_CHECKING:
+    from pyspark.sql import SparkSession
 
 _SCHEMA = "rank long, size long, local_rank long, hostname string, allreduced array<double>"
 
@@ -51,7 +55,7 @@ def _allreduce_partition(batches):
     yield pa.RecordBatch.from_pydict(row)
 
 
-def allreduce_check(spark, num_ranks: int = 2) -> AllreduceResult:
+def allreduce_check(spark: SparkSession, num_ranks: int = 2) -> AllreduceResult:
     """Run ``num_ranks`` barrier tasks that init Horovod (Gloo) and allreduce a small tensor.
 
     Raises ``ValueError`` at once when the cluster has fewer task slots than ``num_ranks``

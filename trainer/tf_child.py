@@ -5,6 +5,10 @@ workers, so each rank trains in a child of its barrier task. The child dies with
 (``PR_SET_PDEATHSIG``), reads its job from ``<workdir>/job.pkl``, calls the rank function on
 its partition (``<workdir>/partition.arrow``; ``log_to_driver`` works there) and leaves rank 0's result in
 ``<workdir>/result.pkl``; a failure goes to the driver's relay and to ``<workdir>/error.json``.
+
+The job's function arrives pickled a second time, as bytes: only this process unpickles it, so
+only here are the modules it needs (the training code, TensorFlow) imported. Keep this module's
+own imports light: every rank's start-up pays for them.
 """
 
 from __future__ import annotations
@@ -55,10 +59,11 @@ def _write_atomically(path: str, data: bytes) -> None:
 def main(workdir: str) -> int:
     with open(os.path.join(workdir, JOB), "rb") as handle:
         job = cloudpickle.load(handle)
+    fn = cloudpickle.loads(job["fn"])
     info = job["info"]
     with RelayClient(job["relay"], info.rank) as client, current_client(client):
         try:
-            result = job["fn"](read_partition(job["partition"]), info, client)
+            result = fn(read_partition(job["partition"]), info, client)
             if info.rank == 0:
                 _write_atomically(os.path.join(workdir, RESULT), cloudpickle.dumps(result))
         except BaseException as exc:
@@ -79,8 +84,8 @@ def run(workdir: str, parent_pid: int) -> int:
 def child_command(workdir: str) -> list[str]:
     """The command line of a child of this process that runs the job in ``workdir``.
 
-    ``-c`` rather than ``-m``: this module is already imported with ``sparkzoo.trainer``, and
-    runpy warns when it would run an imported module a second time as ``__main__``.
+    ``-c`` rather than ``-m``: runpy warns when it would run a module that is already imported
+    a second time as ``__main__``, and ``-c`` imports this module once, by its name.
     """
     entry = "import sys; from sparkzoo.trainer.tf_child import run; "
     entry += "sys.exit(run(sys.argv[1], int(sys.argv[2])))"

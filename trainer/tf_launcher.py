@@ -30,16 +30,20 @@ import sys
 import tempfile
 import threading
 from collections.abc import Callable, Iterator
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import cloudpickle
 import pyarrow as pa
+from pyspark import BarrierTaskContext
 
 from sparkzoo.trainer import tf_child
 from sparkzoo.trainer.feed import _local_dir
 from sparkzoo.trainer.launcher import check_slots, run_barrier_stage
 from sparkzoo.trainer.relay import Message, RelayClient
 from sparkzoo.trainer.tf_ring import WorkerInfo, bind_env, bind_library, form_world
+
+if TYPE_CHECKING:
+    from pyspark.sql import DataFrame, SparkSession
 
 # child_fn(batches, info, client) -> picklable result (only rank 0's reaches the driver). It
 # runs in the child process: TensorFlow is imported there, never in the Spark worker.
@@ -65,10 +69,10 @@ class WorkerFailedError(RuntimeError):
 
 
 def run_tf_ranks(
-    spark,
+    spark: SparkSession,
     num_ranks: int,
     child_fn: ChildFunction,
-    df=None,
+    df: DataFrame | None = None,
     on_message: Callable[[Message], None] | None = None,
     use_gpu: bool = False,
 ) -> Any:
@@ -81,20 +85,21 @@ def run_tf_ranks(
     otherwise none. ``on_message`` sees every message, on the driver, as it arrives.
     """
     check_slots(spark, num_ranks, what="TensorFlow workers")
+    # Pickled here, unpickled in the child only: the Spark task passes the bytes on and never
+    # imports what the function needs (the training code, TensorFlow).
+    job = cloudpickle.dumps(child_fn)
     return run_barrier_stage(
         spark,
         num_ranks,
-        lambda relay_address: _tf_barrier_task(child_fn, relay_address, use_gpu),
+        lambda relay_address: _tf_barrier_task(job, relay_address, use_gpu),
         df,
         on_message,
         peer_errors=TF_PEER_ERRORS,
     )
 
 
-def _tf_barrier_task(child_fn: ChildFunction, relay_address: tuple[str, int, str], use_gpu: bool):
+def _tf_barrier_task(child_fn: bytes, relay_address: tuple[str, int, str], use_gpu: bool):
     def run(batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
-        from pyspark import BarrierTaskContext
-
         ctx = BarrierTaskContext.get()
         partition = ctx.partitionId()
         workdir = tempfile.mkdtemp(prefix=f"sparkzoo-tf-rank{partition}-", dir=_local_dir())
@@ -158,22 +163,24 @@ def _task_gpus(ctx) -> str:
 
 def run_child(
     workdir: str,
-    child_fn: ChildFunction,
+    child_fn: ChildFunction | bytes,
     info: WorkerInfo,
     relay_address: tuple[str, int, str],
     env: dict[str, str | None],
     client: RelayClient,
     partition: str | None = None,
 ) -> bytes | None:
-    """Run ``child_fn`` in a fresh Python process; return rank 0's pickled result.
+    """Run ``child_fn`` (a function, or its cloudpickled bytes) in a fresh Python process;
+    return rank 0's pickled result.
 
     ``env`` is added to this process's environment (a ``None`` value removes the variable).
     The child's output lines go to the driver through ``client``. Raises
     :class:`WorkerFailedError` (naming the rank, with the child's traceback) when it fails.
     """
     with open(os.path.join(workdir, tf_child.JOB), "wb") as handle:
+        fn = child_fn if isinstance(child_fn, bytes) else cloudpickle.dumps(child_fn)
         cloudpickle.dump(
-            {"fn": child_fn, "info": info, "relay": relay_address, "partition": partition}, handle
+            {"fn": fn, "info": info, "relay": relay_address, "partition": partition}, handle
         )
     merged = {
         "TF_CPP_MIN_LOG_LEVEL": "1",

@@ -18,6 +18,7 @@ It runs in the fresh child process of a barrier task (:func:`.tf_launcher.run_tf
 from __future__ import annotations
 
 import numpy as np
+import tensorflow as tf
 
 from sparkzoo.trainer.checkpoint import CheckpointStore
 from sparkzoo.trainer.feed import steps_for
@@ -34,8 +35,6 @@ from sparkzoo.trainer.rank_training import (
 
 def train_rank(plan: TrainingPlan, batches, ring, client) -> dict | None:
     """Train on this worker's partition; rank 0 returns the trained model and history."""
-    import tensorflow as tf
-
     tf.get_logger().setLevel("ERROR")
     train_buf, val_buf = start_rank(plan, ring, batches, client)
     strategy = tf.distribute.MultiWorkerMirroredStrategy()
@@ -54,8 +53,6 @@ def train_rank(plan: TrainingPlan, batches, ring, client) -> dict | None:
 
 def _all_reduce_sum(strategy, values: np.ndarray) -> np.ndarray:
     """``values`` summed over the workers (float64)."""
-    import tensorflow as tf
-
     tensor = tf.constant(values, tf.float64)
     return strategy.reduce(tf.distribute.ReduceOp.SUM, tensor, axis=None).numpy()
 
@@ -79,8 +76,6 @@ def _distributed(strategy, plan: TrainingPlan, arrays: list[np.ndarray], batch_s
     """This worker's rows as its replica's batches: no auto-sharding, no re-batching."""
 
     def per_worker(_context):
-        import tensorflow as tf
-
         dataset = _dataset(plan, arrays, batch_size, shuffle, rank)
         options = tf.data.Options()
         options.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.OFF
@@ -90,8 +85,6 @@ def _distributed(strategy, plan: TrainingPlan, arrays: list[np.ndarray], batch_s
 
 
 def _fit(plan, strategy, ring, client, train_buf, val_buf) -> dict | None:
-    import tensorflow as tf
-
     train = _distributed(
         strategy, plan, train_buf.arrays(), plan.batch_size, plan.shuffle, ring.rank
     )
@@ -164,7 +157,6 @@ def _fit(plan, strategy, ring, client, train_buf, val_buf) -> dict | None:
 def _warmup_callback(target_lr: float, size: int, warmup_epochs: float, steps_per_epoch: int):
     """Horovod's learning-rate warm-up: from ``target_lr / size`` to ``target_lr``, linearly
     over ``warmup_epochs`` epochs (Goyal et al.), the same on every worker."""
-    import tensorflow as tf
 
     class Warmup(tf.keras.callbacks.Callback):
         def __init__(self):

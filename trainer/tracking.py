@@ -13,15 +13,18 @@ import tempfile
 import time
 from typing import Any
 
+import mlflow
+from mlflow.entities import Metric
+from mlflow.tracking._tracking_service import utils as tracking_utils
+
 from sparkzoo import fs
+from sparkzoo.trainer.pyfunc import log_pyfunc_model
 
 DEFAULT_EXPERIMENT = "sparkzoo"
 
 
 def default_tracking_uri() -> str:
     """The store MLflow itself would use here (``mlflow.get_tracking_uri()``)."""
-    import mlflow
-
     return mlflow.get_tracking_uri()
 
 
@@ -39,9 +42,6 @@ class RunTracker:
     def __init__(
         self, tracking_uri: str | None, experiment: str, run_name: str, params: dict[str, Any]
     ):
-        import mlflow
-        from mlflow.tracking._tracking_service import utils as tracking_utils
-
         self._mlflow = mlflow
         self.tracking_uri = tracking_uri or default_tracking_uri()
         # MLflow keeps the URI in a process-wide setting and exports it as
@@ -75,8 +75,6 @@ class RunTracker:
 
     def log_epoch(self, epoch: int, metrics: dict[str, float]) -> None:
         """Log one epoch's metrics (safe from any thread: the run is named explicitly)."""
-        from mlflow.entities import Metric
-
         now = int(time.time() * 1000)
         self._client.log_batch(
             self.run_id,
@@ -85,8 +83,6 @@ class RunTracker:
 
     def log_model(self, fitted, input_example=None, registered_model_name: str | None = None):
         """Log a fitted :class:`KerasModel` as an MLflow pyfunc model with a signature; its URI."""
-        from sparkzoo.trainer.pyfunc import log_pyfunc_model
-
         return log_pyfunc_model(fitted, input_example, registered_model_name)
 
     def log_tensorboard(self, logs: str) -> None:

@@ -11,7 +11,8 @@
   a zoo model, OpenCV's Haar face cascade (``haar.face``) and MTCNN (``mtcnn.face``).
 - :mod:`~sparkzoo.models.detection.draw`: boxes drawn on an image, written as PNG.
 
-Importing this package loads neither TensorFlow nor OpenCV; the detectors do when used.
+Importing this package loads neither TensorFlow nor OpenCV: the names below load their module
+on first use (the detectors and the drawing bring OpenCV; the zoo's detectors TensorFlow).
 
 Example::
 
@@ -22,17 +23,34 @@ Example::
     write_png("faces.png", draw_detections(astronaut(), faces))
 """
 
-from sparkzoo.models.detection.boxes import Detections, iou, mean_average_precision, nms
-from sparkzoo.models.detection.detector import Detector, load_detector
-from sparkzoo.models.detection.draw import draw_detections, write_png
+from __future__ import annotations
 
-__all__ = [
-    "Detections",
-    "Detector",
-    "draw_detections",
-    "iou",
-    "load_detector",
-    "mean_average_precision",
-    "nms",
-    "write_png",
-]
+import importlib
+from typing import Any
+
+_EXPORTS: dict[str, str] = {
+    "Detections": "boxes",
+    "iou": "boxes",
+    "mean_average_precision": "boxes",
+    "nms": "boxes",
+    "Detector": "detector",
+    "load_detector": "detector",
+    "draw_detections": "draw",
+    "write_png": "draw",
+}
+
+
+def __getattr__(name: str) -> Any:
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module 'sparkzoo.models.detection' has no attribute {name!r}")
+    value = getattr(importlib.import_module(f"sparkzoo.models.detection.{module}"), name)
+    globals()[name] = value  # later lookups skip __getattr__
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(_EXPORTS))
+
+
+__all__ = sorted(_EXPORTS)

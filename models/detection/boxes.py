@@ -126,6 +126,8 @@ def iou_tf(a: Any, b: Any) -> Any:
 
     Used inside losses (YOLO's ignore mask), where the boxes are tensors.
     """
+    # The one TensorFlow function of a numpy module, which Spark tasks and OpenCV detectors
+    # import without TensorFlow.
     import tensorflow as tf
 
     top = tf.maximum(a[..., 0], b[..., 0])

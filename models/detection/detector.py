@@ -30,10 +30,12 @@ import importlib.metadata
 from collections.abc import Callable, Sequence
 from typing import Any
 
+import cv2
 import numpy as np
 
+from sparkzoo import models
 from sparkzoo.models.detection.boxes import Detections, clip_boxes
-from sparkzoo.models.registry import ModelCard, register_packaged
+from sparkzoo.models.registry import ModelCard, apply_preprocessing, register_packaged
 
 Preprocessing = dict | Callable[[np.ndarray], np.ndarray] | None
 
@@ -93,9 +95,6 @@ def _preprocess_fn(preprocessing: Preprocessing) -> Callable[[np.ndarray], np.nd
     unknown = set(spec) - {"scale", "mean", "std", "shape"}
     if unknown:
         raise ValueError(f"preprocessing keys {sorted(unknown)} unknown; use scale, mean, std")
-
-    from sparkzoo.models.registry import apply_preprocessing
-
     return lambda batch: apply_preprocessing(spec, batch)
 
 
@@ -161,6 +160,8 @@ class KerasDetector(Detector):
         max_detections: int = 100,
         batch_size: int = 16,
     ) -> None:
+        # Here, not at the top: ssd and yolo bring TensorFlow, and the Spark tasks that unpickle
+        # an OpenCV detector import this module without needing it.
         from sparkzoo.models.detection import ssd, yolo
 
         modules = {"ssd_lite": ssd, "yolo": yolo}
@@ -197,8 +198,6 @@ class KerasDetector(Detector):
 
     def prepare(self, images: list[np.ndarray]) -> np.ndarray:
         """Resize uint8 RGB images to the model input and preprocess: a float32 batch."""
-        import cv2
-
         height, width, channels = self.config["input_shape"]
         batch = []
         for image in images:
@@ -260,8 +259,6 @@ class HaarCascadeDetector(Detector):
 
     def _load(self) -> Any:
         if self._classifier is None:
-            import cv2
-
             path = cv2.data.haarcascades + self.cascade
             classifier = cv2.CascadeClassifier(path)
             if classifier.empty():
@@ -270,8 +267,6 @@ class HaarCascadeDetector(Detector):
         return self._classifier
 
     def detect_batch(self, images: list[np.ndarray]) -> list[Detections]:
-        import cv2
-
         classifier = self._load()
         out = []
         for image in images:
@@ -326,6 +321,8 @@ class MTCNNDetector(Detector):
 
     def detect_batch(self, images: list[np.ndarray]) -> list[Detections]:
         if self._mtcnn is None:
+            # mtcnn brings TensorFlow: it loads where the detector runs (a Spark task), on
+            # first use, like the networks themselves.
             from mtcnn import MTCNN
 
             self._mtcnn = MTCNN()
@@ -374,8 +371,6 @@ def load_detector(name: str, **options: Any) -> Detector:
 
         detector = load_detector("mtcnn.face", min_confidence=0.95)
     """
-    from sparkzoo import models
-
     if name in PACKAGED:
         return PACKAGED[name](**options)
     card = models.card(name)

@@ -15,9 +15,11 @@ import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 
+import cv2
 import numpy as np
 
 from sparkzoo.models.detection.boxes import Detections
+from sparkzoo.models.detection.detector import as_image_list
 
 # Distinct RGB colours, one per class id (cycled).
 PALETTE = (
@@ -45,10 +47,6 @@ def draw_detections(
     The caption names ``labels[class_id]`` when ``labels`` is given, else the detections'
     own labels, else the class id. Lines scale with the image size.
     """
-    import cv2
-
-    from sparkzoo.models.detection.detector import as_image_list
-
     images = as_image_list(image)
     if len(images) != 1:
         raise ValueError(f"draw_detections draws on one image, got {len(images)}")
@@ -87,8 +85,6 @@ def draw_detections(
 
 def write_png(path: str | Path, image: np.ndarray) -> Path:
     """Write an RGB (or grey) uint8 image as a PNG atomically (temporary file, then rename)."""
-    import cv2
-
     path = Path(path)
     array = np.asarray(image)
     if array.dtype != np.uint8:

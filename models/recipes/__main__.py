@@ -9,11 +9,22 @@ into the package's ``pretrained`` folder. ``--list`` shows the recipes.
 from __future__ import annotations
 
 import argparse
+import ast
 import importlib
+import importlib.util
 import sys
+from pathlib import Path
 
 from sparkzoo.models.recipes import RECIPES
 from sparkzoo.models.recipes.common import Stopwatch, publish, recipe_arguments
+from sparkzoo.spark import init_spark
+
+
+def _summary(module: str) -> str:
+    """The first line of a recipe's docstring, read from its source: listing the recipes
+    imports none of them (each brings TensorFlow, Spark and the trainer)."""
+    source = Path(importlib.util.find_spec(module).origin).read_text()
+    return (ast.get_docstring(ast.parse(source), clean=False) or "").strip().splitlines()[0]
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -26,14 +37,11 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.list or not args.tags:
         for tag, module in RECIPES.items():
-            doc = (importlib.import_module(module).__doc__ or "").strip().splitlines()[0]
-            print(f"{tag:28s} {doc}")
+            print(f"{tag:28s} {_summary(module)}")
         return 0
     unknown = [t for t in args.tags if t not in RECIPES]
     if unknown:
         parser.error(f"unknown recipe(s) {unknown}; known: {', '.join(RECIPES)}")
-
-    from sparkzoo.spark import init_spark
 
     spark = init_spark(args.master, app_name="sparkzoo-recipes")
     try:

@@ -18,9 +18,17 @@ from __future__ import annotations
 import importlib
 from typing import Any
 
+import cv2
 import numpy as np
+import pandas as pd
+import tensorflow as tf
 
+from sparkzoo import models
+from sparkzoo.datasets.synthetic import detection_scenes, detection_split
+from sparkzoo.models.detection.boxes import average_precisions, mean_average_precision
+from sparkzoo.models.recipes.common import Stopwatch, Trained
 from sparkzoo.models.registry import apply_preprocessing
+from sparkzoo.trainer import KerasEstimator
 
 IMAGE_SIZE = 96
 N_TRAIN = 2000
@@ -66,16 +74,12 @@ DATA = {
 
 def scenes(n_train: int = N_TRAIN, n_test: int = N_TEST, seed: int = SEED):
     """The fixed (train, test) composed scenes of the recipes."""
-    from sparkzoo.datasets.synthetic import detection_split
-
     return detection_split(n_train, n_test, seed=seed, image_size=IMAGE_SIZE)
 
 
 def test_scenes(limit: int):
     """The first ``limit`` held-out scenes (the generator is sequential, so these are exactly
     the first ``limit`` of the full test split)."""
-    from sparkzoo.datasets.synthetic import detection_scenes
-
     return detection_scenes(limit, image_size=IMAGE_SIZE, seed=SEED, subset="test")
 
 
@@ -83,9 +87,6 @@ def _decode_and_encode(module_name: str, config: dict):
     """A ``mapInPandas`` function: PNG scenes -> preprocessed pixels + the detector's targets."""
 
     def convert(frames):
-        import cv2
-        import pandas as pd
-
         module = importlib.import_module(module_name)
         for frame in frames:
             images = [
@@ -126,8 +127,6 @@ def evaluate(model, module: Any, config: dict, images: np.ndarray, targets: list
     """VOC mAP@0.5 (``models.detection.boxes``) of ``model`` on uint8 ``images`` with
     ``targets`` [(boxes, labels)]: at the evaluation score threshold (0.05) and at the
     Detector default (0.3), with the AP of each digit."""
-    from sparkzoo.models.detection.boxes import average_precisions, mean_average_precision
-
     x = apply_preprocessing(PREPROCESSING, images, INPUT["shape"])
     predictions = model.predict(x, batch_size=64, verbose=0)
     truths = [{"boxes": b, "class_ids": c} for b, c in targets]
@@ -169,12 +168,6 @@ def train_detector(
 ):
     """Train ``family`` with ``config`` on the composed scenes through KerasEstimator and
     measure it on the held-out scenes: the shared body of both detector recipes."""
-    import tensorflow as tf
-
-    from sparkzoo import models
-    from sparkzoo.models.recipes.common import Stopwatch, Trained
-    from sparkzoo.trainer import KerasEstimator
-
     clock = Stopwatch()
     train_scenes, test = scenes(seed=args.seed)
     print(f"{tag}: generated {len(train_scenes)} + {len(test)} scenes in {clock}", flush=True)

@@ -12,9 +12,17 @@ headline) and mAP@1000. Baselines in the same run, same 32 bits: PCA + sign hash
 from __future__ import annotations
 
 import numpy as np
+import pandas as pd
+import tensorflow as tf
+from sklearn.decomposition import PCA
 
+from sparkzoo import models
+from sparkzoo.datasets.loaders import mnist_split
+from sparkzoo.models.deepbit import binary_codes, pca_sign_hash
+from sparkzoo.models.recipes.common import Trained
 from sparkzoo.models.registry import apply_preprocessing
 from sparkzoo.models.retrieval import mean_average_precision_at_k
+from sparkzoo.trainer import KerasEstimator
 
 TAG = "deepbit.mnist"
 FAMILY = "deepbit"
@@ -47,8 +55,6 @@ OUTPUT = "32 sigmoid activations; a code bit is 1 where the activation is above 
 
 def held_out_split(seed: int = 0):
     """(x_train, y_train, x_test, y_test): raw 0-255 pixels as (n, 28, 28, 1) floats."""
-    from sparkzoo.datasets.loaders import mnist_split
-
     train, test = mnist_split(test_size=1000, seed=seed, normalize=False)
     return (
         np.stack(train["pixels"]).reshape(-1, 28, 28, 1).astype("float32"),
@@ -60,8 +66,6 @@ def held_out_split(seed: int = 0):
 
 def codes(model, x_raw: np.ndarray) -> np.ndarray:
     """(n, bits) 0/1 codes of raw 0-255 digits."""
-    from sparkzoo.models.deepbit import binary_codes
-
     return binary_codes(model, apply_preprocessing(PREPROCESSING, x_raw, INPUT["shape"], TAG))
 
 
@@ -74,8 +78,6 @@ def itq_hash(train_x: np.ndarray, x: np.ndarray, bits: int, iterations: int = 50
 
         db, q = itq_hash(train, train, 32), itq_hash(train, test, 32)
     """
-    from sklearn.decomposition import PCA
-
     train = np.asarray(train_x, np.float64).reshape(len(train_x), -1)
     data = np.asarray(x, np.float64).reshape(len(x), -1)
     pca = PCA(n_components=bits, random_state=seed).fit(train)
@@ -99,14 +101,6 @@ def check_metric(model, limit: int = CHECK_LIMIT) -> float:
 
 
 def train(spark, args):
-    import pandas as pd
-    import tensorflow as tf
-
-    from sparkzoo import models
-    from sparkzoo.models.deepbit import pca_sign_hash
-    from sparkzoo.models.recipes.common import Trained
-    from sparkzoo.trainer import KerasEstimator
-
     x_train, y_train, x_test, y_test = held_out_split(args.seed)
     # DeepBitModel.train_step computes its own objectives from the images alone: no label
     # column and no loss (label_cols=[]), so the digit labels never reach the ranks.
@@ -135,7 +129,9 @@ def train(spark, args):
             hasher(x_train / 255.0, x_train / 255.0, BITS),
         )
         baselines[f"{name}_map"] = round(mean_average_precision_at_k(bq, bdb, y_test, y_train), 4)
-        baselines[f"{name}_map_at_1000"] = round(mean_average_precision_at_k(bq, bdb, y_test, y_train, 1000), 4)
+        baselines[f"{name}_map_at_1000"] = round(
+            mean_average_precision_at_k(bq, bdb, y_test, y_train, 1000), 4
+        )
     activations = model.predict(
         apply_preprocessing(PREPROCESSING, x_test, INPUT["shape"], TAG), verbose=0
     )

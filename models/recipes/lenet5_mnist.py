@@ -8,8 +8,16 @@ Baselines in the same run: scikit-learn logistic regression and an RBF SVC on th
 from __future__ import annotations
 
 import numpy as np
+import pandas as pd
+import tensorflow as tf
+from sklearn.linear_model import LogisticRegression
+from sklearn.svm import SVC
 
+from sparkzoo import models
+from sparkzoo.datasets.loaders import mnist_split
+from sparkzoo.models.recipes.common import Trained
 from sparkzoo.models.registry import apply_preprocessing
+from sparkzoo.trainer import KerasEstimator
 
 TAG = "lenet5.mnist"
 FAMILY = "lenet5"
@@ -27,8 +35,6 @@ PREPROCESSING = {"scale": 1 / 255}
 
 def held_out_split(seed: int = 0):
     """(x_train, y_train, x_test, y_test): raw 0-255 pixels as (n, 28, 28, 1) floats."""
-    from sparkzoo.datasets.loaders import mnist_split
-
     train, test = mnist_split(test_size=1000, seed=seed, normalize=False)
     return (
         np.stack(train["pixels"]).reshape(-1, 28, 28, 1),
@@ -49,15 +55,6 @@ def check_metric(model, limit: int = CHECK_LIMIT) -> float:
 
 
 def train(spark, args):
-    import pandas as pd
-    import tensorflow as tf
-    from sklearn.linear_model import LogisticRegression
-    from sklearn.svm import SVC
-
-    from sparkzoo import models
-    from sparkzoo.models.recipes.common import Trained
-    from sparkzoo.trainer import KerasEstimator
-
     x_train, y_train, x_test, y_test = held_out_split(args.seed)
     frame = pd.DataFrame(
         {"pixels": list((x_train / 255.0).reshape(len(x_train), -1)), "label": y_train}

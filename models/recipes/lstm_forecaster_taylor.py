@@ -24,6 +24,13 @@ from __future__ import annotations
 import functools
 
 import numpy as np
+import tensorflow as tf
+
+from sparkzoo import models
+from sparkzoo.datasets.loaders import time_series
+from sparkzoo.datasets.windows import Windows, make_windows
+from sparkzoo.models.recipes.common import Trained
+from sparkzoo.trainer import KerasEstimator
 
 TAG = "lstm_forecaster.taylor"
 FAMILY = "lstm_forecaster"
@@ -46,8 +53,6 @@ CHECK_LIMIT = 300
 @functools.lru_cache(maxsize=1)
 def series() -> np.ndarray:
     """The 4,032 demand values in time order (MW)."""
-    from sparkzoo.datasets.loaders import time_series
-
     frame = time_series("taylor").sort_values("timestamp")
     return frame["value"].to_numpy(dtype="float64")
 
@@ -93,18 +98,13 @@ def errors(predicted: np.ndarray, actual: np.ndarray) -> dict:
 
 def check_metric(model, limit: int = CHECK_LIMIT) -> float:
     """MAE (MW) of the one-step forecasts for the first ``limit`` held-out windows."""
-    from sparkzoo import models
-
     spec = models.card(TAG).preprocessing
     x, y, _ = test_windows(spec)
     return float(np.mean(np.abs(forecast_mw(model, x[:limit], spec) - y[:limit])))
 
 
-def spark_windows(spark):
+def spark_windows(spark) -> Windows:
     """make_windows over the series with its week-ago column, split as :func:`held_out_start`."""
-    from sparkzoo.datasets.loaders import time_series
-    from sparkzoo.datasets.windows import make_windows
-
     # One series of 4,032 rows: lagged in pandas (exact, one pass), then windowed on Spark.
     frame = time_series("taylor").sort_values("timestamp")
     frame = frame.assign(week_ago=frame["value"].shift(WEEK - 1)).dropna(subset=["week_ago"])
@@ -129,12 +129,6 @@ def spark_windows(spark):
 
 
 def train(spark, args):
-    import tensorflow as tf
-
-    from sparkzoo import models
-    from sparkzoo.models.recipes.common import Trained
-    from sparkzoo.trainer import KerasEstimator
-
     windows = spark_windows(spark)
     scaler = windows.scaler
     spec = {

@@ -21,6 +21,21 @@ from typing import NamedTuple
 
 import numpy as np
 import pandas as pd
+import tensorflow as tf
+
+from sparkzoo import models
+from sparkzoo.baselines import als_factors
+from sparkzoo.datasets.loaders import movielens_100k
+from sparkzoo.models.recipes.common import Trained
+from sparkzoo.models.recommendation import (
+    hit_ratio_at_k,
+    leave_last_out,
+    ndcg_at_k,
+    ranking_candidates,
+    sample_negatives,
+    score_candidates,
+)
+from sparkzoo.trainer import KerasEstimator
 
 TAG = "ncf.ml100k"
 FAMILY = "ncf"
@@ -98,8 +113,6 @@ def make_protocol(
 
         split = make_protocol(ratings, num_users=943, num_items=1682)
     """
-    from sparkzoo.models.recommendation import leave_last_out, ranking_candidates
-
     # leave_last_out breaks timestamp ties by row order, here the data file's: unrelated to
     # the items (breaking them by item id would hold out the less popular, later-numbered
     # movies; MovieLens users often rate several movies within one second).
@@ -111,8 +124,6 @@ def make_protocol(
 @functools.lru_cache(maxsize=1)
 def protocol() -> Protocol:
     """The split every run and every check uses (deterministic: no seed but ``EVAL_SEED``)."""
-    from sparkzoo.datasets.loaders import movielens_100k
-
     ratings = movielens_100k().ratings
     ratings = ratings.assign(
         user_id=to_model_ids(ratings["user_id"], "user_id"),
@@ -129,8 +140,6 @@ def training_pairs(
     Each round repeats the positives with a new negative draw, so one pass over the result
     sees ``rounds`` different negative sets (the paper draws new negatives every epoch).
     """
-    from sparkzoo.models.recommendation import sample_negatives
-
     frames = []
     for round_ in range(rounds):
         negatives = sample_negatives(
@@ -144,8 +153,6 @@ def training_pairs(
 
 
 def ranking_metrics(scores: np.ndarray) -> dict:
-    from sparkzoo.models.recommendation import hit_ratio_at_k, ndcg_at_k
-
     return {
         f"hr@{TOP_K}": round(hit_ratio_at_k(scores, TOP_K), 4),
         f"ndcg@{TOP_K}": round(ndcg_at_k(scores, TOP_K), 4),
@@ -153,8 +160,6 @@ def ranking_metrics(scores: np.ndarray) -> dict:
 
 
 def model_scores(model, limit: int | None = None, split: Protocol | None = None) -> np.ndarray:
-    from sparkzoo.models.recommendation import score_candidates
-
     split = split or protocol()
     users = split.test["user_id"].to_numpy()[:limit]
     return score_candidates(model, users, split.candidates[:limit])
@@ -162,8 +167,6 @@ def model_scores(model, limit: int | None = None, split: Protocol | None = None)
 
 def check_metric(model, limit: int = CHECK_LIMIT) -> float:
     """HR@10 over the first ``limit`` test users (sorted by user id)."""
-    from sparkzoo.models.recommendation import hit_ratio_at_k
-
     return hit_ratio_at_k(model_scores(model, limit), TOP_K)
 
 
@@ -181,8 +184,6 @@ def popularity_scores(split: Protocol, seed: int = 0) -> np.ndarray:
 def als_scores(spark, split: Protocol, seed: int, params: dict | None = None) -> np.ndarray:
     """Spark MLlib ALS (implicit preferences) on the training interactions, dot-product scores
     of the test users' candidates."""
-    from sparkzoo.baselines import als_factors
-
     users, items = als_factors(
         spark, split.train, split.num_users, split.num_items, params or ALS_PARAMS, seed
     )
@@ -191,12 +192,6 @@ def als_scores(spark, split: Protocol, seed: int, params: dict | None = None) ->
 
 
 def train(spark, args):
-    import tensorflow as tf
-
-    from sparkzoo import models
-    from sparkzoo.models.recipes.common import Trained
-    from sparkzoo.trainer import KerasEstimator
-
     split = protocol()
     pairs = training_pairs(split.train, ROUNDS, args.seed)
     epochs = args.epochs or EPOCHS

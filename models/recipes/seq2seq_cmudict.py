@@ -23,6 +23,20 @@ from typing import NamedTuple
 
 import numpy as np
 import pandas as pd
+import tensorflow as tf
+from sklearn.feature_extraction.text import TfidfVectorizer
+
+from sparkzoo import models
+from sparkzoo.datasets.loaders import cmudict_pairs
+from sparkzoo.models.recipes.common import Trained
+from sparkzoo.models.seq2seq import (
+    beam_decode,
+    greedy_decode,
+    phoneme_error_rate,
+    sequence_error_rate,
+    teacher_forcing,
+)
+from sparkzoo.trainer import KerasEstimator
 
 TAG = "seq2seq.cmudict"
 FAMILY = "seq2seq"
@@ -57,8 +71,6 @@ class Split(NamedTuple):
 @functools.lru_cache(maxsize=1)
 def held_out_split() -> Split:
     """The fixed split (seed 0): 2,000 held-out words and 40,000 training words."""
-    from sparkzoo.datasets.loaders import cmudict_pairs
-
     pairs = cmudict_pairs(pronunciations="first", stress=False)
     letters_only = pairs["word"].str.fullmatch(f"[{LETTERS}]{{1,{MAX_LETTERS}}}")
     short = pairs["phonemes"].map(len) <= MAX_PHONEMES
@@ -127,8 +139,6 @@ def pronounce(model, words: Sequence[str], spec: dict, beam_width: int = 1) -> l
 
         pronounce(model, ["sparkzoo"], models.card("seq2seq.cmudict").preprocessing)
     """
-    from sparkzoo.models.seq2seq import beam_decode, greedy_decode
-
     source = encode_words(words, spec)
     max_len = spec["max_phonemes"] + 1
     if beam_width > 1:
@@ -140,8 +150,6 @@ def pronounce(model, words: Sequence[str], spec: dict, beam_width: int = 1) -> l
 
 def check_metric(model, limit: int = CHECK_LIMIT) -> float:
     """PER with greedy decoding on the first ``limit`` held-out words."""
-    from sparkzoo.models.seq2seq import phoneme_error_rate
-
     split = held_out_split()
     spec = preprocessing_spec(split.phonemes)
     test = split.test.iloc[:limit]
@@ -150,8 +158,6 @@ def check_metric(model, limit: int = CHECK_LIMIT) -> float:
 
 def nearest_spelling(train: pd.DataFrame, words: Sequence[str]) -> list[list[str]]:
     """Baseline: the pronunciation of the training word spelt most alike (char 1-3-grams)."""
-    from sklearn.feature_extraction.text import TfidfVectorizer
-
     vectorizer = TfidfVectorizer(analyzer="char_wb", ngram_range=(1, 3))
     known = vectorizer.fit_transform(train["word"])
     query = vectorizer.transform(list(words))
@@ -161,8 +167,6 @@ def nearest_spelling(train: pd.DataFrame, words: Sequence[str]) -> list[list[str
 
 
 def training_frame(train: pd.DataFrame, spec: dict) -> pd.DataFrame:
-    from sparkzoo.models.seq2seq import teacher_forcing
-
     source = encode_words(train["word"].tolist(), spec)
     decoder_inputs, targets = teacher_forcing(
         encode_phonemes(train["phonemes"], spec),
@@ -180,13 +184,6 @@ def training_frame(train: pd.DataFrame, spec: dict) -> pd.DataFrame:
 
 
 def train(spark, args):
-    import tensorflow as tf
-
-    from sparkzoo import models
-    from sparkzoo.models.recipes.common import Trained
-    from sparkzoo.models.seq2seq import phoneme_error_rate, sequence_error_rate
-    from sparkzoo.trainer import KerasEstimator
-
     split = held_out_split()
     spec = preprocessing_spec(split.phonemes)
     config = {**CONFIG_BASE, "target_vocab": len(split.phonemes) + FIRST_PHONEME_ID}

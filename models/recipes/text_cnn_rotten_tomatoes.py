@@ -20,6 +20,24 @@ from collections.abc import Sequence
 
 import numpy as np
 import pandas as pd
+import tensorflow as tf
+from sklearn.feature_extraction.text import TfidfVectorizer
+from sklearn.linear_model import LogisticRegression
+from sklearn.model_selection import train_test_split
+from sklearn.pipeline import make_pipeline
+
+from sparkzoo import models
+from sparkzoo.datasets.loaders import rotten_tomatoes
+from sparkzoo.datasets.text import (
+    NORMALIZE_REMOVE,
+    OOV_ID,
+    PAD_ID,
+    TOKEN_PATTERN,
+    TextSet,
+    Vocabulary,
+)
+from sparkzoo.models.recipes.common import Trained
+from sparkzoo.trainer import KerasEstimator
 
 TAG = "text_cnn.rotten_tomatoes"
 FAMILY = "text_cnn"
@@ -44,10 +62,6 @@ CHECK_LIMIT = 500
 @functools.lru_cache(maxsize=2)
 def held_out_split(seed: int = 0) -> tuple[pd.DataFrame, pd.DataFrame]:
     """(train, test) review snippets: ``text``, ``label`` (0 rotten, 1 fresh), stratified."""
-    from sklearn.model_selection import train_test_split
-
-    from sparkzoo.datasets.loaders import rotten_tomatoes
-
     reviews = rotten_tomatoes(full=True)[["text", "label"]]
     train, test = train_test_split(
         reviews, test_size=TEST_SIZE, stratify=reviews["label"], random_state=seed
@@ -57,8 +71,6 @@ def held_out_split(seed: int = 0) -> tuple[pd.DataFrame, pd.DataFrame]:
 
 def preprocessing_spec(words: Sequence[str]) -> dict:
     """The card's preprocessing: the TextSet steps, their parameters and the vocabulary."""
-    from sparkzoo.datasets.text import NORMALIZE_REMOVE, OOV_ID, PAD_ID, TOKEN_PATTERN
-
     return {
         "tokenize": {"pattern": TOKEN_PATTERN, "lowercase": True},
         "normalize": {"remove": NORMALIZE_REMOVE, "min_length": 1, "stopwords": []},
@@ -109,8 +121,6 @@ def encode(texts: Sequence[str | None], spec: dict) -> np.ndarray:
 
 @functools.lru_cache(maxsize=4)
 def _vocabulary(words: tuple[str, ...]):
-    from sparkzoo.datasets.text import Vocabulary
-
     return Vocabulary(words)
 
 
@@ -121,18 +131,12 @@ def accuracy(model, texts: Sequence[str], labels: np.ndarray, spec: dict) -> flo
 
 def check_metric(model, limit: int = CHECK_LIMIT) -> float:
     """Accuracy on the first ``limit`` held-out snippets, encoded with the card's spec."""
-    from sparkzoo import models
-
     _, test = held_out_split()
     spec = models.card(TAG).preprocessing
     return accuracy(model, test["text"][:limit].tolist(), test["label"][:limit].to_numpy(), spec)
 
 
 def tfidf_logistic_accuracy(train: pd.DataFrame, test: pd.DataFrame) -> float:
-    from sklearn.feature_extraction.text import TfidfVectorizer
-    from sklearn.linear_model import LogisticRegression
-    from sklearn.pipeline import make_pipeline
-
     pipeline = make_pipeline(
         TfidfVectorizer(ngram_range=(1, 2), min_df=1, sublinear_tf=True),
         LogisticRegression(C=4.0, max_iter=2000),
@@ -142,13 +146,6 @@ def tfidf_logistic_accuracy(train: pd.DataFrame, test: pd.DataFrame) -> float:
 
 
 def train(spark, args):
-    import tensorflow as tf
-
-    from sparkzoo import models
-    from sparkzoo.datasets.text import TextSet
-    from sparkzoo.models.recipes.common import Trained
-    from sparkzoo.trainer import KerasEstimator
-
     train_frame, test_frame = held_out_split(args.seed)
     texts = TextSet(spark.createDataFrame(train_frame), text_col="text").tokenize().normalize()
     vocabulary = texts.build_vocabulary(min_count=MIN_COUNT)

@@ -9,6 +9,8 @@ digits come from MNIST digits never used in training.
 
 from __future__ import annotations
 
+import importlib
+
 from sparkzoo.models.recipes import _scenes
 
 TAG = "yolo.scenes"
@@ -38,8 +40,6 @@ CHECK_LIMIT = _scenes.CHECK_LIMIT
 
 
 def _module():
-    import importlib
-
     return importlib.import_module(MODULE)
 
 

@@ -8,6 +8,7 @@ exactly those processes; ``status`` says whether it is up and where.
 from __future__ import annotations
 
 import contextlib
+import importlib.util
 import json
 import os
 import signal
@@ -18,6 +19,8 @@ import time
 import urllib.request
 from dataclasses import asdict, dataclass
 from pathlib import Path
+
+from sparkzoo.info import java_version
 
 DEFAULT_DIR = Path.home() / ".cache" / "sparkzoo" / "cluster"
 
@@ -40,9 +43,11 @@ def _free_port() -> int:
 
 
 def _spark_class() -> str:
-    import pyspark
-
-    path = Path(pyspark.__file__).parent / "bin" / "spark-class"
+    # pyspark's install folder, found without importing it (the CLI imports this module)
+    spec = importlib.util.find_spec("pyspark")
+    if spec is None or spec.origin is None:
+        raise ModuleNotFoundError("No module named 'pyspark'", name="pyspark")
+    path = Path(spec.origin).parent / "bin" / "spark-class"
     if not path.exists():
         raise FileNotFoundError(f"{path} is missing: reinstall pyspark")
     return str(path)
@@ -180,6 +185,4 @@ def stop(state_dir: Path = DEFAULT_DIR, timeout: float = 20) -> bool:
 
 
 def _java_available() -> bool:
-    from sparkzoo.info import java_version
-
     return java_version()[0] is not None

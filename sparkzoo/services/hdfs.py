@@ -33,6 +33,8 @@ import urllib.request
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+from sparkzoo.info import java_version
+
 DEFAULT_DIR = Path.home() / ".cache" / "sparkzoo" / "hdfs"
 JARS_DIR = Path.home() / ".cache" / "sparkzoo" / "hadoop"
 SOURCE = "pyspark==2.4.8"  # its sdist holds deps/jars/ with Hadoop 2.7.3
@@ -248,8 +250,6 @@ def _write_config(state_dir: Path, ports: dict[str, int]) -> Path:
 
 # ---- processes --------------------------------------------------------------------------------
 def _java() -> str:
-    from sparkzoo.info import java_version
-
     version, path = java_version()
     if version is None:
         raise RuntimeError(
