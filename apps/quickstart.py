@@ -12,13 +12,19 @@ import argparse
 import time
 
 import numpy as np
+import tensorflow as tf
+
+from sparkzoo.datasets.loaders import mnist_split
+from sparkzoo.models.lenet import lenet5
+from sparkzoo.spark import init_spark
+from sparkzoo.trainer import KerasEstimator
+from sparkzoo.trainer.tracking import default_tracking_uri
 
 HELD_OUT = 1000  # digits held out for the accuracy figure (stratified, seed 0)
 
 
 def mnist_frames(spark, held_out: int = HELD_OUT, seed: int = 0):
     """(train, test) Spark DataFrames of ``pixels`` (784 floats in [0, 1]) and ``label``."""
-    from sparkzoo.datasets import mnist_split
 
     return mnist_split(test_size=held_out, seed=seed, spark=spark)
 
@@ -26,11 +32,6 @@ def mnist_frames(spark, held_out: int = HELD_OUT, seed: int = 0):
 def train_and_evaluate(
     spark, workers: int = 2, epochs: int = 12, batch_size: int = 32, tracking_uri: str | None = None
 ) -> dict:
-    import tensorflow as tf
-
-    from sparkzoo.models.lenet import lenet5
-    from sparkzoo.trainer import KerasEstimator
-
     train, test = mnist_frames(spark)
     estimator = KerasEstimator(
         model=lambda: lenet5((28, 28, 1), 10, dropout=0.25, random_shift=0.1),
@@ -73,9 +74,6 @@ def main(argv: list[str] | None = None) -> int:
         help="MLflow tracking URI (default: MLflow's own, ./mlflow.db, which `mlflow ui` shows)",
     )
     args = parser.parse_args(argv)
-
-    from sparkzoo.spark import init_spark
-    from sparkzoo.trainer.tracking import default_tracking_uri
 
     spark = init_spark(args.master, app_name="sparkzoo-quickstart")
     tracking_uri = args.tracking_uri or default_tracking_uri()

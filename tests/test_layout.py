@@ -1,11 +1,10 @@
-"""The package layout of the design card and the dependency rule."""
+"""The package layout, the dependency rule and the imports a reader can see."""
 
 from __future__ import annotations
 
 import ast
 import json
 import tomllib
-import warnings
 
 from conftest import REPO, run_python
 
@@ -35,7 +34,7 @@ def test_every_package_folder_is_installed():
         assert FOLDERS[folder] == namespace
 
 
-def test_apps_of_the_design_card_exist():
+def test_the_five_reference_apps_exist():
     apps = {p.name for p in (REPO / "apps").iterdir() if (p / "__init__.py").exists()}
     assert {
         "object_detection",
@@ -97,11 +96,9 @@ def test_importing_sparkzoo_is_cheap():
 #   child process        the function runs in a child process of its own
 #   optional dependency  not installed everywhere (Horovod: classic stack only), or a heavy
 #                        library that one function of a widely imported module needs
-# Folders checked against LAZY_IMPORTS. apps/ joins when its refactor lands (its entries go
-# in APPS_LAZY_IMPORTS); until then its function-local imports are counted and reported.
-FOLDERS_CHECKED = ("sparkzoo", "models", "trainer", "datasets", "bench")
-FOLDERS_REPORTED = ("apps",)
-# The target for the whole library, apps/ included: enforced once apps/ is checked.
+# Folders checked against LAZY_IMPORTS (apps/: APPS_LAZY_IMPORTS).
+FOLDERS_CHECKED = ("sparkzoo", "models", "trainer", "datasets", "bench", "apps")
+# The target for the whole library, apps/ included.
 LIBRARY_BUDGET = 80
 REASON_KINDS = ("package boundary", "executor", "child process", "optional dependency")
 
@@ -161,16 +158,31 @@ LAZY_IMPORTS: dict[str, str] = {
     "bench/trainer.py:_horovod_spark_run": "optional dependency: horovod.spark, for the "
     "comparison on the classic stack only",
 }
-# trainer/model.py is being rewritten (the inference layer) outside this change; its
-# function-local imports are listed, not reviewed, until that lands.
-PENDING_LAZY_IMPORTS: dict[str, str] = {
-    "trainer/model.py:KerasModel._output_fields": "pending: the inference-layer rewrite",
-    "trainer/model.py:KerasModel._transform": "pending: the inference-layer rewrite",
-    "trainer/model.py:_predict_batches.predict": "pending: the inference-layer rewrite",
-    "trainer/model.py:_list_array": "pending: the inference-layer rewrite",
+_HELP_BOUNDARY = (
+    "package boundary: the app's pipeline (TensorFlow, Spark) loads when a command runs, not "
+    "for `python -m sparkzoo.apps.<name> --help`"
+)
+_NO_PYSPARK_FOR_HELP = (
+    "package boundary: apps/common.py is what every app's --help loads; pyspark loads when a "
+    "command starts Spark"
+)
+APPS_LAZY_IMPORTS: dict[str, str] = {
+    **{
+        f"apps/{app}/__main__.py:_pipeline": _HELP_BOUNDARY
+        for app in (
+            "anomaly_detection",
+            "fraud",
+            "image_similarity",
+            "object_detection",
+            "recommendation",
+        )
+    },
+    "apps/common.py:_active_spark": _NO_PYSPARK_FOR_HELP,
+    "apps/common.py:_end_spark_submit": _NO_PYSPARK_FOR_HELP,
+    "apps/common.py:start_spark": _NO_PYSPARK_FOR_HELP,
+    "apps/common.py:run_notebook": "package boundary: nbclient and nbformat load when a "
+    "notebook runs, not with every app's command line",
 }
-# Filled in with the apps/ refactor, in the same form as LAZY_IMPORTS.
-APPS_LAZY_IMPORTS: dict[str, str] = {}
 
 
 def function_local_imports(path) -> list[tuple[str, int]]:
@@ -196,7 +208,7 @@ def function_local_imports(path) -> list[tuple[str, int]]:
 def _library_lazy_imports() -> dict[str, dict[str, list[int]]]:
     """folder -> {"path:function": [lines]} over every library folder."""
     out: dict[str, dict[str, list[int]]] = {}
-    for folder in (*FOLDERS_CHECKED, *FOLDERS_REPORTED):
+    for folder in FOLDERS_CHECKED:
         places: dict[str, list[int]] = {}
         for path in sorted((REPO / folder).rglob("*.py")):
             for function, line in function_local_imports(path):
@@ -214,7 +226,7 @@ def _counts(found: dict[str, dict[str, list[int]]]) -> str:
 
 def test_function_local_imports_are_allowed_by_name():
     found = _library_lazy_imports()
-    allowed = LAZY_IMPORTS | PENDING_LAZY_IMPORTS | APPS_LAZY_IMPORTS
+    allowed = LAZY_IMPORTS | APPS_LAZY_IMPORTS
     checked = {place: lines for f in FOLDERS_CHECKED for place, lines in found[f].items()}
     unexplained = [f"{place} (line {lines[0]})" for place, lines in checked.items()
                    if place not in allowed]  # fmt: skip
@@ -226,32 +238,17 @@ def test_function_local_imports_are_allowed_by_name():
     everywhere = {place for places in found.values() for place in places}
     stale = sorted(set(allowed) - everywhere)
     assert not stale, f"LAZY_IMPORTS names places without such an import: {stale}"
-    if "apps" in FOLDERS_CHECKED:
-        total = sum(len(lines) for places in found.values() for lines in places.values())
-        assert total < LIBRARY_BUDGET, _counts(found)
+    total = sum(len(lines) for places in found.values() for lines in places.values())
+    assert total < LIBRARY_BUDGET, _counts(found)
 
 
 def test_every_boundary_says_why():
     for table, kinds in (
         (LAZY_IMPORTS, REASON_KINDS),
         (APPS_LAZY_IMPORTS, REASON_KINDS),
-        (PENDING_LAZY_IMPORTS, ("pending",)),
     ):
         for place, reason in table.items():
             assert reason.split(":")[0] in kinds and reason.split(":", 1)[1].strip(), place
-
-
-def test_apps_function_local_imports_are_reported():
-    # apps/ is not checked yet (see FOLDERS_CHECKED): its count shows in the warnings summary.
-    found = _library_lazy_imports()
-    apps = sum(map(len, found["apps"].values()))
-    unexplained = [p for p in found["apps"] if p not in APPS_LAZY_IMPORTS]
-    if "apps" not in FOLDERS_CHECKED and unexplained:
-        warnings.warn(
-            f"apps/: {apps} function-local imports in {len(found['apps'])} functions, "
-            f"{len(unexplained)} of them not in APPS_LAZY_IMPORTS; " + _counts(found),
-            stacklevel=1,
-        )
 
 
 def _loaded_after(code: str, modules: tuple[str, ...]) -> list[str]:

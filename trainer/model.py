@@ -10,6 +10,7 @@ from typing import Any
 import numpy as np
 import pyarrow as pa
 from pyspark.ml import Transformer
+from pyspark.ml.functions import array_to_vector
 from pyspark.ml.util import MLReadable, MLWritable
 
 from sparkzoo.trainer.columns import (
@@ -172,8 +173,6 @@ class KerasModel(Transformer, _ModelParams, MLReadable, MLWritable):
         return pa.schema(fields)
 
     def _transform(self, dataset):
-        from pyspark.ml.functions import array_to_vector
-
         names = self.getOrDefault("feature_cols")
         added = self._added_columns()
         if len(set(added)) != len(added):
