@@ -257,6 +257,10 @@ def run_app(
     program = argv is None
     try:
         code = _run_command(parser, commands, argv, errors)
+    except SystemExit as exc:  # a command that calls sys.exit
+        if not program:
+            raise
+        code = _exit_status(exc)
     except BaseException:
         if not program:
             raise
@@ -278,7 +282,7 @@ def _run_command(
     try:
         args = parser.parse_args(argv)
     except SystemExit as exc:  # --help, or a usage error argparse has printed
-        return exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 2)
+        return _exit_status(exc)
     owned = _active_spark() is None
     try:
         check_paths(args)
@@ -291,6 +295,13 @@ def _run_command(
         if owned and active is not None:
             active.stop()
     return 0 if code is None else int(code)
+
+
+def _exit_status(exc: SystemExit) -> int:
+    if exc.code is None or isinstance(exc.code, int):
+        return exc.code or 0
+    print(exc.code, file=sys.stderr)  # sys.exit("message"), as Python itself does
+    return 1
 
 
 def _active_spark():
