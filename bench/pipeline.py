@@ -26,6 +26,7 @@ from multiprocessing.pool import ThreadPool
 from typing import TYPE_CHECKING
 
 from sparkzoo.apps.object_detection import pipeline as p
+from sparkzoo.trainer.threads import configure_threads
 from sparkzoo.bench.common import emit, note
 from sparkzoo.bench.images import cpu_seconds
 from sparkzoo.datasets.images import decode_image
@@ -72,7 +73,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
 
     # The bare loop's process: 1 TensorFlow thread per op, set before TensorFlow starts.
-    p.set_tf_threads(1)
+    configure_threads(1)
     config = p.PipelineConfig(detector=args.detector, keep="all", score_threshold=0.3, threads=1)
     spark = init_spark(
         f"local[{SLOTS}]", app_name="sparkzoo-bench-pipeline", **{"spark.ui.enabled": "false"}

@@ -18,7 +18,7 @@ import sparkzoo
 
 @dataclass(frozen=True)
 class Stack:
-    """One of the two supported stacks (README, "Two stacks, one API")."""
+    """One of the two supported stacks (docs/trainer.md, "Two stacks, one API")."""
 
     name: str
     python: tuple[int, int]

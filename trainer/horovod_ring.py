@@ -1,6 +1,6 @@
 """Bring a Horovod Gloo ring up inside a Spark barrier stage.
 
-Every task of a barrier stage becomes one Horovod rank (README, "Training on Spark"):
+Every task of a barrier stage becomes one Horovod rank (docs/trainer.md):
 
 1. the tasks learn the world from :class:`pyspark.BarrierTaskContext` (their addresses);
 2. :func:`plan_ranks` assigns Horovod ranks host by host, as ``horovodrun`` would;
@@ -37,7 +37,7 @@ STALL_WARNING_SECONDS = 60
 STALL_SHUTDOWN_SECONDS = 300
 
 
-# What to do where Horovod is missing: only the classic stack has it (README, "Two stacks, one API").
+# What to do where Horovod is missing: only the classic stack has it (docs/trainer.md, "Two stacks, one API").
 HOROVOD_MISSING = (
     "Horovod is not installed: it runs only on sparkzoo's classic stack (Python 3.11, "
     "TensorFlow 2.15, PySpark 3.5), which `make setup` creates in .venv/; on the current stack "

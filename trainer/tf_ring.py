@@ -1,6 +1,6 @@
 """Bring a TensorFlow ``MultiWorkerMirroredStrategy`` world up inside a Spark barrier stage.
 
-Every task of the barrier stage becomes one TensorFlow worker (README, "Two stacks, one API"):
+Every task of the barrier stage becomes one TensorFlow worker (docs/trainer.md, "Two stacks, one API"):
 
 1. the task picks a free port on its own Spark address;
 2. the tasks ``allGather`` their ``rank, host:port, row count`` (rank = partition id);
