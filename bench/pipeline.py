@@ -26,11 +26,11 @@ from multiprocessing.pool import ThreadPool
 from typing import TYPE_CHECKING
 
 from sparkzoo.apps.object_detection import pipeline as p
-from sparkzoo.trainer.threads import configure_threads
 from sparkzoo.bench.common import emit, note
 from sparkzoo.bench.images import cpu_seconds
 from sparkzoo.datasets.images import decode_image
 from sparkzoo.spark import init_spark
+from sparkzoo.trainer.threads import configure_threads
 
 if TYPE_CHECKING:
     from pyspark.sql import DataFrame
