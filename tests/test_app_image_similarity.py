@@ -56,20 +56,20 @@ def test_fine_tuned_weights_change_the_vectors():
     assert not np.allclose(halved, original)
 
 
-def test_load_image_matches_the_stored_digit_and_names_bad_files(tmp_path):
+def test_query_pixels_match_the_stored_digit_and_names_bad_files(tmp_path):
     pixels, _ = _digits(1)
     path = tmp_path / "digit.png"
     cv2.imwrite(str(path), pixels[0].reshape(28, 28).astype(np.uint8))
-    np.testing.assert_array_equal(P.load_image(str(path)), pixels[0])
+    np.testing.assert_array_equal(P.query_pixels(str(path)), pixels[0])
     big = tmp_path / "big.png"
     cv2.imwrite(str(big), np.zeros((60, 90, 3), np.uint8))
-    assert P.load_image(str(big)).shape == (784,)  # resized to 28 x 28 grey
+    assert P.query_pixels(str(big)).shape == (784,)  # resized to 28 x 28 grey
     bad = tmp_path / "broken.png"
     bad.write_bytes(b"not a png")
     with pytest.raises(ValueError, match=r"broken\.png.*not a readable image"):
-        P.load_image(str(bad))
+        P.query_pixels(str(bad))
     with pytest.raises(FileNotFoundError, match=r"missing\.png"):
-        P.load_image(str(tmp_path / "missing.png"))
+        P.query_pixels(str(tmp_path / "missing.png"))
 
 
 def test_evaluate_ranks_separable_classes_perfectly():

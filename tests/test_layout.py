@@ -303,3 +303,38 @@ def test_child_processes_load_no_pyspark():
         "    from sparkzoo.trainer.local_rank import rank_main"
     )
     assert _loaded_after(code, ("pyspark", "py4j", "mlflow")) == []
+
+
+# The helpers every app, recipe and benchmark shares, each defined in one module only.
+SHARED_HELPERS = {
+    "hamming_distance": "models/retrieval.py",
+    "cosine_distance": "models/retrieval.py",
+    "map_at_k": "models/retrieval.py",
+    "mean_average_precision_at_k": "models/retrieval.py",
+    "leave_one_out_map": "models/retrieval.py",
+    "nearest": "datasets/index.py",
+    "duplicate_pairs": "datasets/index.py",
+    "load_image": "datasets/images.py",
+    "png_bytes": "datasets/images.py",
+    "contact_sheet": "datasets/images.py",
+    "read_file": "datasets/images.py",
+    "worker_model": "trainer/inference.py",
+    "map_batches": "trainer/inference.py",
+    "configure_threads": "trainer/threads.py",
+    "list_array": "sparkzoo/arrow.py",
+}
+
+
+def test_each_shared_helper_is_defined_once():
+    defined: dict[str, list[str]] = {}
+    for folder in FOLDERS_CHECKED:
+        for path in sorted((REPO / folder).rglob("*.py")):
+            for node in ast.walk(ast.parse(path.read_text())):
+                if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
+                    defined.setdefault(node.name, []).append(str(path.relative_to(REPO)))
+    wrong = {
+        name: defined.get(name, [])
+        for name, home in SHARED_HELPERS.items()
+        if defined.get(name, []) != [home]
+    }
+    assert not wrong, f"shared helpers defined elsewhere than their one home: {wrong}"

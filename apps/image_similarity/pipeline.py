@@ -128,13 +128,13 @@ def read_images(
     return df.select(F.xxhash64("path").alias("id"), "split", "label", "label_id", "path", "pixels")
 
 
-def load_image(path: str) -> np.ndarray:
+def query_pixels(path: str) -> np.ndarray:
     """One image file (local or ``hdfs://``) as the 784 raw grey values the index holds,
     decoded and resized exactly as :func:`read_images` does on the executors.
 
     Example::
 
-        pixels = load_image("query.png")        # (784,) float32, 0-255
+        pixels = query_pixels("query.png")        # (784,) float32, 0-255
     """
     image = images_lib.load_image(path, color="gray")
     return Resize(IMAGE_SHAPE[:2])(image).astype(np.float32).reshape(-1)
@@ -209,7 +209,7 @@ def embed_pixels(
 
     Example::
 
-        vectors, codes = embed_pixels(load_image("q.png")[None], Embedder())
+        vectors, codes = embed_pixels(query_pixels("q.png")[None], Embedder())
     """
     pixels = np.asarray(pixels, np.float32)
     if pixels.ndim != 2 or pixels.shape[1] != math.prod(IMAGE_SHAPE):
@@ -381,7 +381,7 @@ def query_embedding(path_or_pixels: str | np.ndarray, embedder: Embedder | None 
 
         q = query_embedding("hdfs://nn:9000/queries/sofa.jpg")
     """
-    pixels = load_image(path_or_pixels) if isinstance(path_or_pixels, str) else path_or_pixels
+    pixels = query_pixels(path_or_pixels) if isinstance(path_or_pixels, str) else path_or_pixels
     pixels = np.asarray(pixels, np.float32).reshape(1, -1)
     vectors, codes = embed_pixels(pixels, embedder or Embedder())
     return {"pixels": pixels[0], "vector": vectors[0], "code": codes[0].tobytes()}
@@ -569,9 +569,9 @@ __all__ = [
     "embed_pixels",
     "evaluate",
     "fine_tune",
-    "load_image",
     "map_chart",
     "query_embedding",
+    "query_pixels",
     "read_images",
     "read_thumbnail",
     "rename_paths",
