@@ -10,6 +10,7 @@ BENCHMARKS = {
     "trainer": "sparkzoo.bench.trainer",
     "images": "sparkzoo.bench.images",
     "pipeline": "sparkzoo.bench.pipeline",
+    "transform": "sparkzoo.bench.transform",
 }
 
 

