@@ -3,10 +3,11 @@
 Figure ``pipeline``: images/s of the object-detection app's Spark step (``read_images`` +
 ``detect_frame`` of :mod:`sparkzoo.apps.object_detection.pipeline`, run to the end with
 Spark's ``noop`` sink, ``local[2]``: two Python workers, one TensorFlow thread each) / images/s
-of a bare loop in one process over the same PNG files with the same models, the same code
+of a bare loop over the same PNG files with the same models, the same code
 (:func:`~sparkzoo.apps.object_detection.pipeline.process_images` on batches of 32) and the same
-threads: a pool of 2 Python threads, each reading, decoding and processing its share of the
-batches, TensorFlow limited to 1 intra-op thread (ops run in the calling thread). Models load
+threads: a pool of 2 Python processes (as Spark's 2 workers; two threads calling one
+TensorFlow model at once can crash it), each with the models loaded once and TensorFlow at 1
+intra-op thread, reading, decoding and processing its share of the batches. Models load
 before timing on both sides (a warm-up run). Repeats alternate A/B; the median ratio is
 reported, with ``cpu_ratio`` (CPU seconds of the bare loop / of Spark's driver, JVM and workers
 for the same images) and the load average.
@@ -19,10 +20,10 @@ scoring >= 0.3 kept, embedded by ``deepbit.mnist`` (code) and ``lenet5.mnist`` (
 from __future__ import annotations
 
 import argparse
+import multiprocessing
 import os
 import tempfile
 import time
-from multiprocessing.pool import ThreadPool
 from typing import TYPE_CHECKING
 
 from sparkzoo.apps.object_detection import pipeline as p
@@ -39,19 +40,31 @@ SLOTS = 2
 BATCH = 32
 
 
-def bare_rate(paths: list[str], config, models, pool: ThreadPool) -> tuple[float, float, int]:
-    """Images/s of the bare loop over ``paths`` on ``pool``, its CPU seconds, kept objects."""
+_BARE: dict = {}  # the bare loop's models, per pool process
 
-    def one_batch(batch: list[str]) -> int:
-        images = []
-        for path in batch:
-            with open(path, "rb") as handle:
-                images.append(decode_image(handle.read()))
-        return sum(r["kept"] for rows in p.process_images(images, config, models) for r in rows)
 
+def _bare_worker(config) -> None:
+    """A bare-loop process, as a Spark Python worker is: 1 TensorFlow thread, models once."""
+    configure_threads(1)
+    _BARE["config"], _BARE["models"] = config, p.load_models(config)
+
+
+def _bare_batch(batch: list[str]) -> int:
+    images = []
+    for path in batch:
+        with open(path, "rb") as handle:
+            images.append(decode_image(handle.read()))
+    found = p.process_images(images, _BARE["config"], _BARE["models"])
+    return sum(r["kept"] for rows in found for r in rows)
+
+
+def bare_rate(paths: list[str], pool) -> tuple[float, float, int]:
+    """Images/s of the bare loop over ``paths`` on ``pool`` (``SLOTS`` processes, each with
+    the models loaded once: TensorFlow models are not called from two threads at once), its
+    CPU seconds, kept objects."""
     batches = [paths[i : i + BATCH] for i in range(0, len(paths), BATCH)]
     cpu, start = cpu_seconds(), time.perf_counter()
-    kept = sum(pool.map(one_batch, batches, chunksize=1))
+    kept = sum(pool.map(_bare_batch, batches, chunksize=1))
     elapsed, cpu = time.perf_counter() - start, cpu_seconds() - cpu
     return len(paths) / elapsed, cpu, kept
 
@@ -72,8 +85,6 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--detector", default="ssd_lite.scenes")
     args = parser.parse_args(argv)
 
-    # The bare loop's process: 1 TensorFlow thread per op, set before TensorFlow starts.
-    configure_threads(1)
     config = p.PipelineConfig(detector=args.detector, keep="all", score_threshold=0.3, threads=1)
     spark = init_spark(
         f"local[{SLOTS}]", app_name="sparkzoo-bench-pipeline", **{"spark.ui.enabled": "false"}
@@ -86,15 +97,16 @@ def main(argv: list[str] | None = None) -> int:
         # Listing and partitioning happen once, as for a user who reads a folder and then
         # runs the pipeline; each timed run decodes, detects, crops and embeds every image.
         images, count = p.read_images(spark, folder, partitions=SLOTS)
-        models = p.worker_models(config)
-        pool = ThreadPool(SLOTS)
+        pool = multiprocessing.get_context("spawn").Pool(
+            SLOTS, initializer=_bare_worker, initargs=(config,)
+        )
         spark_rate(images, config, count)
-        bare_rate(paths, config, models, pool)
+        bare_rate(paths, pool)
         ratios, spark_runs, bare_runs, cpu_ratios = [], [], [], []
         kept = 0
         for repeat in range(args.repeats):
             ours, ours_cpu = spark_rate(images, config, count)
-            bare, bare_cpu, kept = bare_rate(paths, config, models, pool)
+            bare, bare_cpu, kept = bare_rate(paths, pool)
             note(
                 f"repeat {repeat + 1}/{args.repeats}: spark {ours:.1f}/s ({ours_cpu:.1f} CPU s), "
                 f"bare TF {bare:.1f}/s ({bare_cpu:.1f} CPU s)"
