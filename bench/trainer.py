@@ -131,7 +131,7 @@ def _fit_numpy(
 def plain_fit(model_name: str, epochs: int, threads: int) -> list[float]:
     """Baseline: ``model.fit`` on numpy in this process (run in a fresh subprocess), with the
     trainer's thread policy."""
-    configure_threads(threads)
+    configure_threads(threads, generator_fed=True)  # as a rank is
     return _fit_numpy(model_name, epochs)
 
 

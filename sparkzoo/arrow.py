@@ -54,18 +54,20 @@ def list_array(
 
 
 def to_arrow(values: Any, type_: pa.DataType) -> pa.Array:
-    """``values`` (numpy or a list, ``None`` for nulls) as an Arrow array of ``type_``; list
-    types go through :func:`list_array`.
+    """``values`` (numpy, or a sequence of Python values or numpy rows, ``None`` for nulls) as
+    an Arrow array of ``type_``; numpy rows of a list type go through :func:`list_array`.
 
     Example::
 
         to_arrow(np.array([0.5, 1.0]), pa.float64())
     """
-    if pa.types.is_list(type_) and not (isinstance(values, np.ndarray) and values.dtype == object):
-        return list_array(values, type_.value_type.to_pandas_dtype())
+    numeric = isinstance(values, np.ndarray) and values.dtype != object
     if pa.types.is_list(type_):
-        return list_array(list(values), type_.value_type.to_pandas_dtype())
-    if isinstance(values, np.ndarray) and values.dtype != object:
+        if numeric or any(isinstance(v, np.ndarray) for v in values):
+            return list_array(
+                values if numeric else list(values), type_.value_type.to_pandas_dtype()
+            )
+    elif numeric:
         return pa.array(values, type_)
     return pa.array(list(values), type_)
 
