@@ -52,11 +52,16 @@ import traceback
 import uuid
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urlparse
 
 from sparkzoo import fs
 from sparkzoo.records import jsonable, loadavg
+
+if TYPE_CHECKING:
+    import pandas as pd
+    from pyspark.sql import DataFrame
+
 
 APPS_DIR = Path(__file__).resolve().parent
 
@@ -333,7 +338,7 @@ def start_spark(args: argparse.Namespace, app: str):
     return init_spark(args.master, app_name=f"sparkzoo-{app}")
 
 
-def sample(df, rate: float, seed: int = 0):
+def sample(df: DataFrame | pd.DataFrame, rate: float, seed: int = 0) -> DataFrame | pd.DataFrame:
     """``df`` itself at rate 1, else a Bernoulli sample of it (Spark or pandas)."""
     if rate >= 1.0:
         return df

@@ -31,6 +31,7 @@ from __future__ import annotations
 import os
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
@@ -47,6 +48,10 @@ from sparkzoo.datasets.windows import make_windows
 from sparkzoo.models.registry import get as zoo_model
 from sparkzoo.models.timeseries import sliding_windows, threshold_from_errors
 from sparkzoo.trainer import KerasEstimator
+
+if TYPE_CHECKING:
+    from pyspark.sql import SparkSession
+
 
 MODELS = ("lstm_forecaster", "lstm_autoencoder")
 DETECTORS = ("lstm", "rolling_zscore", "isolation_forest")
@@ -187,7 +192,7 @@ def _events(label: np.ndarray) -> np.ndarray:
 
 
 def spark_windows(
-    spark, frame: pd.DataFrame, window: int = 48, model: str = "lstm_forecaster",
+    spark: SparkSession, frame: pd.DataFrame, window: int = 48, model: str = "lstm_forecaster",
     train_fraction: float = 0.5,
 ):  # fmt: skip
     """Rolling windows of ``frame``'s values on Spark, the first ``train_fraction`` of the

@@ -25,7 +25,7 @@ import json
 import math
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from pyspark.sql import Window
@@ -36,6 +36,10 @@ from sparkzoo import fs
 from sparkzoo.apps.common import sample
 from sparkzoo.datasets.readers import read_creditcard
 from sparkzoo.datasets.synthetic import transactions
+
+if TYPE_CHECKING:
+    from pyspark.sql import DataFrame, SparkSession
+
 
 LABEL = "label"  # 0/1 after prepare()
 EVENT_TIME = "event_time"  # seconds (long): what every past window is ordered by
@@ -83,13 +87,13 @@ class Transactions:
 
 
 def load_transactions(
-    spark,
+    spark: SparkSession,
     path: str | None = None,
     customers: int = 1000,
     days: int = 30,
     fraud_rate: float = 0.01,
     seed: int = 0,
-):
+) -> DataFrame:
     """The raw transactions as a Spark DataFrame.
 
     No ``path``: the SYNTHETIC PaySim-like generator (``customers`` x ``days``). A ``.csv``
@@ -140,7 +144,7 @@ def detect_layout(columns: Sequence[str], source: str = "input") -> str:
     return layout
 
 
-def prepare(raw, source: str = "input", require_label: bool = True) -> Transactions:
+def prepare(raw: DataFrame, source: str = "input", require_label: bool = True) -> Transactions:
     """Check ``raw`` and give it the columns every later step uses: ``transaction_key``
     (long), ``event_time`` (seconds, long), ``label`` (0/1, when present).
 
@@ -210,7 +214,7 @@ def _check_values(df, columns: list[str], amount: str, labelled: bool, source: s
         raise ValueError(f"{source}: the label column holds {row['__labels']} value(s) not 0/1")
 
 
-def sample_accounts(raw, rate: float, seed: int = 0):
+def sample_accounts(raw: DataFrame, rate: float, seed: int = 0) -> DataFrame:
     """A ``rate`` sample of whole accounts (every transaction of the sampled customers), so
     the past windows of a sampled row still see its account's history; the credit-card layout
     (no accounts) is sampled by row.
@@ -251,7 +255,7 @@ def _ratio(amount, mean):
     return F.coalesce(F.log((amount + 1.0) / (mean + 1.0)), F.lit(0.0))
 
 
-def add_features(data: Transactions):
+def add_features(data: Transactions) -> DataFrame:
     """``data.df`` with the feature columns of its layout (:func:`feature_columns`), each
     computed from strictly earlier transactions only (Spark window functions with
     ``rangeBetween(-window, -1)`` on the event time).
@@ -355,7 +359,7 @@ def feature_columns(layout: str) -> list[str]:
 # ---- split -----------------------------------------------------------------------------------
 
 
-def time_split(df, fractions: Sequence[float] = (0.6, 0.2, 0.2)):
+def time_split(df: DataFrame, fractions: Sequence[float] = (0.6, 0.2, 0.2)):
     """(train, validation, test) DataFrames by event time: train the earliest ``fractions[0]``
     of the transactions, test the latest ``fractions[2]`` (exact quantiles of the event time;
     rows at or after a cut go to the later part, so a second never straddles two parts).
@@ -413,7 +417,7 @@ class Preprocessor:
         return cls(**json.loads(text))
 
 
-def fit_preprocessor(train, layout: str, max_categories: int = 30) -> Preprocessor:
+def fit_preprocessor(train: DataFrame, layout: str, max_categories: int = 30) -> Preprocessor:
     """Statistics from the TRAINING part only: mean/std of every numeric feature and the
     categories of ``type`` and ``merchant_category`` (transactions layout).
 
@@ -441,7 +445,7 @@ def fit_preprocessor(train, layout: str, max_categories: int = 30) -> Preprocess
     return Preprocessor(layout, numeric, mean, std, vocabulary)
 
 
-def assemble(df, prep: Preprocessor):
+def assemble(df: DataFrame, prep: Preprocessor) -> DataFrame:
     """``df`` with ``features``: the standardised numeric features and the one-hot categories
     as one ``array<float>`` (the column the model reads).
 

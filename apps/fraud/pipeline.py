@@ -29,7 +29,7 @@ import math
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import tensorflow as tf
@@ -68,6 +68,9 @@ from sparkzoo.models.registry import get as zoo_model
 from sparkzoo.models.tabular import FocalLoss
 from sparkzoo.trainer import KerasEstimator, KerasModel
 
+if TYPE_CHECKING:
+    from pyspark.sql import DataFrame
+
 
 def fraud_weight(positives: int, negatives: int, share: float) -> int:
     """The loss weight of each positive row that makes the positives count for about ``share``
@@ -88,7 +91,7 @@ def fraud_weight(positives: int, negatives: int, share: float) -> int:
     return max(1, round(wanted / positives))
 
 
-def with_class_weights(train, share: float = 0.2):
+def with_class_weights(train: DataFrame, share: float = 0.2) -> DataFrame:
     """``train`` with a ``weight`` column: :func:`fraud_weight` for fraud rows, 1 for the
     others (the trainer's ``sample_weight_col``: every rank weighs its rows' losses, no row is
     repeated). Returns (DataFrame, fraud weight)."""
@@ -247,7 +250,7 @@ def fit_baselines(x_train: np.ndarray, y_train: np.ndarray, seed: int = 0) -> di
     }
 
 
-def to_numpy(df, columns: Sequence[str] = (FEATURES, LABEL)) -> list[np.ndarray]:
+def to_numpy(df: DataFrame, columns: Sequence[str] = (FEATURES, LABEL)) -> list[np.ndarray]:
     """Collect ``columns`` of a (small enough) DataFrame as numpy arrays; an array column
     becomes a 2-d float32 table."""
     frame = df.select(*columns).toPandas()
@@ -298,7 +301,9 @@ def metrics_table(models: dict[str, dict]) -> str:
     return "\n".join(lines)
 
 
-def evaluate(fitted, prep: Preprocessor, train, val, test, seed: int = 0) -> Evaluation:
+def evaluate(
+    fitted, prep: Preprocessor, train: DataFrame, val: DataFrame, test: DataFrame, seed: int = 0
+) -> Evaluation:
     """Choose the MLP's threshold on ``val`` (recall 0.8; stored in ``prep``), score ``test``
     with it, fit the scikit-learn baselines on ``train``'s same standardised features, and
     measure every model on ``test`` (each baseline at its own validation threshold).
@@ -383,7 +388,7 @@ def load_model(folder: str):
     return KerasModel.load(fs.join(folder, MODEL_DIR), {"FocalLoss": FocalLoss}), prep
 
 
-def score(fitted, prep: Preprocessor, df, keep_features: bool = False):
+def score(fitted, prep: Preprocessor, df: DataFrame, keep_features: bool = False) -> DataFrame:
     """``df`` (prepared, with feature columns) with ``score`` (fraud probability) and ``flag``
     (``score >= threshold``), scored by the model in the executors; the assembled
     ``features`` column stays only with ``keep_features``."""

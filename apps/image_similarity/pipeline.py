@@ -36,7 +36,7 @@ import math
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pyarrow as pa
@@ -59,6 +59,10 @@ from sparkzoo.models.transfer import cut, new_head
 from sparkzoo.trainer import KerasEstimator
 from sparkzoo.trainer.inference import map_batches, worker_model
 
+if TYPE_CHECKING:
+    from pyspark.sql import DataFrame, SparkSession
+
+
 VECTOR_TAG = "lenet5.mnist"  # the zoo classifier the float vectors come from
 CUT_AT = "fc2"  # its penultimate layer (84 units), the input of the classifier
 CODE_TAG = "deepbit.mnist"  # the zoo binary hasher
@@ -71,12 +75,12 @@ BY = ("code", "vector")
 
 
 def read_images(
-    spark,
+    spark: SparkSession,
     folder: str,
     query_fraction: float = 0.2,
     seed: int = 0,
     sample_rate: float = 1.0,
-):
+) -> DataFrame:
     """The images under ``folder`` as a Spark DataFrame of ``id`` (long, a hash of the path),
     ``split``, ``label``, ``label_id``, ``path`` and ``pixels`` (784 floats, 0-255: decoded grey
     by OpenCV on the executors, resized to 28 x 28).
@@ -230,7 +234,9 @@ def embed_pixels(
     return np.concatenate(vectors).astype(np.float32), np.concatenate(codes)
 
 
-def embed(images, embedder: Embedder | None = None, keep_pixels: bool = False):
+def embed(
+    images: DataFrame, embedder: Embedder | None = None, keep_pixels: bool = False
+) -> DataFrame:
     """Add ``vector`` (array<float>) and ``code`` (binary, packed bits) to a DataFrame with a
     ``pixels`` column of 784 raw grey values, on the executors (``mapInArrow``), each Python
     worker loading the models once. ``pixels`` is dropped unless ``keep_pixels``.
@@ -266,7 +272,7 @@ def _fine_tune_model(tag: str, cut_at: str, num_classes: int, freeze_to: str | N
     return new_head(zoo_model(tag), num_classes, cut_at=cut_at, freeze_to=freeze_to)
 
 
-def scaled_pixels(images, tag: str = VECTOR_TAG, col: str = "x"):
+def scaled_pixels(images: DataFrame, tag: str = VECTOR_TAG, col: str = "x") -> DataFrame:
     """``images`` with ``col``: the ``pixels`` with ``tag``'s card preprocessing applied as a
     Spark expression (``scale``, and one ``mean``/``std`` for grey images)."""
 
@@ -281,8 +287,8 @@ def scaled_pixels(images, tag: str = VECTOR_TAG, col: str = "x"):
 
 
 def fine_tune(
-    spark,
-    images,
+    spark: SparkSession,
+    images: DataFrame,
     epochs: int = 2,
     workers: int = 2,
     freeze_to: str | None = "conv2",
@@ -355,7 +361,9 @@ def weights_from_bytes(data: bytes) -> list[np.ndarray]:
 # ---- search ------------------------------------------------------------------------------------
 
 
-def search(index, query: dict[str, Any], k: int = 8, by: str = "code", split: str | None = None):
+def search(
+    index: DataFrame, query: dict[str, Any], k: int = 8, by: str = "code", split: str | None = None
+) -> DataFrame:
     """The ``k`` rows of ``index`` nearest to ``query`` (``{"vector": ..., "code": bytes}``, as
     :func:`query_embedding` gives): Hamming distance between codes (``by="code"``) or cosine
     distance between vectors (``by="vector"``), computed for every row on the executors
@@ -469,7 +477,7 @@ def evaluate(
 # ---- output ----------------------------------------------------------------------------------
 
 
-def rename_paths(df, stage: str, output: str, col: str = "path"):
+def rename_paths(df: DataFrame, stage: str, output: str, col: str = "path") -> DataFrame:
     """``df`` with the staging folder's name in ``col`` replaced by the final output folder's
     (so the index names files where they will be once the run has succeeded)."""
 

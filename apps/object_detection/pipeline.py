@@ -40,7 +40,7 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import cv2
 import numpy as np
@@ -61,6 +61,7 @@ from sparkzoo.apps.object_detection.inputs import (
 )
 from sparkzoo.datasets.images import (
     IMAGE_GLOB,
+    ImageSet,
     contact_sheet,
     decode_image,
     load_image,
@@ -72,15 +73,19 @@ from sparkzoo.datasets.index import duplicate_pairs, nearest, nearest_rows
 from sparkzoo.models.deepbit import pca_sign_hash
 from sparkzoo.models.detection import (
     Detections,
-    draw_detections,
     iou,
     load_detector,
     mean_average_precision,
 )
+from sparkzoo.models.detection.draw import draw_rows
 from sparkzoo.models.registry import apply_preprocessing
 from sparkzoo.models.registry import get as zoo_model
 from sparkzoo.models.retrieval import cosine_distance, hamming_distance, leave_one_out_map
 from sparkzoo.trainer.inference import map_batches, worker_model
+
+if TYPE_CHECKING:
+    from pyspark.sql import DataFrame, SparkSession
+
 
 DETECTORS = ("ssd_lite.scenes", "yolo.scenes", "haar.face", "mtcnn.face")
 CODE_MODELS = ("deepbit.mnist",)
@@ -429,8 +434,12 @@ def _error_record(path: str, error: str) -> dict[str, Any]:
 
 
 def read_images(
-    spark, path: str, sample_rate: float = 1.0, seed: int = 0, partitions: int | None = None
-):
+    spark: SparkSession,
+    path: str,
+    sample_rate: float = 1.0,
+    seed: int = 0,
+    partitions: int | None = None,
+) -> tuple[DataFrame, int]:
     """``(frame, count)``: the image files under ``path`` (folder or ``hdfs://`` URI,
     searched recursively), a ``sample_rate`` Bernoulli sample of them, as a DataFrame of
     ``path`` (local files: the Python workers read them) or ``path, content`` (other file
@@ -471,7 +480,7 @@ def read_images(
     return (listing.repartition(int(partitions)) if partitions > current else listing), count
 
 
-def detect_frame(images, config: PipelineConfig):
+def detect_frame(images: DataFrame | ImageSet, config: PipelineConfig) -> DataFrame:
     """The decode -> detect -> crop -> embed step: a lazy DataFrame of
     :data:`DETECTIONS_SCHEMA`, run in Arrow batches by ``mapInArrow``. ``images``: the frame
     of :func:`read_images`, or an ``ImageSet`` (or its ``df``) when the images need an
@@ -498,7 +507,7 @@ def detect_frame(images, config: PipelineConfig):
     )
 
 
-def image_errors(detections) -> list[str]:
+def image_errors(detections: DataFrame | pd.DataFrame) -> list[str]:
     """The errors of images that could not be read (a Spark DataFrame or pandas frame)."""
     if hasattr(detections, "rdd"):
         rows = detections.where("error IS NOT NULL").select("error").limit(20).collect()
@@ -506,7 +515,7 @@ def image_errors(detections) -> list[str]:
     return [e for e in detections["error"] if isinstance(e, str)]
 
 
-def features_of(detections):
+def features_of(detections: DataFrame) -> DataFrame:
     """The kept objects of a detections table, without the ``kept`` and ``error`` columns."""
     return detections.where("kept AND error IS NULL").drop("kept", "error")
 
@@ -609,7 +618,9 @@ def lenet_accuracy(features, labels: np.ndarray) -> float | None:
 # ---- search, duplicates, pictures -------------------------------------------------------------
 
 
-def search(features, query: dict, metric: str = "hamming", k: int = 5) -> pd.DataFrame:
+def search(
+    features: DataFrame | pd.DataFrame, query: dict, metric: str = "hamming", k: int = 5
+) -> pd.DataFrame:
     """The ``k`` images nearest to a query object: each image's closest kept object, by
     Hamming distance between codes or cosine distance between vectors
     (``sparkzoo.datasets.index``). ``features`` is a Spark DataFrame (the distances run in the
@@ -641,22 +652,6 @@ def search(features, query: dict, metric: str = "hamming", k: int = 5) -> pd.Dat
     return top
 
 
-def draw_rows(image: np.ndarray, rows, kept_only: bool = True) -> np.ndarray:
-    """``image`` with the boxes of its detection rows (pandas) drawn and captioned."""
-    if kept_only:
-        rows = rows[rows["kept"]] if "kept" in rows else rows
-    if len(rows):
-        found = Detections(
-            np.stack(rows["box"].to_numpy()),
-            rows["score"].to_numpy(),
-            rows["class_id"].to_numpy(),
-            labels=list(rows["class"]),
-        )
-    else:
-        found = Detections.empty()
-    return draw_detections(image, found)
-
-
 def config_dict(config: PipelineConfig) -> dict[str, Any]:
     return asdict(config)
 
@@ -676,6 +671,7 @@ __all__ = [
     "detect_batch",
     "detect_frame",
     "detection_map",
+    "draw_rows",
     "duplicate_pairs",
     "embed",
     "features_of",

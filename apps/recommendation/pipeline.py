@@ -30,7 +30,7 @@ import os
 import tempfile
 import uuid
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
@@ -52,6 +52,10 @@ from sparkzoo.models.recommendation import hit_ratio_at_k, ndcg_at_k, positive_r
 from sparkzoo.models.registry import get as zoo_model
 from sparkzoo.trainer import KerasEstimator
 from sparkzoo.trainer.inference import map_batches
+
+if TYPE_CHECKING:
+    from pyspark.sql import DataFrame, SparkSession
+
 
 TOP_K = 10
 EVAL_NEGATIVES = 99  # the NCF paper's protocol
@@ -282,7 +286,7 @@ def build_model(model: str, config: dict):
 
 
 def train(
-    spark,
+    spark: SparkSession,
     split,
     ids: IndexedData,
     model: str = "ncf",
@@ -336,7 +340,7 @@ def ranking_metrics(scores: np.ndarray, k: int = TOP_K) -> dict[str, float]:
     }
 
 
-def evaluate(spark, recommender: Recommender, split, ids: IndexedData, seed: int = 0):
+def evaluate(spark: SparkSession, recommender: Recommender, split, ids: IndexedData, seed: int = 0):
     """HR@10 / NDCG@10 of the model, Spark ALS (implicit) and item popularity on the same
     candidates; returns ``(metrics, curves)`` where ``curves[name]`` is HR@k for k = 1..20.
 
@@ -421,8 +425,12 @@ def top_k_batch(model, users: np.ndarray, spec: dict[str, Any], k: int) -> dict[
 
 
 def recommend(
-    spark, recommender: Recommender, ids: IndexedData, k: int = TOP_K, partitions: int | None = None
-):
+    spark: SparkSession,
+    recommender: Recommender,
+    ids: IndexedData,
+    k: int = TOP_K,
+    partitions: int | None = None,
+) -> DataFrame:
     """The ``k`` highest-scored movies each user has not rated, as a Spark DataFrame of
     ``user_id``, ``rank`` (1 = best), ``item_id`` (raw ids), ``title``, ``score``.
 

@@ -36,6 +36,7 @@ _EXPORTS: dict[str, str] = {
     "Detector": "detector",
     "load_detector": "detector",
     "draw_detections": "draw",
+    "draw_rows": "draw",
     "write_png": "draw",
 }
 

@@ -103,3 +103,24 @@ def write_png(path: str | Path, image: np.ndarray) -> Path:
         Path(tmp).unlink(missing_ok=True)
         raise
     return path
+
+
+def draw_rows(image: np.ndarray, rows, kept_only: bool = True) -> np.ndarray:
+    """``image`` with the boxes of its rows of a detections table (pandas: ``box``, ``score``,
+    ``class_id``, ``class`` [, ``kept``]) drawn and captioned; only the kept ones by default.
+
+    Example::
+
+        draw_rows(load_image(path), detections[detections.image_id == "test-00001"])
+    """
+    if kept_only and "kept" in rows:
+        rows = rows[rows["kept"]]
+    if not len(rows):
+        return draw_detections(image, Detections.empty())
+    found = Detections(
+        np.stack(rows["box"].to_numpy()),
+        rows["score"].to_numpy(),
+        rows["class_id"].to_numpy(),
+        labels=list(rows["class"]),
+    )
+    return draw_detections(image, found)
