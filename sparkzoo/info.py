@@ -89,7 +89,8 @@ def _tensorflow(stack: Stack) -> list[Component]:
             f"sparkzoo's {stack.name} stack needs TensorFlow {stack.tensorflow}x{why}; {stack.fix}"
         )
     gpus = tf.config.list_physical_devices("GPU")
-    tf_comp.detail = f"{len(gpus)} GPU(s)" if gpus else "CPU only"
+    names = ", ".join(gpu.name.replace("/physical_device:", "") for gpu in gpus)
+    tf_comp.detail = f"{len(gpus)} GPU(s): {names}" if gpus else "CPU only"
     return [tf_comp, _keras(tf, stack)]
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 import textwrap
@@ -53,7 +54,8 @@ JOB = textwrap.dedent("""
 @pytest.fixture(scope="module")
 def standalone(tmp_path_factory):
     state = tmp_path_factory.mktemp("cluster")
-    info = cluster.start(workers=2, cores=1, memory="1200m", state_dir=state)
+    # Each worker offers one fake GPU: Spark schedules it without checking it exists.
+    info = cluster.start(workers=2, cores=1, memory="1200m", state_dir=state, fake_gpus=1)
     try:
         yield info
     finally:
@@ -132,3 +134,42 @@ def test_tf_engine_on_two_workers_matches_one_process(standalone, tmp_path):
     assert lines["RUNNER"] == "['hi', 0]"  # rank 0's value, TF_CONFIG set in the task
     two, one = float(lines["TWO_RANKS"]), float(lines["ONE_PROCESS"])
     assert two > 0.9 and abs(two - one) <= 0.02, (two, one)
+
+
+GPU_JOB = textwrap.dedent("""
+    import json, sys
+    from sparkzoo import init_spark
+    from sparkzoo.trainer import HorovodRunner
+
+    spark = init_spark(sys.argv[1], app_name="sparkzoo-cluster-gpus",
+                       **{"spark.executor.memory": "1200m", "spark.executor.cores": "1",
+                          "spark.executor.resource.gpu.amount": "1",
+                          "spark.task.resource.gpu.amount": "1"})
+
+    def where():
+        import os
+        import horovod.tensorflow as hvd
+        from pyspark import TaskContext
+        mine = {"rank": hvd.rank(), "visible": os.environ.get("CUDA_VISIBLE_DEVICES"),
+                "assigned": TaskContext.get().resources()["gpu"].addresses}
+        return hvd.allgather_object(mine)
+
+    print("RANKS", json.dumps(HorovodRunner(np=2, spark=spark).run(where)))
+    spark.stop()
+""")
+
+
+@pytest.mark.horovod
+def test_each_rank_sees_the_gpus_spark_assigned_to_its_task(standalone, tmp_path):
+    script = tmp_path / "gpu_job.py"
+    script.write_text(GPU_JOB)
+    out = subprocess.run(
+        [sys.executable, str(script), standalone.url], capture_output=True, text=True, timeout=600
+    )
+    assert out.returncode == 0, out.stdout[-2000:] + out.stderr[-4000:]
+    line = next(x for x in out.stdout.splitlines() if x.startswith("RANKS "))
+    ranks = json.loads(line.split(" ", 1)[1])
+    assert sorted(r["rank"] for r in ranks) == [0, 1]
+    for rank in ranks:
+        assert rank["assigned"] == ["0"]  # each worker's one (fake) GPU
+        assert rank["visible"] == ",".join(rank["assigned"])  # set before TensorFlow starts

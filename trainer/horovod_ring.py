@@ -29,6 +29,8 @@ from dataclasses import dataclass
 
 import psutil
 
+from sparkzoo.trainer.gpus import task_gpu_env
+
 # How long Gloo waits for its peers before giving up (Horovod's default is 30 s).
 GLOO_TIMEOUT_SECONDS = 60
 # A rank that waits this long for its peers to submit the same tensor warns, then shuts the
@@ -240,6 +242,7 @@ def horovod_ring() -> Iterator[RankInfo]:
     rank0 = next(i for i, r in enumerate(plan) if r.rank == 0)
     port = json.loads(shared[rank0])["port"]
     env = horovod_env(me, plan[rank0].hostname, port, interface_for_address(me.hostname))
+    env |= task_gpu_env(ctx)  # before TensorFlow starts: this rank's GPUs only
 
     import horovod.tensorflow as hvd
 

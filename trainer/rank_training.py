@@ -24,6 +24,7 @@ from sparkzoo import fs
 from sparkzoo.trainer.arrays import ColumnSpec, batch_to_arrays, fit_to_shapes
 from sparkzoo.trainer.checkpoint import CheckpointStore
 from sparkzoo.trainer.feed import PartitionBuffer, batch_indices
+from sparkzoo.trainer.gpus import FROM_SPARK
 from sparkzoo.trainer.threads import configure_threads
 
 
@@ -94,6 +95,28 @@ def build_model(source: Any, custom_objects: dict | None = None):
     return load_keras_model(source, custom_objects) if isinstance(source, bytes) else source()
 
 
+def pin_gpus(local_rank: int) -> list[str]:
+    """Make TensorFlow in this process use this rank's GPU(s), with memory growth on; return
+    their names ([] on a machine without GPUs). Spark's assignment wins (then every GPU left
+    visible by ``CUDA_VISIBLE_DEVICES`` is this rank's); otherwise the GPU of ``local_rank``.
+
+    Example::
+
+        pin_gpus(ring.local_rank)      # ['/physical_device:GPU:0']
+    """
+    gpus = tf.config.list_physical_devices("GPU")
+    if not gpus:
+        return []
+    mine = gpus if os.environ.get(FROM_SPARK) else [gpus[local_rank % len(gpus)]]
+    try:
+        tf.config.set_visible_devices(mine, "GPU")
+        for gpu in mine:
+            tf.config.experimental.set_memory_growth(gpu, True)
+    except RuntimeError:
+        pass  # TensorFlow's runtime already started in this reused worker: keep its devices
+    return [gpu.name for gpu in mine]
+
+
 def start_rank(
     plan: TrainingPlan, ring, batches, client
 ) -> tuple[PartitionBuffer, PartitionBuffer]:
@@ -102,6 +125,7 @@ def start_rank(
     initial weights are rank 0's, which the engine broadcasts), deterministic ops if asked,
     then its partition read and reported to the driver. Returns (train, validation) rows."""
     configure_threads(plan.threads_per_worker, ring.local_size, generator_fed=True)
+    pin_gpus(ring.local_rank)
     tf.keras.utils.set_random_seed(plan.seed + ring.rank)
     if plan.deterministic:
         tf.config.experimental.enable_op_determinism()

@@ -38,6 +38,7 @@ from pyspark import BarrierTaskContext
 
 from sparkzoo.trainer import tf_child
 from sparkzoo.trainer.feed import _local_dir
+from sparkzoo.trainer.gpus import FROM_SPARK, task_gpu_addresses
 from sparkzoo.trainer.launcher import check_slots, run_barrier_stage
 from sparkzoo.trainer.relay import Message, RelayClient
 from sparkzoo.trainer.tf_ring import WorkerInfo, bind_env, bind_library, form_world
@@ -112,6 +113,7 @@ def _tf_barrier_task(child_fn: bytes, relay_address: tuple[str, int, str], use_g
                 env = {
                     "TF_CONFIG": json.dumps(info.tf_config),
                     "CUDA_VISIBLE_DEVICES": _task_gpus(ctx) if use_gpu else "",
+                    FROM_SPARK: "1" if use_gpu else None,
                 }
                 try:
                     env |= bind_env(info.hostname, info.port, bind_library())
@@ -151,14 +153,14 @@ def write_partition(batches: Iterator[pa.RecordBatch], path: str) -> int:
 
 
 def _task_gpus(ctx) -> str:
-    resources = ctx.resources()
-    if "gpu" not in resources:
+    addresses = task_gpu_addresses(ctx)
+    if not addresses:
         raise RuntimeError(
             "use_gpu=True but Spark assigned this task no 'gpu' resource; set "
             "spark.executor.resource.gpu.amount and spark.task.resource.gpu.amount (with a "
             "discovery script) or run with use_gpu=False"
         )
-    return ",".join(resources["gpu"].addresses)
+    return ",".join(addresses)
 
 
 def run_child(

@@ -88,8 +88,15 @@ def start(
     memory: str = "1g",
     state_dir: Path = DEFAULT_DIR,
     timeout: float = 90,
+    fake_gpus: int = 0,
 ) -> ClusterInfo:
-    """Start a master and ``workers`` workers on 127.0.0.1; return once all have registered."""
+    """Start a master and ``workers`` workers on 127.0.0.1; return once all have registered.
+
+    ``fake_gpus``: each worker offers that many GPU resources (addresses "0", "1", ...) found
+    by a discovery script that reports them without any GPU being there (Spark does not check
+    them): Spark's GPU scheduling, and what the trainer does with it, tested on a machine
+    without GPUs.
+    """
     state_dir = Path(state_dir)
     running = status(state_dir)
     if running is not None:
@@ -105,6 +112,15 @@ def start(
         "SPARK_WORKER_DIR": str(state_dir / "work"),
         "SPARK_LOG_DIR": str(state_dir / "logs"),
     }
+    if fake_gpus:
+        script = state_dir / "fake_gpus.sh"
+        addresses = json.dumps({"name": "gpu", "addresses": [str(i) for i in range(fake_gpus)]})
+        script.write_text(f"#!/usr/bin/env bash\necho '{addresses}'\n")
+        script.chmod(0o755)
+        env["SPARK_WORKER_OPTS"] = (
+            f"-Dspark.worker.resource.gpu.amount={fake_gpus} "
+            f"-Dspark.worker.resource.gpu.discoveryScript={script}"
+        )
     port, ui_port = _free_port(), _free_port()
     url, web_ui = f"spark://127.0.0.1:{port}", f"http://127.0.0.1:{ui_port}"
     spark_class = _spark_class()
