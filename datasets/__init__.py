@@ -22,8 +22,7 @@ Example::
 
 from __future__ import annotations
 
-import importlib
-from typing import Any
+from sparkzoo.lazy import lazy_exports
 
 _EXPORTS: dict[str, str] = {
     # loaders: real data inside packages
@@ -77,17 +76,6 @@ _EXPORTS: dict[str, str] = {
 }
 
 
-def __getattr__(name: str) -> Any:
-    module = _EXPORTS.get(name)
-    if module is None:
-        raise AttributeError(f"module 'sparkzoo.datasets' has no attribute {name!r}")
-    value = getattr(importlib.import_module(f"sparkzoo.datasets.{module}"), name)
-    globals()[name] = value  # later lookups skip __getattr__
-    return value
-
-
-def __dir__() -> list[str]:
-    return sorted(set(globals()) | set(_EXPORTS))
-
+__getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)
 
 __all__ = sorted(_EXPORTS)

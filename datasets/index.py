@@ -40,10 +40,13 @@ if TYPE_CHECKING:
 METRICS = {"code": "hamming", "vector": "cosine"}
 
 
-def _metric(column: str, metric: str | None) -> str:
+def _metric(column: str, metric: str | None, k: int) -> str:
+    """The metric of a search (by default the column's), checked with its ``k``."""
     metric = metric or METRICS.get(column)
     if metric not in ("hamming", "cosine"):
         raise ValueError(f"metric must be 'hamming' or 'cosine', not {metric!r}")
+    if k < 1:
+        raise ValueError(f"k must be >= 1, got {k}")
     return metric
 
 
@@ -104,9 +107,7 @@ def nearest(
         nearest(features, q["code"], "code", k=5, order=("image_id",), one_per="image_id",
                 within=("object",))
     """
-    metric = _metric(column, metric)
-    if k < 1:
-        raise ValueError(f"k must be >= 1, got {k}")
+    metric = _metric(column, metric, k)
     missing = sorted({column, *order, *within, *([one_per] if one_per else [])} - set(df.columns))
     if missing:
         raise ValueError(f"the index lacks the column(s) {missing}; it has {df.columns}")
@@ -139,9 +140,7 @@ def nearest_rows(
 
         nearest_rows(features.toPandas(), q["vector"], "vector", k=5)
     """
-    metric = _metric(column, metric)
-    if k < 1:
-        raise ValueError(f"k must be >= 1, got {k}")
+    metric = _metric(column, metric, k)
     frame = frame[frame[column].notna()]
     d = distances(frame[column].to_numpy(), query, metric) if len(frame) else []
     frame = frame.assign(distance=d)

@@ -277,7 +277,11 @@ def _predictor(output_names, scalar_outputs, prediction_col, probability_col, ba
             values = values.reshape(len(values), -1)
             out[name] = values[:, 0] if scalar else values
         if prediction_col or probability_col:
-            out[prediction_col], out[probability_col] = classify(outputs[0])
+            predicted, probabilities = classify(outputs[0])
+            if prediction_col:
+                out[prediction_col] = predicted
+            if probability_col:
+                out[probability_col] = probabilities
         return out
 
     return predict

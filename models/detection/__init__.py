@@ -25,8 +25,7 @@ Example::
 
 from __future__ import annotations
 
-import importlib
-from typing import Any
+from sparkzoo.lazy import lazy_exports
 
 _EXPORTS: dict[str, str] = {
     "Detections": "boxes",
@@ -41,17 +40,6 @@ _EXPORTS: dict[str, str] = {
 }
 
 
-def __getattr__(name: str) -> Any:
-    module = _EXPORTS.get(name)
-    if module is None:
-        raise AttributeError(f"module 'sparkzoo.models.detection' has no attribute {name!r}")
-    value = getattr(importlib.import_module(f"sparkzoo.models.detection.{module}"), name)
-    globals()[name] = value  # later lookups skip __getattr__
-    return value
-
-
-def __dir__() -> list[str]:
-    return sorted(set(globals()) | set(_EXPORTS))
-
+__getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)
 
 __all__ = sorted(_EXPORTS)
