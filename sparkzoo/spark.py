@@ -6,6 +6,7 @@
 from __future__ import annotations
 
 import os
+import socket
 import sys
 from typing import Any
 
@@ -117,3 +118,13 @@ def slot_count(spark: SparkSession) -> int:
     jsc = spark.sparkContext._jsc.sc()
     profile = jsc.resourceProfileManager().defaultResourceProfile()
     return int(jsc.maxNumConcurrentTasks(profile))
+
+
+def executor_name() -> str:
+    """``host/executor-id`` of the executor running the current task (called in a task): a
+    standalone executor runs in its work folder ``.../app-<id>/<executor id>``, which its Python
+    workers inherit; local mode has the one executor, ``driver``."""
+    cwd = os.getcwd()
+    parent = os.path.basename(os.path.dirname(cwd))
+    executor = os.path.basename(cwd) if parent.startswith("app-") else "driver"
+    return f"{socket.gethostname()}/{executor}"

@@ -6,6 +6,7 @@ import importlib.util
 import shutil
 import sys
 import time
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, ClassVar
 
 import tensorflow as tf
@@ -352,6 +353,10 @@ class KerasEstimator(Estimator, _EstimatorParams, MLReadable, MLWritable):
         super().__init__()
         self._setDefault(**self._DEFAULTS)
         self.setParams(**params)
+        # Called on the driver with every message the ranks send (``hello``, ``epoch`` with its
+        # metrics, output lines, errors) as it arrives; not a Param (not saved). sparkzoo.tune
+        # uses it to stop a trial early.
+        self.message_listener: Callable[[Message], None] | None = None
 
     def setParams(self, **params: Any) -> KerasEstimator:
         """Set several Params at once (the constructor's keywords, aliases included)."""
@@ -595,6 +600,8 @@ class KerasEstimator(Estimator, _EstimatorParams, MLReadable, MLWritable):
                     f"{' (spilled to local disk)' if message['spilled'] else ''}",
                     flush=True,
                 )
+            if self.message_listener is not None:
+                self.message_listener(message)
 
         run, train = engine_functions(self.get("engine"))
 

@@ -20,7 +20,7 @@ import cloudpickle
 import pyarrow as pa
 from pyspark import BarrierTaskContext
 
-from sparkzoo.spark import slot_count
+from sparkzoo.spark import executor_name, slot_count
 from sparkzoo.trainer.horovod_ring import RankInfo, horovod_ring, require_horovod
 from sparkzoo.trainer.relay import (
     Message,
@@ -87,7 +87,13 @@ def _barrier_task(
     def run(batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
         partition = BarrierTaskContext.get().partitionId()
         with horovod_ring() as ring, RelayClient(relay_address, ring.rank) as client:
-            client.send("hello", partition=partition, pid=os.getpid(), host=ring.hostname)
+            client.send(
+                "hello",
+                partition=partition,
+                pid=os.getpid(),
+                host=ring.hostname,
+                executor=executor_name(),
+            )
             output = forwarded_output(client) if forward_output else contextlib.nullcontext()
             try:
                 with output, current_client(client):

@@ -36,6 +36,7 @@ import cloudpickle
 import pyarrow as pa
 from pyspark import BarrierTaskContext
 
+from sparkzoo.spark import executor_name
 from sparkzoo.trainer import tf_child
 from sparkzoo.trainer.feed import _local_dir
 from sparkzoo.trainer.gpus import FROM_SPARK, task_gpu_addresses
@@ -109,7 +110,13 @@ def _tf_barrier_task(child_fn: bytes, relay_address: tuple[str, int, str], use_g
             rows = write_partition(batches, data)
             info = form_world(ctx, rows)
             with RelayClient(relay_address, info.rank) as client:
-                client.send("hello", partition=partition, pid=os.getpid(), host=info.hostname)
+                client.send(
+                    "hello",
+                    partition=partition,
+                    pid=os.getpid(),
+                    host=info.hostname,
+                    executor=executor_name(),
+                )
                 env = {
                     "TF_CONFIG": json.dumps(info.tf_config),
                     "CUDA_VISIBLE_DEVICES": _task_gpus(ctx) if use_gpu else "",
