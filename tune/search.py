@@ -27,9 +27,10 @@ import tempfile
 import threading
 import time
 from collections import Counter
+from collections.abc import Callable
 from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Any
 
 import cloudpickle
 import optuna
@@ -206,6 +207,11 @@ class _Search:
             )
         if self.estimator and df is None:
             raise ValueError("a KerasEstimator target needs df=... (the training DataFrame)")
+        if not self.estimator and df is not None and not takes_data(target):
+            raise ValueError(
+                "df=... is given but the trial function takes only (params, report): give it a "
+                "third parameter, which receives the data as a pandas DataFrame"
+            )
         if not self.estimator and workers_per_trial > 1:
             raise ValueError("workers_per_trial > 1 needs a KerasEstimator target")
         self.space = parse_space(space)

@@ -82,10 +82,8 @@ def trial_task(
             client.send("started", trial=trial, executor=executor, pid=os.getpid())
             report = Reporter(client, trial)
             try:
-                if with_data:
-                    result = fn(params, report, _pandas(batches))
-                else:
-                    result = fn(params, report)
+                data = (_pandas(batches),) if with_data else ()
+                result = fn(params, report, *data)
                 outcome |= {"state": "COMPLETE", "result": jsonable(result)}
             except optuna.TrialPruned:
                 outcome |= {"state": "PRUNED"}
