@@ -14,9 +14,9 @@ from __future__ import annotations
 from sparkzoo.lazy import lazy_exports
 
 _EXPORTS: dict[str, str] = {
-    "SearchResult": "search",
-    "search": "search",
-    "with_learning_rate": "search",
+    "SearchResult": "driver",
+    "search": "driver",
+    "with_learning_rate": "driver",
 }
 
 __getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)

@@ -22,7 +22,6 @@ import optuna
 import pandas as pd
 import pyarrow as pa
 
-from sparkzoo.records import jsonable
 from sparkzoo.spark import executor_name
 from sparkzoo.trainer.relay import RelayClient
 
@@ -84,7 +83,7 @@ def trial_task(
             try:
                 data = (_pandas(batches),) if with_data else ()
                 result = fn(params, report, *data)
-                outcome |= {"state": "COMPLETE", "result": jsonable(result)}
+                outcome |= {"state": "COMPLETE", "result": result}
             except optuna.TrialPruned:
                 outcome |= {"state": "PRUNED"}
             except Exception:

@@ -632,7 +632,8 @@ def with_learning_rate(optimizer: Any, learning_rate: float):
 
 def _executor_ids(spark: SparkSession) -> list[str]:
     """The ids of the executors registered now (none in local mode: the driver runs the tasks)."""
-    return list(spark.sparkContext._jsc.sc().getExecutorIds())
+    ids = spark.sparkContext._jsc.sc().getExecutorIds().mkString(",")  # a Scala Seq
+    return [i for i in str(ids).split(",") if i]
 
 
 def _last_line(text: str) -> str:
