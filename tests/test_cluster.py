@@ -173,3 +173,51 @@ def test_each_rank_sees_the_gpus_spark_assigned_to_its_task(standalone, tmp_path
     for rank in ranks:
         assert rank["assigned"] == ["0"]  # each worker's one (fake) GPU
         assert rank["visible"] == ",".join(rank["assigned"])  # set before TensorFlow starts
+
+
+TUNE_JOB = textwrap.dedent("""
+    import json, os, signal, sys, time
+    from sparkzoo import init_spark
+    from sparkzoo.spark import executor_name
+    from sparkzoo.tune import search
+
+    # No task retries by Spark itself: the search's own retries and exclusion are under test.
+    spark = init_spark(sys.argv[1], app_name="sparkzoo-cluster-tune",
+                       **{"spark.executor.memory": "1200m", "spark.executor.cores": "1",
+                          "spark.task.maxFailures": "1"})
+    BAD = sys.argv[2]  # the executor id whose Python workers die
+
+    def objective(params, report):
+        if executor_name().endswith("/" + BAD):
+            os.kill(os.getpid(), signal.SIGKILL)
+        for epoch in (1, 2):
+            report(epoch=epoch, score=-(params["x"] - 1) ** 2)
+            time.sleep(0.1)
+        return -(params["x"] - 1) ** 2
+
+    result = search(objective, {"x": ("uniform", -3, 3)}, metric="score", num_trials=4,
+                    algorithm="random", max_failures=3, log_to_mlflow=False)
+    rows = result.trials[["state", "executor", "attempts"]].to_dict("records")
+    print("TUNE", json.dumps({"rows": rows, "excluded": result.excluded_executors}))
+    spark.stop()
+""")
+
+
+@pytest.mark.slow
+def test_a_search_retries_trials_whose_worker_dies_and_excludes_that_executor(standalone, tmp_path):
+    script = tmp_path / "tune.py"
+    script.write_text(TUNE_JOB)
+    out = subprocess.run(
+        [sys.executable, str(script), standalone.url, "0"],
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert out.returncode == 0, out.stdout[-2000:] + out.stderr[-4000:]
+    line = next(line for line in out.stdout.splitlines() if line.startswith("TUNE "))
+    report = json.loads(line[len("TUNE ") :])
+    rows = report["rows"]
+    assert [r["state"] for r in rows] == ["COMPLETE"] * 4, out.stderr[-3000:]
+    assert all(r["executor"].endswith("/1") for r in rows)
+    assert any(r["attempts"] > 1 for r in rows)  # at least one trial died first and was rerun
+    assert [e.rsplit("/", 1)[1] for e in report["excluded"]] == ["0"]

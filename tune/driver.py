@@ -67,7 +67,7 @@ _LOST_MARKERS = (
     "killed",
 )
 EXCLUDE_AFTER = 2  # lost trials on one executor before the search stops using it
-_MAX_REFUSALS = 20  # attempts that landed on excluded executors before a trial gives up
+_MAX_REFUSALS = 60  # attempts that landed on excluded executors before a trial gives up
 
 
 @dataclass
@@ -87,6 +87,7 @@ class SearchResult:
     run_id: str | None = None
     model_uri: str | None = None
     plot_path: str | None = None
+    excluded_executors: list[str] = field(default_factory=list)
 
     def figure(self):
         """The search as a matplotlib figure: the metric of each trial over time (pruned and
@@ -561,6 +562,7 @@ class _Search:
             run_id=self.tracker.run_id if self.tracker else None,
             model_uri=model_uri,
             plot_path=plot_path,
+            excluded_executors=sorted(self.excluded),
         )
 
     def _settings(self) -> dict[str, Any]:
