@@ -15,6 +15,7 @@ FOLDERS = {
     "datasets": "sparkzoo.datasets",
     "apps": "sparkzoo.apps",
     "bench": "sparkzoo.bench",
+    "tune": "sparkzoo.tune",
 }
 
 
@@ -97,7 +98,7 @@ def test_importing_sparkzoo_is_cheap():
 #   optional dependency  not installed everywhere (Horovod: classic stack only), or a heavy
 #                        library that one function of a widely imported module needs
 # Folders checked against LAZY_IMPORTS (apps/: APPS_LAZY_IMPORTS).
-FOLDERS_CHECKED = ("sparkzoo", "models", "trainer", "datasets", "bench", "apps")
+FOLDERS_CHECKED = ("sparkzoo", "models", "trainer", "datasets", "bench", "tune", "apps")
 # The target for the whole library, apps/ included.
 LIBRARY_BUDGET = 80
 REASON_KINDS = ("package boundary", "executor", "child process", "optional dependency")
