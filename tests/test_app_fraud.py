@@ -247,7 +247,10 @@ def test_cli_trains_evaluates_and_scores_new_transactions(spark, tmp_path):
     from sparkzoo.datasets.synthetic import transactions
 
     out = tmp_path / "out"
-    assert main(["--output", str(out), *SMALL]) == 0
+    assert main(["--output", str(out), *SMALL, "--tune", "2"]) == 0
+    tuning = json.loads((out / "metrics.json").read_text())["metrics"]["tuning"]
+    assert len(tuning["trials"]) == 2 and (out / "tune.png").exists()
+    assert set(tuning["best_params"]) == {"learning_rate", "batch_size", "model_params"}
     _check_training_output(
         lambda n: json.loads((out / n).read_text()),
         lambda n: spark.read.parquet(str(out / n)),

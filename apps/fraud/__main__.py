@@ -93,6 +93,15 @@ def build_parser() -> AppParser:
     train.add_argument(
         "--tracking-uri", default=None, help="MLflow tracking URI to log the run to (default: none)"
     )
+    train.add_argument(
+        "--tune",
+        type=int,
+        default=0,
+        metavar="N",
+        help="first search N trials of learning rate, batch size and dropout for the best "
+        "validation PR-AUC (sparkzoo.tune, trials side by side on the executors), then train "
+        "with the best (default 0: no search)",
+    )
 
     score = parser.add_command(
         "score",
@@ -149,17 +158,37 @@ def train(args: argparse.Namespace) -> int:
             f"training tabular_mlp on {args.workers} Horovod workers, {args.epochs} epochs, "
             f"fraud rows weighted x{factor} (focal loss)"
         )
-        fit_start = time.perf_counter()
-        fitted = fp.train_mlp(
-            fp.assemble(weighted, prep),
-            len(prep.input_names),
-            workers=args.workers,
+        settings = dict(
             epochs=args.epochs,
             batch_size=args.batch_size,
             learning_rate=args.learning_rate,
             hidden=args.hidden,
             seed=args.seed,
             tracking_uri=args.tracking_uri,
+        )
+        tuning = None
+        if args.tune:
+            _step(f"searching {args.tune} settings on the validation part (PR-AUC)")
+            found = fp.tune_mlp(
+                fp.assemble(weighted, prep), fp.assemble(val, prep), len(prep.input_names),
+                args.tune, workers=1, **settings,
+            )  # fmt: skip
+            if found.best_params is None:
+                raise RuntimeError("--tune: no trial completed; see the errors above")
+            best = found.best_params
+            settings |= {k: best[k] for k in ("learning_rate", "batch_size")}
+            settings["dropout"] = best["model_params"]["dropout"]
+            out.save_figure("tune.png", found.figure())
+            tuning = {
+                "best_params": best,
+                "best_val_auprc": found.best_value,
+                "trials": found.trials[["number", "params", "value", "state", "seconds"]].to_dict(
+                    "records"
+                ),
+            }
+        fit_start = time.perf_counter()
+        fitted = fp.train_mlp(
+            fp.assemble(weighted, prep), len(prep.input_names), workers=args.workers, **settings
         )
         fit_seconds = time.perf_counter() - fit_start
 
@@ -186,6 +215,7 @@ def train(args: argparse.Namespace) -> int:
             "fraud_weight": factor,
             "threshold": prep.threshold,
             "fit_seconds": round(fit_seconds, 2),
+            "tuning": tuning,
             "baseline_fit_seconds": round(result.baseline_seconds, 2),
             "history": fitted.history,
             "models": models,
