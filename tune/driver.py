@@ -46,7 +46,7 @@ from sparkzoo.trainer.model import KerasModel
 from sparkzoo.trainer.relay import Message, MessageRelay
 from sparkzoo.tune.plot import search_figure
 from sparkzoo.tune.space import MODEL_PARAMS, grid, grid_size, nest, parse_space
-from sparkzoo.tune.tracking import SearchTracker, flat_params
+from sparkzoo.tune.tracking import SearchTracker, flat_params, flatten
 from sparkzoo.tune.trials import EXCLUDED_MARKER, RESULT_SCHEMA, takes_data, trial_task
 
 ALGORITHMS = ("tpe", "random", "grid")
@@ -522,7 +522,7 @@ class _Search:
         )
         self._say(
             f"[tune] trial {run.trial.number} ({done}/{self.num_trials}) {state}: {shown} "
-            f"in {seconds:.1f} s {flat_params(run.params)}{best}"
+            f"in {seconds:.1f} s {_shown(run.params)}{best}"
         )
 
     def _result(self, study: optuna.Study, plot_path: str | None) -> SearchResult:
@@ -636,6 +636,14 @@ def _executor_ids(spark: SparkSession) -> list[str]:
     """The ids of the executors registered now (none in local mode: the driver runs the tasks)."""
     ids = spark.sparkContext._jsc.sc().getExecutorIds().mkString(",")  # a Scala Seq
     return [i for i in str(ids).split(",") if i]
+
+
+def _shown(params: dict[str, Any]) -> str:
+    """A trial's parameters for the progress line: floats to 4 significant digits."""
+    return ", ".join(
+        f"{name}={value:.4g}" if isinstance(value, float) else f"{name}={value}"
+        for name, value in flatten(params).items()
+    )
 
 
 def _last_line(text: str) -> str:

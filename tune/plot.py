@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 
+import matplotlib
 import pandas as pd
 from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
@@ -44,12 +45,19 @@ def search_figure(trials: pd.DataFrame, metric: str, mode: str) -> Figure:
     over_time.set_ylabel(metric)
     over_time.set_title(f"{len(trials)} trials ({mode} {metric})")
     over_time.legend(loc="best", fontsize=8)
-    for _, row in trials.iterrows():
+    colours = matplotlib.colormaps["tab20"]
+    for i, (_, row) in enumerate(trials.iterrows()):
         if row["epochs"]:
             epochs = range(1, len(row["epochs"]) + 1)
             dashed = "--" if row["state"] == "PRUNED" else "-"
             curves.plot(
-                epochs, row["epochs"], dashed, marker=".", alpha=0.8, label=f"trial {row['number']}"
+                epochs,
+                row["epochs"],
+                dashed,
+                marker=".",
+                color=colours(i % 20),
+                alpha=0.8,
+                label=f"trial {row['number']}",
             )
     curves.xaxis.set_major_locator(MaxNLocator(integer=True))
     curves.set_xlabel("epoch")

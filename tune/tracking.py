@@ -23,15 +23,20 @@ from sparkzoo.trainer.tracking import RunTracker
 _STATUS = {"COMPLETE": "FINISHED", "PRUNED": "KILLED", "FAIL": "FAILED"}
 
 
-def flat_params(params: dict[str, Any], prefix: str = "") -> dict[str, str]:
-    """``{"model_params": {"units": 8}}`` → ``{"model_params.units": "8"}``, as MLflow logs them."""
-    flat: dict[str, str] = {}
+def flatten(params: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    """``{"model_params": {"units": 8}}`` → ``{"model_params.units": 8}``."""
+    flat: dict[str, Any] = {}
     for name, value in params.items():
         if isinstance(value, dict):
-            flat |= flat_params(value, f"{prefix}{name}.")
+            flat |= flatten(value, f"{prefix}{name}.")
         else:
-            flat[f"{prefix}{name}"] = str(value)[:500]
+            flat[f"{prefix}{name}"] = value
     return flat
+
+
+def flat_params(params: dict[str, Any]) -> dict[str, str]:
+    """The parameters as MLflow logs them: flat names, text values."""
+    return {name: str(value)[:500] for name, value in flatten(params).items()}
 
 
 class SearchTracker:
