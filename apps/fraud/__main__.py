@@ -154,10 +154,6 @@ def train(args: argparse.Namespace) -> int:
         )
         prep = fp.fit_preprocessor(train_part, data.layout)
         weighted, factor = fp.with_class_weights(train_part, args.positive_share)
-        _step(
-            f"training tabular_mlp on {args.workers} Horovod workers, {args.epochs} epochs, "
-            f"fraud rows weighted x{factor} (focal loss)"
-        )
         settings = dict(
             epochs=args.epochs,
             batch_size=args.batch_size,
@@ -166,30 +162,14 @@ def train(args: argparse.Namespace) -> int:
             seed=args.seed,
             tracking_uri=args.tracking_uri,
         )
-        tuning = None
-        if args.tune:
-            _step(f"searching {args.tune} settings on the validation part (PR-AUC)")
-            found = fp.tune_mlp(
-                fp.assemble(weighted, prep), fp.assemble(val, prep), len(prep.input_names),
-                args.tune, workers=1, **settings,
-            )  # fmt: skip
-            if found.best_params is None:
-                raise RuntimeError("--tune: no trial completed; see the errors above")
-            best = found.best_params
-            settings |= {k: best[k] for k in ("learning_rate", "batch_size")}
-            settings["dropout"] = best["model_params"]["dropout"]
-            out.save_figure("tune.png", found.figure())
-            tuning = {
-                "best_params": best,
-                "best_val_auprc": found.best_value,
-                "trials": found.trials[["number", "params", "value", "state", "seconds"]].to_dict(
-                    "records"
-                ),
-            }
-        fit_start = time.perf_counter()
-        fitted = fp.train_mlp(
-            fp.assemble(weighted, prep), len(prep.input_names), workers=args.workers, **settings
+        train_rows, val_rows = fp.assemble(weighted, prep), fp.assemble(val, prep)
+        tuning = _tune(args, fp, train_rows, val_rows, len(prep.input_names), settings, out)
+        _step(
+            f"training tabular_mlp on {args.workers} Horovod workers, {args.epochs} epochs, "
+            f"fraud rows weighted x{factor} (focal loss)"
         )
+        fit_start = time.perf_counter()
+        fitted = fp.train_mlp(train_rows, len(prep.input_names), workers=args.workers, **settings)
         fit_seconds = time.perf_counter() - fit_start
 
         _step("scoring validation and test parts; fitting scikit-learn baselines")
@@ -227,6 +207,27 @@ def train(args: argparse.Namespace) -> int:
         scored_test.unpersist()
     _print_summary(record, args.output, time.perf_counter() - start)
     return 0
+
+
+def _tune(args, fp, train, val, input_dim: int, settings: dict, out: StagedOutput):
+    """With ``--tune N``: search N settings on the validation part, put the best into
+    ``settings`` and save ``tune.png``; the search's record for metrics.json (None without)."""
+    if not args.tune:
+        return None
+    _step(f"searching {args.tune} settings on the validation part (PR-AUC)")
+    found = fp.tune_mlp(train, val, input_dim, args.tune, workers=1, **settings)
+    if found.best_params is None:
+        raise RuntimeError("--tune: no trial completed; see the errors above")
+    best = found.best_params
+    settings |= {k: best[k] for k in ("learning_rate", "batch_size")}
+    settings["dropout"] = best["model_params"]["dropout"]
+    out.save_figure("tune.png", found.figure())
+    columns = ["number", "params", "value", "state", "seconds"]
+    return {
+        "best_params": best,
+        "best_val_auprc": found.best_value,
+        "trials": found.trials[columns].to_dict("records"),
+    }
 
 
 def _print_summary(record: dict, output: str, seconds: float) -> None:
