@@ -51,6 +51,18 @@ JOB = textwrap.dedent("""
 """)
 
 
+def run_job(tmp_path, name: str, source: str, *args: str, timeout: int = 600):
+    """Write ``source`` as ``name`` and run it (a driver of its own) against the cluster at
+    ``args[0]``; asserts it succeeded and returns the CompletedProcess."""
+    script = tmp_path / name
+    script.write_text(source)
+    out = subprocess.run(
+        [sys.executable, str(script), *args], capture_output=True, text=True, timeout=timeout
+    )
+    assert out.returncode == 0, out.stdout[-2000:] + out.stderr[-4000:]
+    return out
+
+
 @pytest.fixture(scope="module")
 def standalone(tmp_path_factory):
     state = tmp_path_factory.mktemp("cluster")
@@ -71,12 +83,7 @@ def test_cluster_reports_its_workers(standalone):
 
 @pytest.mark.horovod
 def test_trainer_runs_two_ranks_across_two_workers(standalone, tmp_path):
-    script = tmp_path / "job.py"
-    script.write_text(JOB)
-    out = subprocess.run(
-        [sys.executable, str(script), standalone.url], capture_output=True, text=True, timeout=600
-    )
-    assert out.returncode == 0, out.stdout[-2000:] + out.stderr[-4000:]
+    out = run_job(tmp_path, "job.py", JOB, standalone.url)
     lines = dict(line.split(" ", 1) for line in out.stdout.splitlines() if " " in line)
     assert lines["SLOTS"] == "2"
     assert lines["RUNNER"] == "[2, 3.0]"
@@ -124,12 +131,7 @@ TF_JOB = textwrap.dedent("""
 
 
 def test_tf_engine_on_two_workers_matches_one_process(standalone, tmp_path):
-    script = tmp_path / "tf_job.py"
-    script.write_text(TF_JOB)
-    out = subprocess.run(
-        [sys.executable, str(script), standalone.url], capture_output=True, text=True, timeout=900
-    )
-    assert out.returncode == 0, out.stdout[-2000:] + out.stderr[-4000:]
+    out = run_job(tmp_path, "tf_job.py", TF_JOB, standalone.url, timeout=900)
     lines = dict(line.split(" ", 1) for line in out.stdout.splitlines() if " " in line)
     assert lines["RUNNER"] == "['hi', 0]"  # rank 0's value, TF_CONFIG set in the task
     two, one = float(lines["TWO_RANKS"]), float(lines["ONE_PROCESS"])
@@ -161,12 +163,7 @@ GPU_JOB = textwrap.dedent("""
 
 @pytest.mark.horovod
 def test_each_rank_sees_the_gpus_spark_assigned_to_its_task(standalone, tmp_path):
-    script = tmp_path / "gpu_job.py"
-    script.write_text(GPU_JOB)
-    out = subprocess.run(
-        [sys.executable, str(script), standalone.url], capture_output=True, text=True, timeout=600
-    )
-    assert out.returncode == 0, out.stdout[-2000:] + out.stderr[-4000:]
+    out = run_job(tmp_path, "gpu_job.py", GPU_JOB, standalone.url)
     line = next(x for x in out.stdout.splitlines() if x.startswith("RANKS "))
     ranks = json.loads(line.split(" ", 1)[1])
     assert sorted(r["rank"] for r in ranks) == [0, 1]
@@ -205,15 +202,7 @@ TUNE_JOB = textwrap.dedent("""
 
 @pytest.mark.slow
 def test_a_search_retries_trials_whose_worker_dies_and_excludes_that_executor(standalone, tmp_path):
-    script = tmp_path / "tune.py"
-    script.write_text(TUNE_JOB)
-    out = subprocess.run(
-        [sys.executable, str(script), standalone.url, "0"],
-        capture_output=True,
-        text=True,
-        timeout=600,
-    )
-    assert out.returncode == 0, out.stdout[-2000:] + out.stderr[-4000:]
+    out = run_job(tmp_path, "tune.py", TUNE_JOB, standalone.url, "0")
     line = next(line for line in out.stdout.splitlines() if line.startswith("TUNE "))
     report = json.loads(line[len("TUNE ") :])
     rows = report["rows"]
