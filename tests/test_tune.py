@@ -272,3 +272,38 @@ def test_bad_search_arguments_fail_before_any_trial(spark):
         search(KerasEstimator(), {"bogus": [1]}, metric="m", df=spark.range(3))
     with pytest.raises(ValueError, match="needs df"):
         search(KerasEstimator(), {"epochs": [1]}, metric="m")
+
+
+@pytest.mark.slow
+def test_a_trial_can_be_a_ring_of_ranks(spark):
+    import tensorflow as tf
+
+    from sparkzoo.datasets.loaders import digits
+    from sparkzoo.trainer import KerasEstimator
+    from sparkzoo.tune import search
+
+    estimator = KerasEstimator(
+        model=lambda: tf.keras.Sequential(
+            [tf.keras.Input((64,)), tf.keras.layers.Dense(10, activation="softmax")]
+        ),
+        loss="sparse_categorical_crossentropy",
+        feature_cols=["pixels"],
+        label_cols=["label"],
+        epochs=1,
+        validation=0.2,
+        log_to_mlflow=False,
+    )
+    result = search(
+        estimator,
+        {"batch_size": [32]},
+        df=digits(spark=spark),
+        metric="val_loss",
+        mode="min",
+        algorithm="grid",
+        num_trials=None,
+        workers_per_trial=2,  # both of local[2]'s slots: one trial at a time
+        log_to_mlflow=False,
+        verbose=False,
+    )
+    assert list(result.trials["state"]) == ["COMPLETE"]
+    assert result.best_model.summary["num_workers"] == 2
