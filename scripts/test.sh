@@ -31,7 +31,8 @@ if [ "$classic" = 1 ]; then
   "$root/.venv/bin/ruff" check . || { echo "[test] ruff found problems" >&2; exit 1; }
   # -m "" lifts the default 'fast only' selection of pyproject.toml: every marker runs.
   echo "[test] classic stack (.venv): every tier"
-  run_pytest classic "$py" -m "" "$@" || status=1
+  # --durations: the slowest tests, to keep the whole run within its time budget.
+  run_pytest classic "$py" -m "" --durations=30 "$@" || status=1
 fi
 
 py="$root/.venv-current/bin/python"
