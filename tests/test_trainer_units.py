@@ -58,6 +58,13 @@ def test_batches_are_full_and_each_pass_covers_every_row():
     assert set(np.concatenate(first_pass)[:10]) == set(range(10))
 
 
+def test_a_partition_smaller_than_half_a_batch_still_fills_every_batch():
+    for shuffle in (True, False):
+        batches = batch_indices(7, 16, shuffle=shuffle, seed=0)
+        batch = next(batches)
+        assert len(batch) == 16 and set(batch) == set(range(7))
+
+
 def test_batches_are_reproducible_by_seed():
     a, b = batch_indices(50, 8, True, 3), batch_indices(50, 8, True, 3)
     assert all(np.array_equal(next(a), next(b)) for _ in range(10))

@@ -113,13 +113,9 @@ def batch_indices(rows: int, batch_size: int, shuffle: bool, seed: int) -> Itera
         order = rng.permutation(rows) if shuffle else np.arange(rows)
         for start in range(0, rows, batch_size):
             chunk = order[start : start + batch_size]
-            if len(chunk) < batch_size:  # wrap around: every batch is full
-                chunk = np.concatenate(
-                    [
-                        chunk,
-                        (rng.permutation(rows) if shuffle else np.arange(rows))[
-                            : batch_size - len(chunk)
-                        ],
-                    ]
-                )
+            # wrap around (more than once when the partition holds fewer rows than half a
+            # batch): every batch is full
+            while len(chunk) < batch_size:
+                more = rng.permutation(rows) if shuffle else np.arange(rows)
+                chunk = np.concatenate([chunk, more[: batch_size - len(chunk)]])
             yield chunk

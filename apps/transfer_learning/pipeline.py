@@ -90,7 +90,10 @@ def load_source(
     everything), or a family (``resnet18``) with ``weights`` from a path, ``hdfs://`` or
     ``https://`` URI (checked against ``sha256``) and its ``input_shape``; a family's card has no
     preprocessing of its own, so raw 0-255 pixels are scaled to [0, 1]."""
-    card = models.card(name)  # an unknown name fails here, listing the zoo's names
+    try:
+        card = models.card(name)
+    except KeyError as exc:  # UnknownModelError: its message lists the zoo's names
+        raise ValueError(f"--source: {exc.args[0]}") from None
     if card.task != "image-classification":
         raise ValueError(f"--source {name!r} is a {card.task} model, not an image classifier")
     if not card.file:  # a family: weights and the input shape come from the user
