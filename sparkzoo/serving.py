@@ -36,6 +36,7 @@ from mlflow.models import Model
 from sparkzoo.apps.object_detection.serving import NAME as PIPELINE
 from sparkzoo.apps.object_detection.serving import save_pipeline_model
 from sparkzoo.trainer.pyfunc import save_zoo_model, zoo_pyfunc_model
+from sparkzoo.trainer.tf_ring import free_port
 
 DEFAULT_HOST = "127.0.0.1"
 DEFAULT_PORT = 5001
@@ -83,8 +84,8 @@ def _example_body(features) -> str:
 
 class ScoringServer:
     """MLflow's scoring server for ``uri`` as a child process (``mlflow models serve
-    --env-manager local``); it ends with this process. ``log``: where its output goes
-    (default: this process's stdout and stderr)."""
+    --env-manager local``); it ends with this process. ``port`` 0: a free port. ``log``: where
+    its output goes (default: this process's stdout and stderr)."""
 
     def __init__(
         self,
@@ -93,8 +94,9 @@ class ScoringServer:
         port: int = DEFAULT_PORT,
         log: IO | None = None,
     ):
-        if not 0 < port < 65536:
-            raise ValueError(f"--port must be 1..65535, got {port}")
+        if not 0 <= port < 65536:
+            raise ValueError(f"--port must be 0..65535, got {port}")
+        port = port or free_port(host)
         self.uri, self.host, self.port = uri, host, port
         self.url = f"http://{'[' + host + ']' if ':' in host else host}:{port}"
         self._log = log

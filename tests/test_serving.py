@@ -31,6 +31,7 @@ from sparkzoo.datasets.loaders import mnist, mnist_split_rows
 from sparkzoo.datasets.synthetic import detection_scenes
 from sparkzoo.models.registry import PRETRAINED_DIR, preprocessor
 from sparkzoo.trainer.pyfunc import save_zoo_model, zoo_pyfunc_model
+from sparkzoo.trainer.tf_ring import free_port
 
 pytestmark = pytest.mark.slow
 
@@ -38,17 +39,11 @@ pytestmark = pytest.mark.slow
 # ---- a real scoring server ---------------------------------------------------------------------
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 class Served:
     """``sparkzoo serve MODEL`` as a child process, its URL and its output."""
 
     def __init__(self, model: str, log_path):
-        self.port = _free_port()
+        self.port = free_port("127.0.0.1")
         self.url = f"http://127.0.0.1:{self.port}"
         self.log_path = log_path
         self.log = open(log_path, "w")  # noqa: SIM115 (closed in stop)

@@ -74,6 +74,7 @@ class KerasPyfuncModel(mlflow.pyfunc.PythonModel):
         batch_size: int = 1024,
         custom_objects: dict | None = None,
         preprocessing: list[dict | None] | None = None,
+        typed_arrays: bool = True,
     ):
         self.features = list(features)
         self.input_shapes = [tuple(s) for s in input_shapes]
@@ -85,6 +86,10 @@ class KerasPyfuncModel(mlflow.pyfunc.PythonModel):
         self.custom_objects = custom_objects or {}
         # Per model input (one feature column each): the card's numeric preprocessing.
         self.preprocessing = list(preprocessing) if preprocessing else None
+        # False: array columns are ``Any`` in the signature, so MLflow does not check each
+        # element of each row before ``predict`` (which checks them itself): at 32 MNIST rows
+        # a request, MLflow's checks take longer than LeNet-5 does.
+        self.typed_arrays = typed_arrays
         self.keras_model = None
 
     def load_context(self, context) -> None:
@@ -139,7 +144,7 @@ class KerasPyfuncModel(mlflow.pyfunc.PythonModel):
         )
 
     def signature(self) -> ModelSignature:
-        inputs = [ColSpec(_input_type(f), f.name) for f in self.features]
+        inputs = [ColSpec(_input_type(f, self.typed_arrays), f.name) for f in self.features]
         outputs = [
             ColSpec("double" if math.prod(shape) == 1 else Array("float"), name)
             for name, shape in zip(self.output_cols, self.output_shapes, strict=True)
@@ -151,10 +156,11 @@ class KerasPyfuncModel(mlflow.pyfunc.PythonModel):
         return ModelSignature(Schema(inputs), Schema(outputs))
 
 
-def _input_type(spec: ColumnSpec):
+def _input_type(spec: ColumnSpec, typed_arrays: bool = True):
     """The MLflow type of a feature column. MLflow has no vector type: a Spark ML vector
-    column (or a list in JSON) is taken as it comes and converted in ``predict``."""
-    if spec.kind == "vector":
+    column (or a list in JSON) is taken as it comes and converted in ``predict``; so is an
+    array column when not ``typed_arrays``."""
+    if spec.kind == "vector" or (spec.kind == "array" and not typed_arrays):
         return AnyType()
     element = "long" if spec.integer else "double"
     return element if spec.kind == "scalar" else Array(element)
@@ -335,6 +341,7 @@ def zoo_pyfunc_model(name: str) -> tuple[KerasPyfuncModel, Any]:
         prediction_col="prediction" if classifier else None,
         batch_size=256,
         custom_objects=_zoo_custom_objects(),
+        typed_arrays=False,
         preprocessing=[
             _card_preprocessing(card.preprocessing, n, len(net.inputs)) for n in keras_names
         ],
