@@ -33,6 +33,7 @@ from typing import IO
 
 from mlflow.models import Model
 
+from sparkzoo import models
 from sparkzoo.apps.object_detection.serving import NAME as PIPELINE
 from sparkzoo.apps.object_detection.serving import save_pipeline_model
 from sparkzoo.trainer.pyfunc import save_zoo_model, zoo_pyfunc_model
@@ -45,10 +46,11 @@ LOOPBACK = ("127.0.0.1", "localhost", "::1")
 
 @dataclass(frozen=True)
 class Prepared:
-    """What to serve: the MLflow model URI, and a request body for ``curl -d`` (shell text;
-    None when the model is not ours)."""
+    """What to serve: the MLflow model URI; for a model saved here, its input columns in words
+    and a request body for ``curl -d`` (shell text)."""
 
     uri: str
+    inputs: str | None = None
     example: str | None = None
 
 
@@ -65,12 +67,27 @@ def prepare(name: str, folder: str) -> Prepared:
     if name == PIPELINE:
         path = save_pipeline_model(os.path.join(folder, PIPELINE))
         body = '"{\\"dataframe_split\\": {\\"columns\\": [\\"image\\"], \\"data\\": [[\\"$(base64 -w0 IMAGE.png)\\"]]}}"'
-        return Prepared(path, body)
+        return Prepared(path, "image (an image file's bytes, base64)", body)
     if is_model_uri(name):
         return Prepared(name)
     python_model, _ = zoo_pyfunc_model(name)  # fails fast, naming the problem
     path = save_zoo_model(name, os.path.join(folder, name))
-    return Prepared(path, _example_body(python_model.features))
+    card = models.card(name)
+    return Prepared(
+        path, _describe(python_model.features, card.input), _example_body(python_model.features)
+    )
+
+
+def _describe(features, card_input: dict) -> str:
+    """The input columns in words: ``pixels (784 numbers per row: grey pixels 0-255, ...)``."""
+    parts = []
+    for f in features:
+        raw = card_input.get(f.name, card_input) if len(features) > 1 else card_input
+        kind = "integers" if f.integer else "numbers"
+        what = f"{f.size} {kind} per row" if f.kind != "scalar" else f"one {kind[:-1]} per row"
+        said = raw.get("raw") if isinstance(raw, dict) else None
+        parts.append(f"{f.name} ({what}{': ' + said if said else ''})")
+    return "; ".join(parts)
 
 
 def _example_body(features) -> str:
@@ -216,7 +233,7 @@ def serve(name: str, host: str = DEFAULT_HOST, port: int = DEFAULT_PORT) -> int:
 def _print_usage(name: str, prepared: Prepared, url: str) -> None:
     lines = [
         f"serving {name} at {url} (MLflow scoring server; Ctrl-C stops it)",
-        f"  input columns: {_input_schema(prepared.uri)}",
+        f"  input columns: {prepared.inputs or _input_schema(prepared.uri)}",
     ]
     if prepared.example:
         lines.append(
