@@ -18,6 +18,7 @@ Example::
 from __future__ import annotations
 
 import ctypes
+import json
 import os
 import signal
 import socket
@@ -66,7 +67,7 @@ def prepare(name: str, folder: str) -> Prepared:
     zoo name and ``ValueError`` for a packaged detector."""
     if name == PIPELINE:
         path = save_pipeline_model(os.path.join(folder, PIPELINE))
-        body = '"{\\"dataframe_split\\": {\\"columns\\": [\\"image\\"], \\"data\\": [[\\"$(base64 -w0 IMAGE.png)\\"]]}}"'
+        body = _shell_body(["image"], ['"$(base64 -w0 IMAGE.png)"'])
         return Prepared(path, "image (an image file's bytes, base64)", body)
     if is_model_uri(name):
         return Prepared(name)
@@ -95,8 +96,14 @@ def _example_body(features) -> str:
     values = [
         "1" if f.kind == "scalar" else f"$(python3 -c 'print([0] * {f.size})')" for f in features
     ]
-    columns = ", ".join(f'\\"{f.name}\\"' for f in features)
-    return f'"{{\\"dataframe_split\\": {{\\"columns\\": [{columns}], \\"data\\": [[{", ".join(values)}]]}}}}"'
+    return _shell_body([f.name for f in features], values)
+
+
+def _shell_body(columns: list[str], values: list[str]) -> str:
+    """A one-row ``dataframe_split`` request body as one double-quoted shell word; ``values``
+    are shell text (``$(...)`` expands)."""
+    body = f'{{"dataframe_split": {{"columns": {json.dumps(columns)}, "data": [[{", ".join(values)}]]}}}}'
+    return '"' + body.replace('"', '\\"') + '"'
 
 
 class ScoringServer:
@@ -231,20 +238,13 @@ def serve(name: str, host: str = DEFAULT_HOST, port: int = DEFAULT_PORT) -> int:
 
 
 def _print_usage(name: str, prepared: Prepared, url: str) -> None:
-    lines = [
-        f"serving {name} at {url} (MLflow scoring server; Ctrl-C stops it)",
-        f"  input columns: {prepared.inputs or _input_schema(prepared.uri)}",
-    ]
-    if prepared.example:
-        lines.append(
-            f"  curl -s {url}/invocations -H 'Content-Type: application/json' -d {prepared.example}"
-        )
-    else:
-        lines.append(
-            f"  curl -s {url}/invocations -H 'Content-Type: application/json' "
-            '-d \'{"dataframe_split": {"columns": [...], "data": [[...]]}}\''
-        )
-    print("\n".join(lines), flush=True)
+    print(f"serving {name} at {url} (MLflow scoring server; Ctrl-C stops it)", flush=True)
+    body = prepared.example or '\'{"dataframe_split": {"columns": [...], "data": [[...]]}}\''
+    print(
+        f"  input columns: {prepared.inputs or _input_schema(prepared.uri)}\n"
+        f"  curl -s {url}/invocations -H 'Content-Type: application/json' -d {body}",
+        flush=True,
+    )
 
 
 def _input_schema(uri: str) -> str:
