@@ -259,6 +259,27 @@ def _keras_artifact(model_bytes: bytes) -> Iterator[dict[str, str]]:
         yield {ARTIFACT: path}
 
 
+def _store(
+    python_model: KerasPyfuncModel, model_bytes: bytes, path: str | None = None, **options
+) -> str:
+    """Save ``python_model`` with its Keras file, signature and requirements in the new folder
+    ``path`` (returned), or, without ``path``, log it to the active MLflow run (its model URI
+    returned). ``options`` go to MLflow (``name``, ``registered_model_name``, ``metadata``...)."""
+    with _keras_artifact(model_bytes) as artifacts:
+        arguments = {
+            "python_model": python_model,
+            "artifacts": artifacts,
+            "signature": python_model.signature(),
+            # Named here: MLflow's own inference of the requirements takes seconds.
+            "pip_requirements": pip_requirements(),
+            **options,
+        }
+        if path is not None:
+            mlflow.pyfunc.save_model(path, **arguments)
+            return path
+        return mlflow.pyfunc.log_model(**arguments).model_uri
+
+
 def log_pyfunc_model(
     fitted,
     input_example: pd.DataFrame | None = None,
@@ -267,20 +288,13 @@ def log_pyfunc_model(
 ) -> str:
     """Log ``fitted`` to the active MLflow run as a pyfunc model with a signature; returns its
     model URI. ``registered_model_name`` also registers it in the Model Registry."""
-
-    python_model = pyfunc_model(fitted)
-    with _keras_artifact(fitted.model_bytes) as artifacts:
-        info = mlflow.pyfunc.log_model(
-            name=name,
-            python_model=python_model,
-            artifacts=artifacts,
-            signature=python_model.signature(),
-            input_example=input_example,
-            registered_model_name=registered_model_name,
-            # Named here: MLflow's own inference of the requirements takes seconds.
-            pip_requirements=pip_requirements(),
-        )
-    return info.model_uri
+    return _store(
+        pyfunc_model(fitted),
+        fitted.model_bytes,
+        name=name,
+        input_example=input_example,
+        registered_model_name=registered_model_name,
+    )
 
 
 # ---- zoo models -------------------------------------------------------------------------------
@@ -383,16 +397,7 @@ def save_zoo_model(name: str, path: str) -> str:
         mlflow.pyfunc.load_model("/tmp/lenet").predict(pd.DataFrame({"pixels": rows}))
     """
     python_model, net = zoo_pyfunc_model(name)
-    with _keras_artifact(keras_model_bytes(net)) as artifacts:
-        mlflow.pyfunc.save_model(
-            path,
-            python_model=python_model,
-            artifacts=artifacts,
-            signature=python_model.signature(),
-            pip_requirements=pip_requirements(),
-            metadata=_zoo_metadata(name),
-        )
-    return path
+    return _store(python_model, keras_model_bytes(net), path, metadata=_zoo_metadata(name))
 
 
 def log_zoo_model(
@@ -407,14 +412,10 @@ def log_zoo_model(
         # mlflow models serve -m models:/lenet/1 --env-manager local
     """
     python_model, net = zoo_pyfunc_model(name)
-    with _keras_artifact(keras_model_bytes(net)) as artifacts:
-        info = mlflow.pyfunc.log_model(
-            name=artifact,
-            python_model=python_model,
-            artifacts=artifacts,
-            signature=python_model.signature(),
-            registered_model_name=registered_model_name,
-            pip_requirements=pip_requirements(),
-            metadata=_zoo_metadata(name),
-        )
-    return info.model_uri
+    return _store(
+        python_model,
+        keras_model_bytes(net),
+        name=artifact,
+        registered_model_name=registered_model_name,
+        metadata=_zoo_metadata(name),
+    )
