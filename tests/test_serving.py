@@ -234,6 +234,8 @@ def test_every_pretrained_tag_is_a_pyfunc_model(name):
     assert len(first) == 4
     schema = python_model.signature().inputs.input_names()
     assert schema == [f.name for f in python_model.features]
+    empty = python_model.predict(None, frame.iloc[:0])
+    assert len(empty) == 0 and (not isinstance(out, pd.DataFrame) or list(empty) == list(out))
 
 
 def test_zoo_model_saved_applies_the_card_preprocessing_and_checks_ids(tmp_path):

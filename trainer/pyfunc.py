@@ -106,6 +106,8 @@ class KerasPyfuncModel(mlflow.pyfunc.PythonModel):
                 f"the input lacks the feature column(s) {missing}; the model reads {names}",
                 error_code=INVALID_PARAMETER_VALUE,
             )
+        if len(model_input) == 0:
+            return self._no_rows(model_input.index)
         try:
             arrays = [_column_array(model_input[f.name], f) for f in self.features]
             xs = fit_to_shapes(arrays, self.input_shapes, "feature", names)
@@ -142,6 +144,13 @@ class KerasPyfuncModel(mlflow.pyfunc.PythonModel):
         return pd.DataFrame(
             {k: list(v) if v.ndim > 1 else v for k, v in columns.items()}, index=model_input.index
         )
+
+    def _no_rows(self, index: pd.Index):
+        """The answer to an input without rows, in the shape of any other answer."""
+        names = [*self.output_cols, *filter(None, (self.prediction_col, self.probability_col))]
+        if len(names) == 1:
+            return np.zeros(0)
+        return pd.DataFrame({name: [] for name in names}, index=index)
 
     def signature(self) -> ModelSignature:
         inputs = [ColSpec(_input_type(f, self.typed_arrays), f.name) for f in self.features]
