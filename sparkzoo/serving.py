@@ -127,8 +127,7 @@ class ScoringServer:
         self.process: subprocess.Popen | None = None
 
     def start(self) -> ScoringServer:
-        if _port_open(self.host, self.port):
-            raise OSError(f"port {self.port} on {self.host} is in use; choose another --port")
+        _refuse_a_busy_port(self.host, self.port)
         bin_dir = str(Path(sys.executable).parent)
         command = [sys.executable, "-m", "mlflow", "models", "serve", "-m", self.uri,
                    "--env-manager", "local", "-h", self.host, "-p", str(self.port)]  # fmt: skip
@@ -191,6 +190,11 @@ class ScoringServer:
         self.stop()
 
 
+def _refuse_a_busy_port(host: str, port: int) -> None:
+    if port and _port_open(host, port):
+        raise OSError(f"port {port} on {host} is in use; choose another --port")
+
+
 def _port_open(host: str, port: int) -> bool:
     try:
         with socket.create_connection((host, port), timeout=1):
@@ -220,6 +224,7 @@ def serve(name: str, host: str = DEFAULT_HOST, port: int = DEFAULT_PORT) -> int:
     if host not in LOOPBACK:
         print(f"warning: --host {host} makes the model reachable from other machines; MLflow's "
               "scoring server has no authentication", file=sys.stderr)  # fmt: skip
+    _refuse_a_busy_port(host, port)  # before the model is built and saved
     with tempfile.TemporaryDirectory(prefix="sparkzoo-serve-") as folder:
         prepared = prepare(name, folder)
         server = ScoringServer(prepared.uri, host, port)

@@ -249,8 +249,12 @@ def test_zoo_model_saved_applies_the_card_preprocessing_and_checks_ids(tmp_path)
         model.predict(pd.DataFrame({"user_id": [944], "item_id": [1]}))
 
 
-def test_serve_refuses_an_unknown_or_packaged_name_before_starting(capsys):
+def test_serve_refuses_an_unknown_name_or_a_busy_port_before_starting(capsys):
     assert sparkzoo_main(["serve", "lenet5.mnst"]) == 2
     assert "lenet5.mnist" in capsys.readouterr().err  # the closest names
     assert sparkzoo_main(["serve", "haar.face"]) == 2
     assert "packaged" in capsys.readouterr().err
+    with socket.create_server(("127.0.0.1", 0)) as busy:
+        port = str(busy.getsockname()[1])
+        assert sparkzoo_main(["serve", "lenet5.mnist", "--port", port]) == 2
+    assert f"port {port} on 127.0.0.1 is in use" in capsys.readouterr().err
