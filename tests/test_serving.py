@@ -238,6 +238,17 @@ def test_every_pretrained_tag_is_a_pyfunc_model(name):
     assert len(empty) == 0 and (not isinstance(out, pd.DataFrame) or list(empty) == list(out))
 
 
+def test_a_family_serves_with_random_weights_or_is_refused_naming_why():
+    python_model, net = zoo_pyfunc_model("siamese")  # two image inputs keep their names
+    python_model.keras_model = net
+    assert [f.name for f in python_model.features] == ["a", "b"]
+    size = python_model.features[0].size
+    out = python_model.predict(None, pd.DataFrame({"a": [np.zeros(size)], "b": [np.ones(size)]}))
+    assert np.shape(out) == (1,)
+    with pytest.raises(ValueError, match="varying shape"):
+        zoo_pyfunc_model("seq2seq")  # its default takes sequences of any length
+
+
 def test_zoo_model_saved_applies_the_card_preprocessing_and_checks_ids(tmp_path):
     model = mlflow.pyfunc.load_model(save_zoo_model("ncf.ml100k", str(tmp_path / "ncf")))
     users, items = np.array([1, 943]), np.array([1, 1682])

@@ -42,8 +42,8 @@ from sparkzoo.trainer.rank_training import keras_model_bytes, load_keras_model
 from sparkzoo.trainer.scoring import classify, run_model
 
 ARTIFACT = "keras_model"
-# A zoo model's columns: an image input is ``pixels`` (``image`` is an encoded file in the
-# object-detection pipeline's model); the other inputs keep their Keras names.
+# A zoo model's columns: a model's one image input is ``pixels`` (``image`` is an encoded file
+# in the object-detection pipeline's model); the other inputs keep their Keras names.
 IMAGE_COLUMN = "pixels"
 CLASSIFIER_TASKS = ("image-classification", "text-classification", "tabular-classification")
 OUTPUT_COLUMNS = {
@@ -330,9 +330,11 @@ def zoo_pyfunc_model(name: str) -> tuple[KerasPyfuncModel, Any]:
         )
     net = models.get(name)
     keras_names = [t.name.split(":")[0] for t in net.inputs]
+    images = [len(t.shape) == 4 for t in net.inputs]
+    # The one image input is `pixels`; two (siamese's `a`, `b`) keep their names.
     columns = [
-        IMAGE_COLUMN if len(t.shape) == 4 else n
-        for t, n in zip(net.inputs, keras_names, strict=True)
+        IMAGE_COLUMN if image and sum(images) == 1 else n
+        for image, n in zip(images, keras_names, strict=True)
     ]
     input_shapes = [tuple(t.shape[1:]) for t in net.inputs]
     if any(d is None for shape in input_shapes for d in shape):
