@@ -9,6 +9,7 @@ import sys
 from pathlib import Path
 
 from sparkzoo.info import as_dicts, collect, format_report
+from sparkzoo.models import UnknownModelError
 from sparkzoo.models import cli as models_cli
 from sparkzoo.services import cluster, hdfs
 from sparkzoo.services.cluster import DEFAULT_DIR
@@ -64,6 +65,18 @@ def cmd_demo(args: argparse.Namespace) -> int:
     return quickstart.main(argv)
 
 
+def cmd_serve(args: argparse.Namespace) -> int:
+    """A zoo model, the object-detection pipeline or an MLflow model behind MLflow's scoring
+    server, until Ctrl-C or SIGTERM."""
+    from sparkzoo import serving
+
+    try:
+        return serving.serve(args.model, args.host, args.port)
+    except (UnknownModelError, ValueError, OSError, RuntimeError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+
+
 def cmd_cluster(args: argparse.Namespace) -> int:
     """Start, stop or report a Spark standalone cluster on 127.0.0.1."""
     state_dir = Path(args.dir)
@@ -114,7 +127,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="sparkzoo",
         description="Deep learning on Apache Spark: check that the stack works, run the LeNet-5 "
-        "demo, start a Spark cluster or an HDFS on this machine, browse the model zoo.",
+        "demo, start a Spark cluster or an HDFS on this machine, browse the model zoo, serve a "
+        "model over REST.",
         epilog="Start with `sparkzoo info`, then `sparkzoo demo`. `sparkzoo COMMAND --help` shows "
         "a command's options. The apps run as `python -m sparkzoo.apps.NAME`, the benchmarks as "
         "`python -m sparkzoo.bench NAME`. Documentation: README.md and docs/ in the repository.",
@@ -156,6 +170,20 @@ def build_parser() -> argparse.ArgumentParser:
         "--dir", default=str(HDFS_DIR), help="data, state and logs (default %(default)s)"
     )
     hdfs.set_defaults(func=cmd_hdfs)
+
+    serve = sub.add_parser(
+        "serve",
+        help="serve a zoo model, the object-detection pipeline or an MLflow model over REST",
+        description="Start MLflow's scoring server (mlflow models serve --env-manager local) "
+        "for MODEL: a zoo name (lenet5.mnist, any tag or family: saved as an MLflow pyfunc "
+        "model with a signature first), object_detection (the detect -> crop -> embed "
+        "pipeline), or an MLflow model URI (runs:/ID/model, models:/NAME/VERSION, a folder). "
+        "POST to /invocations; Ctrl-C or SIGTERM stops it.",
+    )
+    serve.add_argument("model", help="zoo name, object_detection, or MLflow model URI")
+    serve.add_argument("--host", default="127.0.0.1", help="interface (default %(default)s)")
+    serve.add_argument("--port", type=int, default=5001, help="port (default %(default)s)")
+    serve.set_defaults(func=cmd_serve)
 
     zoo = sub.add_parser("models", help="list the zoo's models and weights, show model cards")
     models_cli.add_arguments(zoo)

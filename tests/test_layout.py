@@ -110,6 +110,8 @@ LAZY_IMPORTS: dict[str, str] = {
     "load when it runs, not for `sparkzoo --help`",
     "sparkzoo/cli.py:cmd_demo": "package boundary: the demo app (TensorFlow) loads when the "
     "subcommand runs, not for `sparkzoo --help`",
+    "sparkzoo/cli.py:cmd_serve": "package boundary: MLflow, TensorFlow and the served model's "
+    "code load when the subcommand runs, not for `sparkzoo --help`",
     "sparkzoo/fs.py:_hdfs": "optional dependency: hdfs-native for hdfs:// paths only; "
     "`import sparkzoo.fs` stays light (test_fs.py)",
     "sparkzoo/fs.py:_create": "optional dependency: hdfs-native for hdfs:// paths only; "

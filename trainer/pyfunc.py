@@ -1,17 +1,29 @@
-"""A :class:`KerasModel` as an MLflow pyfunc model, with a signature built from its columns.
+"""A :class:`KerasModel` or a zoo model as an MLflow pyfunc model, with a signature built from
+its columns.
 
 ``mlflow.pyfunc.load_model(uri).predict(df[feature_cols])``, ``mlflow.pyfunc.spark_udf(spark,
 uri)(*feature_cols)`` and ``mlflow models serve -m uri`` then score exactly what
 ``KerasModel.transform`` scores: the same column conversion (numbers, fixed-length arrays, ML
 vectors), the same reshaping into the model's inputs, the same output columns.
+
+A zoo name (``lenet5.mnist``, any pretrained tag or family) goes through the same
+:class:`KerasPyfuncModel` (:func:`zoo_pyfunc_model`, :func:`save_zoo_model`,
+:func:`log_zoo_model`): one column per Keras input (``pixels`` for an image, else the input's
+name: ``token_ids``, ``window``, ``user_id``...), the raw values the card describes, the card's
+numeric preprocessing (``scale``, ``mean``, ``std``, ``offset``; ids checked against ``min``
+and ``max``) applied in ``predict``. A value that does not fit (a missing column, a row of the
+wrong length, an id out of range) raises an ``MlflowException`` with
+``INVALID_PARAMETER_VALUE`` naming the column: HTTP 400 from the scoring server.
 """
 
 from __future__ import annotations
 
+import contextlib
 import importlib.metadata
 import math
 import os
 import tempfile
+from collections.abc import Iterator
 from typing import Any
 
 import mlflow
@@ -23,11 +35,28 @@ from mlflow.models import ModelSignature
 from mlflow.protos.databricks_pb2 import INVALID_PARAMETER_VALUE
 from mlflow.types.schema import AnyType, Array, ColSpec, Schema
 
+from sparkzoo import models
+from sparkzoo.models.registry import apply_preprocessing
 from sparkzoo.trainer.arrays import ColumnSpec, fit_to_shapes
-from sparkzoo.trainer.rank_training import load_keras_model
+from sparkzoo.trainer.rank_training import keras_model_bytes, load_keras_model
 from sparkzoo.trainer.scoring import classify, run_model
 
 ARTIFACT = "keras_model"
+# A zoo model's columns: a model's one image input is ``pixels`` (``image`` is an encoded file
+# in the object-detection pipeline's model); the other inputs keep their Keras names.
+IMAGE_COLUMN = "pixels"
+CLASSIFIER_TASKS = ("image-classification", "text-classification", "tabular-classification")
+OUTPUT_COLUMNS = {
+    "binary-hashing": "activations",
+    "time-series-forecasting": "forecast",
+    "time-series-reconstruction": "reconstruction",
+    "recommendation": "probability",
+    "object-detection": "rows",
+    "image-similarity": "similarity",
+}
+# The card preprocessing a pyfunc model applies: numbers in, numbers out (tokenising text or
+# resizing an image is the client's job, as the card's ``input`` says).
+NUMERIC_PREPROCESSING = ("scale", "mean", "std", "offset", "min", "max")
 
 
 class KerasPyfuncModel(mlflow.pyfunc.PythonModel):
@@ -44,6 +73,8 @@ class KerasPyfuncModel(mlflow.pyfunc.PythonModel):
         probability_col: str | None = None,
         batch_size: int = 1024,
         custom_objects: dict | None = None,
+        preprocessing: list[dict | None] | None = None,
+        typed_arrays: bool = True,
     ):
         self.features = list(features)
         self.input_shapes = [tuple(s) for s in input_shapes]
@@ -53,6 +84,12 @@ class KerasPyfuncModel(mlflow.pyfunc.PythonModel):
         self.probability_col = probability_col
         self.batch_size = batch_size
         self.custom_objects = custom_objects or {}
+        # Per model input (one feature column each): the card's numeric preprocessing.
+        self.preprocessing = list(preprocessing) if preprocessing else None
+        # False: array columns are ``Any`` in the signature, so MLflow does not check each
+        # element of each row before ``predict`` (which checks them itself): at 32 MNIST rows
+        # a request, MLflow's checks take longer than LeNet-5 does.
+        self.typed_arrays = typed_arrays
         self.keras_model = None
 
     def load_context(self, context) -> None:
@@ -69,12 +106,25 @@ class KerasPyfuncModel(mlflow.pyfunc.PythonModel):
                 f"the input lacks the feature column(s) {missing}; the model reads {names}",
                 error_code=INVALID_PARAMETER_VALUE,
             )
+        if len(model_input) == 0:
+            return self._no_rows(model_input.index)
         try:
             arrays = [_column_array(model_input[f.name], f) for f in self.features]
             xs = fit_to_shapes(arrays, self.input_shapes, "feature", names)
+            if self.preprocessing:
+                xs = [
+                    _preprocess(x, spec, name)
+                    for x, spec, name in zip(xs, self.preprocessing, names, strict=True)
+                ]
         except ValueError as exc:
             raise MlflowException(str(exc), error_code=INVALID_PARAMETER_VALUE) from None
-        outputs = run_model(self.keras_model, xs, self.batch_size, len(self.output_cols))
+        try:
+            outputs = run_model(self.keras_model, xs, self.batch_size, len(self.output_cols))
+        except tf.errors.InvalidArgumentError as exc:  # e.g. an id past an embedding's end
+            raise MlflowException(
+                f"the model cannot score these {names} values: {exc.message.splitlines()[0]}",
+                error_code=INVALID_PARAMETER_VALUE,
+            ) from None
         columns: dict[str, Any] = {}
         for name, values, shape in zip(self.output_cols, outputs, self.output_shapes, strict=True):
             values = values.reshape(len(values), -1)
@@ -95,8 +145,15 @@ class KerasPyfuncModel(mlflow.pyfunc.PythonModel):
             {k: list(v) if v.ndim > 1 else v for k, v in columns.items()}, index=model_input.index
         )
 
+    def _no_rows(self, index: pd.Index):
+        """The answer to an input without rows, in the shape of any other answer."""
+        names = [*self.output_cols, *filter(None, (self.prediction_col, self.probability_col))]
+        if len(names) == 1:
+            return np.zeros(0)
+        return pd.DataFrame({name: [] for name in names}, index=index)
+
     def signature(self) -> ModelSignature:
-        inputs = [ColSpec(_input_type(f), f.name) for f in self.features]
+        inputs = [ColSpec(_input_type(f, self.typed_arrays), f.name) for f in self.features]
         outputs = [
             ColSpec("double" if math.prod(shape) == 1 else Array("float"), name)
             for name, shape in zip(self.output_cols, self.output_shapes, strict=True)
@@ -108,10 +165,11 @@ class KerasPyfuncModel(mlflow.pyfunc.PythonModel):
         return ModelSignature(Schema(inputs), Schema(outputs))
 
 
-def _input_type(spec: ColumnSpec):
+def _input_type(spec: ColumnSpec, typed_arrays: bool = True):
     """The MLflow type of a feature column. MLflow has no vector type: a Spark ML vector
-    column (or a list in JSON) is taken as it comes and converted in ``predict``."""
-    if spec.kind == "vector":
+    column (or a list in JSON) is taken as it comes and converted in ``predict``; so is an
+    array column when not ``typed_arrays``."""
+    if spec.kind == "vector" or (spec.kind == "array" and not typed_arrays):
         return AnyType()
     element = "long" if spec.integer else "double"
     return element if spec.kind == "scalar" else Array(element)
@@ -119,9 +177,12 @@ def _input_type(spec: ColumnSpec):
 
 def _column_array(column: pd.Series, spec: ColumnSpec) -> np.ndarray:
     """A pandas column as the trainer's array for ``spec``: ``(rows,)`` or ``(rows, size)``."""
-    if spec.kind == "scalar":
-        return column.to_numpy().astype(spec.dtype)
-    rows = [_flat(value) for value in column]
+    try:
+        if spec.kind == "scalar":
+            return column.to_numpy().astype(spec.dtype)
+        rows = [_flat(value) for value in column]
+    except (TypeError, ValueError) as exc:
+        raise ValueError(f"feature column {spec.name!r} must hold numbers: {exc}") from None
     widths = {len(r) for r in rows}
     if widths != {spec.size} and rows:
         raise ValueError(
@@ -129,6 +190,30 @@ def _column_array(column: pd.Series, spec: ColumnSpec) -> np.ndarray:
             f"{sorted(widths)}"
         )
     return np.stack(rows).astype(spec.dtype) if rows else np.zeros((0, spec.size), spec.dtype)
+
+
+def _preprocess(x: np.ndarray, spec: dict | None, column: str) -> np.ndarray:
+    """A model input after a card's numeric preprocessing: ids checked against ``min`` and
+    ``max``, then ``offset`` added; ``scale``, ``mean`` and ``std`` as
+    :func:`~sparkzoo.models.registry.apply_preprocessing` applies them."""
+    if not spec:
+        return x
+    low, high = spec.get("min"), spec.get("max")
+    outside = np.zeros(x.shape, bool)
+    if low is not None:
+        outside |= x < low
+    if high is not None:
+        outside |= x > high
+    if outside.any():
+        raise ValueError(
+            f"feature column {column!r} holds {x[outside].ravel()[0]}, outside the model's "
+            f"range {low}..{high}"
+        )
+    if "offset" in spec:
+        x = x + np.asarray(spec["offset"]).astype(x.dtype)
+    if any(key in spec for key in ("scale", "mean", "std")):
+        x = apply_preprocessing(spec, x, name=column)
+    return x
 
 
 def _flat(value) -> np.ndarray:
@@ -164,13 +249,44 @@ def pyfunc_model(fitted) -> KerasPyfuncModel:
     )
 
 
-def _requirements() -> list[str]:
+def pip_requirements() -> list[str]:
     """What serving the model needs: this TensorFlow (and tf_keras, whose Keras 2 API the
     current stack uses: a fresh process would otherwise get Keras 3), MLflow and sparkzoo."""
     requirements = [f"tensorflow=={tf.__version__}", f"mlflow=={mlflow.__version__}", "sparkzoo"]
     if tf.keras.__name__.startswith("tf_keras"):
         requirements.append(f"tf_keras=={importlib.metadata.version('tf_keras')}")
     return requirements
+
+
+@contextlib.contextmanager
+def _keras_artifact(model_bytes: bytes) -> Iterator[dict[str, str]]:
+    """The pyfunc artifacts of a Keras model (its ``.keras`` file), while MLflow copies them."""
+    with tempfile.TemporaryDirectory(prefix="sparkzoo-pyfunc-") as temp:
+        path = os.path.join(temp, "model.keras")
+        with open(path, "wb") as handle:
+            handle.write(model_bytes)
+        yield {ARTIFACT: path}
+
+
+def _store(
+    python_model: KerasPyfuncModel, model_bytes: bytes, path: str | None = None, **options
+) -> str:
+    """Save ``python_model`` with its Keras file, signature and requirements in the new folder
+    ``path`` (returned), or, without ``path``, log it to the active MLflow run (its model URI
+    returned). ``options`` go to MLflow (``name``, ``registered_model_name``, ``metadata``...)."""
+    with _keras_artifact(model_bytes) as artifacts:
+        arguments = {
+            "python_model": python_model,
+            "artifacts": artifacts,
+            "signature": python_model.signature(),
+            # Named here: MLflow's own inference of the requirements takes seconds.
+            "pip_requirements": pip_requirements(),
+            **options,
+        }
+        if path is not None:
+            mlflow.pyfunc.save_model(path, **arguments)
+            return path
+        return mlflow.pyfunc.log_model(**arguments).model_uri
 
 
 def log_pyfunc_model(
@@ -181,20 +297,136 @@ def log_pyfunc_model(
 ) -> str:
     """Log ``fitted`` to the active MLflow run as a pyfunc model with a signature; returns its
     model URI. ``registered_model_name`` also registers it in the Model Registry."""
+    return _store(
+        pyfunc_model(fitted),
+        fitted.model_bytes,
+        name=name,
+        input_example=input_example,
+        registered_model_name=registered_model_name,
+    )
 
-    python_model = pyfunc_model(fitted)
-    with tempfile.TemporaryDirectory(prefix="sparkzoo-pyfunc-") as temp:
-        path = os.path.join(temp, "model.keras")
-        with open(path, "wb") as handle:
-            handle.write(fitted.model_bytes)
-        info = mlflow.pyfunc.log_model(
-            name=name,
-            python_model=python_model,
-            artifacts={ARTIFACT: path},
-            signature=python_model.signature(),
-            input_example=input_example,
-            registered_model_name=registered_model_name,
-            # Named here: MLflow's own inference of the requirements takes seconds.
-            pip_requirements=_requirements(),
+
+# ---- zoo models -------------------------------------------------------------------------------
+
+
+def zoo_pyfunc_model(name: str) -> tuple[KerasPyfuncModel, Any]:
+    """``(pyfunc model, Keras model)`` of a zoo name: a pretrained tag (its shipped weights)
+    or a family (random weights, its default configuration). One feature column per Keras
+    input (see the module's docstring); the outputs: ``scores`` and ``prediction`` (the class
+    index as a double; the card's ``labels`` name it) for a classifier, one column named for
+    the task otherwise (``activations``, ``forecast``, ``probability``...), or the Keras
+    output names for several outputs.
+
+    Example::
+
+        python_model, net = zoo_pyfunc_model("lenet5.mnist")
+        python_model.signature()      # pixels: Array(double) -> scores, prediction
+    """
+    card = models.card(name)
+    if card.kind == "packaged":
+        raise ValueError(
+            f"{name!r} is a packaged detector, not a Keras model: serve it inside the "
+            "object_detection pipeline's model"
         )
-    return info.model_uri
+    net = models.get(name)
+    keras_names = [t.name.split(":")[0] for t in net.inputs]
+    images = [len(t.shape) == 4 for t in net.inputs]
+    # The one image input is `pixels`; two (siamese's `a`, `b`) keep their names.
+    columns = [
+        IMAGE_COLUMN if image and sum(images) == 1 else n
+        for image, n in zip(images, keras_names, strict=True)
+    ]
+    input_shapes = [tuple(t.shape[1:]) for t in net.inputs]
+    if any(d is None for shape in input_shapes for d in shape):
+        raise ValueError(f"{name!r} takes inputs of varying shape {input_shapes}; cannot serve it")
+    features = [
+        ColumnSpec(column, "scalar" if math.prod(shape) == 1 else "array", math.prod(shape),
+                   t.dtype.is_integer)
+        for column, shape, t in zip(columns, input_shapes, net.inputs, strict=True)
+    ]  # fmt: skip
+    zeros = [
+        np.zeros((1, *shape), t.dtype.as_numpy_dtype)
+        for shape, t in zip(input_shapes, net.inputs, strict=True)
+    ]
+    outputs = net(zeros[0] if len(zeros) == 1 else zeros, training=False)
+    outputs = outputs if isinstance(outputs, (list, tuple)) else [outputs]
+    output_shapes = [tuple(np.shape(o)[1:]) for o in outputs]
+    classifier = card.task in CLASSIFIER_TASKS and len(outputs) == 1
+    if classifier:
+        output_cols = ["scores"]
+    elif len(outputs) == 1:
+        output_cols = [OUTPUT_COLUMNS.get(card.task, "outputs")]
+    else:
+        output_cols = list(net.output_names)
+    python_model = KerasPyfuncModel(
+        features,
+        input_shapes,
+        output_cols,
+        output_shapes,
+        prediction_col="prediction" if classifier else None,
+        batch_size=256,
+        custom_objects=_zoo_custom_objects(),
+        typed_arrays=False,
+        preprocessing=[
+            _card_preprocessing(card.preprocessing, n, len(net.inputs)) for n in keras_names
+        ],
+    )
+    return python_model, net
+
+
+def _card_preprocessing(spec: dict, input_name: str, inputs: int) -> dict | None:
+    """The numeric part of a card's preprocessing for one input: its own entry
+    (``{"user_id": {"offset": -1, ...}}``), or the card's top-level keys for a one-input model."""
+    own = spec.get(input_name)
+    source = own if isinstance(own, dict) else spec if inputs == 1 else {}
+    numeric = {key: source[key] for key in NUMERIC_PREPROCESSING if key in source}
+    return numeric or None
+
+
+def _zoo_custom_objects() -> dict:
+    """The zoo's own Keras classes (``sparkzoo>...``), so a serving process that never built a
+    zoo model can load the saved one: pickled by reference, they import their modules."""
+    return {
+        key: value
+        for key, value in tf.keras.saving.get_custom_objects().items()
+        if key.startswith("sparkzoo>")
+    }
+
+
+def _zoo_metadata(name: str) -> dict:
+    card = models.card(name)
+    return {"sparkzoo_model": name, "sha256": card.sha256, "task": card.task}
+
+
+def save_zoo_model(name: str, path: str) -> str:
+    """Save zoo model ``name`` as an MLflow pyfunc model (with its signature) in the new
+    folder ``path``; returns ``path``, which ``mlflow models serve -m`` takes.
+
+    Example::
+
+        save_zoo_model("lenet5.mnist", "/tmp/lenet")
+        mlflow.pyfunc.load_model("/tmp/lenet").predict(pd.DataFrame({"pixels": rows}))
+    """
+    python_model, net = zoo_pyfunc_model(name)
+    return _store(python_model, keras_model_bytes(net), path, metadata=_zoo_metadata(name))
+
+
+def log_zoo_model(
+    name: str, registered_model_name: str | None = None, artifact: str = "model"
+) -> str:
+    """Log zoo model ``name`` to the active MLflow run (one is started when none is) as a
+    pyfunc model with a signature; returns its model URI.
+
+    Example::
+
+        uri = log_zoo_model("lenet5.mnist", registered_model_name="lenet")
+        # mlflow models serve -m models:/lenet/1 --env-manager local
+    """
+    python_model, net = zoo_pyfunc_model(name)
+    return _store(
+        python_model,
+        keras_model_bytes(net),
+        name=artifact,
+        registered_model_name=registered_model_name,
+        metadata=_zoo_metadata(name),
+    )
