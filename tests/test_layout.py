@@ -178,6 +178,7 @@ APPS_LAZY_IMPORTS: dict[str, str] = {
             "image_similarity",
             "object_detection",
             "recommendation",
+            "transfer_learning",
         )
     },
     "apps/common.py:_active_spark": _NO_PYSPARK_FOR_HELP,
