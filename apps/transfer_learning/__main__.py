@@ -96,6 +96,18 @@ def build_parser() -> AppParser:
         help="what to train (default: all three)",
     )
     run.add_argument(
+        "--no-baseline",
+        action="store_true",
+        help="skip scikit-learn's LogisticRegression on the same pixels (it brings the labelled "
+        "and held-out images to the driver)",
+    )
+    run.add_argument(
+        "--no-baseline",
+        action="store_true",
+        help="skip scikit-learn's LogisticRegression on the same pixels (it brings the labelled "
+        "and held-out images to the driver)",
+    )
+    run.add_argument(
         "--workers", type=int, default=2, help="training processes (Horovod ranks, default 2)"
     )
     run.add_argument("--epochs", type=int, default=30, help="passes per fit (default 30)")
@@ -146,7 +158,7 @@ def run(args: argparse.Namespace) -> int:
         curve = pipeline.learning_curve(
             source, pool, held_out, per_class, len(classes), freeze_to, args.methods,
             workers=args.workers, epochs=args.epochs, batch_size=args.batch_size,
-            seed=args.seed, progress=_step,
+            seed=args.seed, baseline=not args.no_baseline, progress=_step,
         )  # fmt: skip
         out.save_figure(
             "learning_curve.png",

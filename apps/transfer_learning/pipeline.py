@@ -36,6 +36,7 @@ from matplotlib.ticker import NullLocator
 from pyspark.sql import Window
 from pyspark.sql import functions as F
 from sklearn.datasets import load_digits
+from sklearn.linear_model import LogisticRegression
 
 from sparkzoo import models
 from sparkzoo.datasets.images import ImageSet
@@ -48,6 +49,7 @@ if TYPE_CHECKING:
     from pyspark.sql import DataFrame, SparkSession
 
 METHODS = ("fine_tune", "scratch", "logistic")
+BASELINE = "sklearn_logistic"
 PIXELS, LABEL = "pixels", "label"
 DEFAULT_SOURCE = "lenet5.mnist"
 # MNIST's framing: the digit fills the centre 20x20 of its 28x28 image.
@@ -247,11 +249,12 @@ def learning_curve(
     batch_size: int = 16,
     learning_rate: float = 3e-3,
     seed: int = 0,
+    baseline: bool = True,
     progress=print,
 ) -> Curve:
     """Train every method on ``per_class`` labelled images of each class (same rows for all
     methods), each with the same budget through ``KerasEstimator`` on ``workers`` ranks, and
-    score it on ``held_out``."""
+    score it on ``held_out``; with ``baseline``, also scikit-learn's logistic regression."""
     curve = Curve(list(per_class), held_out_rows=held_out.count(), num_classes=num_classes)
     for k in per_class:
         train = labelled(pool, k, seed).cache()
@@ -287,8 +290,26 @@ def learning_curve(
             label = "all" if k is None else k
             progress(f"{label} per class ({rows} rows): {method} held-out accuracy "
                      f"{accuracy:.3f} ({seconds:.0f} s)")  # fmt: skip
+        if baseline:
+            start = time.perf_counter()
+            accuracy = sklearn_baseline(train, held_out, seed)
+            curve.accuracy.setdefault(BASELINE, []).append(accuracy)
+            curve.fit_seconds.setdefault(BASELINE, []).append(round(time.perf_counter() - start, 2))
+            progress(f"{'all' if k is None else k} per class: scikit-learn logistic regression "
+                     f"held-out accuracy {accuracy:.3f}")  # fmt: skip
         train.unpersist()
     return curve
+
+
+def sklearn_baseline(train: DataFrame, held_out: DataFrame, seed: int = 0) -> float:
+    """scikit-learn's ``LogisticRegression`` on the same labelled pixels, scored on the same
+    held-out part: the established library's answer next to ours. Both parts are small (a few
+    thousand rows at most) and are brought to the driver for it."""
+    fit_rows, test_rows = train.toPandas(), held_out.toPandas()
+    model = LogisticRegression(max_iter=2000, random_state=seed)
+    model.fit(np.stack(fit_rows[PIXELS].to_numpy()), fit_rows[LABEL].to_numpy())
+    predicted = model.predict(np.stack(test_rows[PIXELS].to_numpy()))
+    return float(np.mean(predicted == test_rows[LABEL].to_numpy()))
 
 
 def held_out_accuracy(fitted, held_out: DataFrame) -> float:
@@ -306,7 +327,8 @@ def learning_curve_figure(curve: Curve, title: str) -> Figure:
     xs = [k if k is not None else round(rows / curve.num_classes)
           for k, rows in zip(curve.per_class, curve.train_rows, strict=True)]  # fmt: skip
     names = {"fine_tune": "fine-tuned source", "scratch": "same network from scratch",
-             "logistic": "logistic regression on pixels"}  # fmt: skip
+             "logistic": "logistic regression on pixels",
+             BASELINE: "scikit-learn LogisticRegression"}  # fmt: skip
     for method, accuracy in curve.accuracy.items():
         axes.plot(xs, accuracy, marker="o", label=names.get(method, method))
     axes.set_xscale("log")
