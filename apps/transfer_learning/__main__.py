@@ -102,12 +102,6 @@ def build_parser() -> AppParser:
         "and held-out images to the driver)",
     )
     run.add_argument(
-        "--no-baseline",
-        action="store_true",
-        help="skip scikit-learn's LogisticRegression on the same pixels (it brings the labelled "
-        "and held-out images to the driver)",
-    )
-    run.add_argument(
         "--workers", type=int, default=2, help="training processes (Horovod ranks, default 2)"
     )
     run.add_argument("--epochs", type=int, default=30, help="passes per fit (default 30)")
