@@ -337,7 +337,8 @@ def learning_curve_figure(curve: Curve, title: str) -> Figure:
                          zip(curve.per_class, xs, strict=True)])  # fmt: skip
     axes.set_xlabel("labelled images per class")
     axes.set_ylabel(f"held-out accuracy ({curve.held_out_rows} images)")
-    axes.set_ylim(0, 1)
+    lowest = min((a for accuracy in curve.accuracy.values() for a in accuracy), default=0.0)
+    axes.set_ylim(max(0.0, math.floor((lowest - 0.05) * 20) / 20), 1)
     axes.grid(alpha=0.3)
     axes.set_title(title)
     axes.legend(loc="lower right")
