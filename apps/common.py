@@ -220,7 +220,7 @@ def check_paths(args: argparse.Namespace) -> None:
     if source and urlparse(source).scheme in ("", "file", "hdfs") and not fs.exists(source):
         raise FileNotFoundError(f"--input {source!r} does not exist")
     output = getattr(args, "output", None)
-    if output:
+    if output and not getattr(args, "appends", False):  # a stream appends to its output
         refuse_existing(output, getattr(args, "overwrite", False))
 
 
@@ -329,6 +329,58 @@ def _end_spark_submit(code: int) -> None:
     if gateway is not None:
         with contextlib.suppress(Exception):  # the JVM goes away mid-call, as asked
             gateway.jvm.java.lang.System.exit(code)
+
+
+def add_stream_args(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
+    """Add the flags of a ``stream`` command (Spark Structured Streaming): --checkpoint,
+    --trigger-seconds, --max-files-per-trigger, --available-now. A stream appends to its
+    --output across restarts, so an existing --output is taken, not refused (--overwrite
+    starts afresh: it deletes --output and --checkpoint first)."""
+    group = parser.add_argument_group("streaming")
+    group.add_argument(
+        "--checkpoint",
+        required=True,
+        metavar="PATH",
+        help="the query's checkpoint folder (local or hdfs://): start again with the same one "
+        "and the stream resumes where it stopped, every input once",
+    )
+    group.add_argument(
+        "--trigger-seconds",
+        type=float,
+        default=2.0,
+        metavar="S",
+        help="start a micro-batch every S seconds when new files have landed (default 2)",
+    )
+    group.add_argument(
+        "--max-files-per-trigger",
+        type=positive_int,
+        default=None,
+        metavar="N",
+        help="at most N new files per micro-batch (default: all that have landed)",
+    )
+    group.add_argument(
+        "--available-now",
+        action="store_true",
+        help="process the files there now (in micro-batches of --max-files-per-trigger), then stop",
+    )
+    parser.set_defaults(appends=True)
+    return parser
+
+
+def prepare_stream(args: argparse.Namespace) -> None:
+    """Check a ``stream`` command's paths before Spark starts: --input is a folder, --sample-
+    rate is 1; with --overwrite, delete --output and --checkpoint."""
+    if not args.input:
+        raise ValueError("--input (the folder files land in) is required")
+    if urlparse(args.input).scheme in ("", "file", "hdfs") and not fs.isdir(args.input):
+        raise NotADirectoryError(f"--input {args.input!r} is not a folder")
+    if args.sample_rate != 1.0:
+        raise ValueError("--sample-rate does not apply to a stream: every file that lands is read")
+    if not args.trigger_seconds > 0:
+        raise ValueError(f"--trigger-seconds must be > 0, not {args.trigger_seconds}")
+    if args.overwrite:
+        fs.delete(args.output)
+        fs.delete(args.checkpoint)
 
 
 def start_spark(args: argparse.Namespace, app: str):
