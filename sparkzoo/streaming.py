@@ -103,9 +103,8 @@ class Progress:
             self.batches += 1
             self.rows += rows
             seconds = progress.get("durationMs", {}).get("triggerExecution", 0) / 1000
-            name = f"{progress['name']} " if progress.get("name") else ""
             self.say(
-                f"{name}batch {progress['batchId']}: {rows} {self.unit} in {seconds:.2f} s "
+                f"batch {progress['batchId']}: {rows} {self.unit} in {seconds:.2f} s "
                 f"({progress.get('processedRowsPerSecond', 0.0):.1f} {self.unit}/s; arriving at "
                 f"{progress.get('inputRowsPerSecond', 0.0):.1f}/s); {self.rows} {self.unit} so far"
             )

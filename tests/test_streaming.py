@@ -122,6 +122,6 @@ def test_run_until_stopped_reports_progress_and_stops_an_available_now_query(spa
     assert run_until_stopped([query], progress, poll_seconds=0.2) is False
     assert not query.isActive
     assert (progress.batches, progress.rows) == (3, 12)
-    assert len(lines) == 3 and lines[-1].startswith("progress_test batch 2: 4 rows in ")
+    assert len(lines) == 3 and lines[-1].startswith("batch 2: 4 rows in ")
     assert lines[-1].endswith("12 rows so far")
     shutil.rmtree(inbox)
