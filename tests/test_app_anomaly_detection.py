@@ -337,3 +337,47 @@ def test_stream_refuses_a_folder_without_a_trained_model(tmp_path, capsys):
     assert main([*args, "--output", str(tmp_path / "o"), "--checkpoint", str(tmp_path / "c")]) == 2
     assert "holds no trained detector (no detector.json)" in capsys.readouterr().err
     assert not (tmp_path / "o").exists()
+
+
+@pytest.mark.slow
+def test_stream_cli_stops_on_sigterm_and_resumes_from_its_checkpoint(spark, tiny_run, tmp_path):
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    run, _ = tiny_run
+    frame = pipeline.load_packaged("taylor", 8, 0, 1.0, 0.3, clean_fraction=0.5)
+    held = frame.iloc[605:].reset_index(drop=True)
+    inbox, out, checkpoint = tmp_path / "in", tmp_path / "out", str(tmp_path / "ck")
+    inbox.mkdir()
+    _land(inbox, "a.csv", held.iloc[:200])
+    args = ["--run", str(run), "--input", str(inbox), "--output", str(out)]
+    args += ["--checkpoint", checkpoint, "--all-points"]
+    command = [sys.executable, "-m", "sparkzoo.apps.anomaly_detection", "stream", *args]
+    process = subprocess.Popen(
+        [*command, "--trigger-seconds", "0.5", "--master", "local[2]"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env={**os.environ, "PYTHONUNBUFFERED": "1"},
+    )
+    try:
+        committed = out / "points" / "_spark_metadata" / "0"  # the file sink's first commit
+        deadline = time.monotonic() + 240
+        while not committed.exists() and process.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.5)
+        assert committed.exists(), process.stderr.read()[-3000:] if process.poll() else "waited"
+        process.send_signal(signal.SIGTERM)
+        stdout, stderr = process.communicate(timeout=120)
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+    assert process.returncode == 0, stderr[-3000:]
+    assert "(stopped by a signal)" in stdout and "batch 0: 200 points in" in stdout
+
+    _land(inbox, "b.csv", held.iloc[200:])
+    assert main(["stream", *args, "--available-now"]) == 0
+    streamed = spark.read.parquet(str(out / "points")).toPandas()
+    assert streamed["timestamp"].is_unique and len(streamed) == 605 - 24
