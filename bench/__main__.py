@@ -11,6 +11,7 @@ BENCHMARKS = {
     "images": "sparkzoo.bench.images",
     "pipeline": "sparkzoo.bench.pipeline",
     "transform": "sparkzoo.bench.transform",
+    "streaming": "sparkzoo.bench.streaming",
 }
 
 
