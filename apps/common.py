@@ -57,6 +57,7 @@ from urllib.parse import urlparse
 
 from sparkzoo import fs
 from sparkzoo.records import jsonable, loadavg
+from sparkzoo.streaming import watch
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -381,6 +382,32 @@ def prepare_stream(args: argparse.Namespace) -> None:
     if args.overwrite:
         fs.delete(args.output)
         fs.delete(args.checkpoint)
+
+
+def stream_options(args: argparse.Namespace) -> dict[str, Any]:
+    """The trigger settings of a ``stream`` command, as keyword arguments of the apps'
+    ``streaming.start``: ``trigger_seconds``, ``max_files_per_trigger``, ``available_now``."""
+    return {
+        "trigger_seconds": args.trigger_seconds,
+        "max_files_per_trigger": args.max_files_per_trigger,
+        "available_now": args.available_now,
+    }
+
+
+def follow_stream(
+    query, args: argparse.Namespace, unit: str, say: Callable[[str], None] = print
+) -> dict:
+    """Progress per micro-batch of a ``stream`` command's query until it is stopped (SIGTERM,
+    Ctrl-C) or has read what is there (``--available-now``), then a summary line; returns
+    ``{"batches", "rows", "signalled"}`` of this run."""
+    if args.available_now:
+        say("processing the files there now, then stopping")
+    else:
+        say("waiting for files; SIGTERM or Ctrl-C stops")
+    done = watch([query], unit, say)
+    why = "stopped by a signal" if done["signalled"] else "no more input"
+    say(f"{done['rows']} {unit} in {done['batches']} micro-batches ({why}). Output: {args.output}")
+    return done
 
 
 def start_spark(args: argparse.Namespace, app: str):

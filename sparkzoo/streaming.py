@@ -9,6 +9,7 @@ exactly-once micro-batch output, progress on the console, a clean stop on SIGTER
   the ``_``-prefixed staging folders and see a ``batch`` column.
 - :class:`Progress`: one console line per micro-batch (rows, rows/s, how long the batch took),
   from the queries' ``recentProgress``.
+- :func:`watch`: both, with this run's totals;
 - :func:`run_until_stopped`: wait on queries until they end (``availableNow``) or the process
   gets SIGTERM / SIGINT, then ``query.stop()`` them; a query that failed raises.
 - :func:`trigger`: the ``DataStreamWriter.trigger`` arguments for ``--trigger-seconds`` /
@@ -148,6 +149,14 @@ def run_until_stopped(
     return stopping.is_set()
 
 
+def watch(queries: Sequence[StreamingQuery], unit: str = "rows", say=print) -> dict:
+    """:func:`run_until_stopped` with a :class:`Progress` line per micro-batch; returns this
+    run's ``{"batches", "rows", "signalled"}``."""
+    progress = Progress(unit, say)
+    signalled = run_until_stopped(queries, progress)
+    return {"batches": progress.batches, "rows": progress.rows, "signalled": signalled}
+
+
 __all__ = [
     "BATCH_PREFIX",
     "Progress",
@@ -155,4 +164,5 @@ __all__ = [
     "commit_batch",
     "run_until_stopped",
     "trigger",
+    "watch",
 ]

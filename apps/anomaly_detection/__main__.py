@@ -28,9 +28,11 @@ from sparkzoo.apps.common import (
     StagedOutput,
     add_stream_args,
     app_parser,
+    follow_stream,
     prepare_stream,
     run_app,
     start_spark,
+    stream_options,
 )
 
 APP = "anomaly_detection"
@@ -221,24 +223,13 @@ def stream(args: argparse.Namespace) -> int:
     where = "anomalies/" if not args.all_points else "points/"
     print(
         f"scoring the points landing in {args.input} with the {saved.model} of {args.run} "
-        f"(window {saved.window}, threshold {saved.threshold:.4g}) into {args.output}/{where}; "
-        + ("processing what is there, then stopping" if args.available_now else "Ctrl-C stops")
+        f"(window {saved.window}, threshold {saved.threshold:.4g}) into {args.output}/{where}"
     )
-    done = streaming.stream(
-        spark,
-        args.input,
-        args.output,
-        args.checkpoint,
-        saved,
-        args.trigger_seconds,
-        args.max_files_per_trigger,
-        args.available_now,
-        args.all_points,
-    )
-    why = "stopped by a signal" if done["signalled"] else "no more input"
-    print(
-        f"{done['points']} points in {done['batches']} micro-batches ({why}). Output: {args.output}"
-    )
+    query = streaming.start(
+        spark, args.input, args.output, args.checkpoint, saved, **stream_options(args),
+        all_points=args.all_points,
+    )  # fmt: skip
+    follow_stream(query, args, "points")
     return 0
 
 

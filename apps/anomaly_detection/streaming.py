@@ -10,8 +10,9 @@ points appended to Parquet exactly once.
   part's scaler, as in the batch run;
 - :func:`scored`: ``KerasModel.transform`` of the saved model on that stream (the model loaded
   once per Python worker), the squared error of its forecast and the batch run's threshold;
-- :func:`start` / :func:`stream`: the query, a Parquet file sink with a checkpoint (exactly
-  once: the sink's log and the state are in the checkpoint), progress per micro-batch.
+- :func:`start`: the query, a Parquet file sink with a checkpoint (exactly once: the sink's
+  log and the state are in the checkpoint); ``sparkzoo.streaming.watch`` prints its progress
+  per micro-batch and stops it on SIGTERM / Ctrl-C.
 
 Files must land in time order: a point not later than the last point already seen is left
 out (a duplicate or a late point cannot get a window). Rows whose timestamp or value do not
@@ -21,7 +22,7 @@ Example::
 
     saved = pipeline.load_detector("out/anomaly/model")
     query = start(spark, "incoming/", "out/stream", "out/stream_checkpoint", saved)
-    run_until_stopped([query])
+    watch([query], "points")
     spark.read.parquet("out/stream/anomalies")
 """
 
@@ -37,7 +38,7 @@ from pyspark.sql.streaming.state import GroupStateTimeout
 
 from sparkzoo import fs
 from sparkzoo.apps.anomaly_detection.pipeline import SavedDetector
-from sparkzoo.streaming import Progress, run_until_stopped, trigger
+from sparkzoo.streaming import trigger
 
 if TYPE_CHECKING:
     from pyspark.sql import DataFrame, SparkSession
@@ -161,35 +162,4 @@ def start(
         spark.conf.set("spark.sql.shuffle.partitions", previous)
 
 
-def stream(
-    spark: SparkSession,
-    source: str,
-    output: str,
-    checkpoint: str,
-    saved: SavedDetector,
-    trigger_seconds: float | None = None,
-    max_files_per_trigger: int | None = None,
-    available_now: bool = False,
-    all_points: bool = False,
-    say=print,
-) -> dict:
-    """:func:`start`, then progress per micro-batch until the stream is stopped (SIGTERM,
-    Ctrl-C) or, with ``available_now``, has read the files already there. Returns
-    ``{"batches", "points", "signalled"}`` of this run (points read)."""
-    query = start(
-        spark,
-        source,
-        output,
-        checkpoint,
-        saved,
-        trigger_seconds,
-        max_files_per_trigger,
-        available_now,
-        all_points,
-    )
-    progress = Progress("points", say)
-    signalled = run_until_stopped([query], progress)
-    return {"batches": progress.batches, "points": progress.rows, "signalled": signalled}
-
-
-__all__ = ["POINT_SCHEMA", "point_stream", "scored", "start", "stream", "windowed"]
+__all__ = ["POINT_SCHEMA", "point_stream", "scored", "start", "windowed"]

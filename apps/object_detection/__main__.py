@@ -33,11 +33,13 @@ from sparkzoo.apps.common import (
     StagedOutput,
     add_stream_args,
     app_parser,
+    follow_stream,
     prepare_stream,
     read_metrics,
     run_app,
     sample,
     start_spark,
+    stream_options,
 )
 
 if TYPE_CHECKING:
@@ -499,25 +501,11 @@ def stream(args: argparse.Namespace) -> int:
     config = _config(args)
     prepare_stream(args)
     spark = start_spark(args, APP)
-    _say(
-        f"streaming images from {args.input} into {args.output} (checkpoint {args.checkpoint}); "
-        + ("processing what is there, then stopping" if args.available_now else "Ctrl-C stops")
+    _say(f"streaming images from {args.input} into {args.output} (checkpoint {args.checkpoint})")
+    query = streaming.start(
+        spark, args.input, args.output, args.checkpoint, config, **stream_options(args), say=_say
     )
-    done = streaming.stream(
-        spark,
-        args.input,
-        args.output,
-        args.checkpoint,
-        config,
-        args.trigger_seconds,
-        args.max_files_per_trigger,
-        args.available_now,
-        say=_say,
-    )
-    why = "stopped by a signal" if done["signalled"] else "no more input"
-    _say(
-        f"{done['images']} images in {done['batches']} micro-batches ({why}). Output: {args.output}"
-    )
+    follow_stream(query, args, "images", _say)
     return 0
 
 

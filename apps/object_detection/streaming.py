@@ -7,8 +7,8 @@ land in a folder (Spark Structured Streaming), appended to Parquet exactly once.
   run's step, its per-batch function ``detect_batch``: a corrupt image becomes an error row)
   into ``detections/batch=<id>``, then :func:`~.pipeline.features_of` of what was written
   into ``features/batch=<id>``; each committed by :func:`sparkzoo.streaming.commit_batch`;
-- :func:`start`: the query (``foreachBatch``, its checkpoint);
-- :func:`stream`: start it, print progress per micro-batch, stop on SIGTERM / Ctrl-C.
+- :func:`start`: the query (``foreachBatch``, its checkpoint); ``sparkzoo.streaming.watch``
+  prints its progress per micro-batch and stops it on SIGTERM / Ctrl-C.
 
 Exactly once: the checkpoint's offset log names the files of every micro-batch before it
 runs; a micro-batch that did not commit is replayed with the same files and the same id, and
@@ -17,8 +17,8 @@ and start it again with the same checkpoint: every image is in ``detections/`` o
 
 Example::
 
-    query = start(spark, "incoming/", "out/", "out/_checkpoint", PipelineConfig())
-    run_until_stopped([query])
+    query = start(spark, "incoming/", "out/", "checkpoint/", PipelineConfig())
+    watch([query], "images")
     spark.read.parquet("out/features")      # + a ``batch`` column: the micro-batch id
 """
 
@@ -34,7 +34,7 @@ from sparkzoo.apps.object_detection.pipeline import (
     features_of,
 )
 from sparkzoo.datasets.images import IMAGE_GLOB
-from sparkzoo.streaming import Progress, commit_batch, run_until_stopped, trigger
+from sparkzoo.streaming import commit_batch, trigger
 
 if TYPE_CHECKING:
     from pyspark.sql import DataFrame, SparkSession
@@ -109,6 +109,7 @@ def start(
         for error in errors:
             say(f"batch {batch_id}: unreadable image, kept as an error row: {error}")
 
+    fs.makedirs(output)
     return (
         image_stream(spark, source, max_files_per_trigger)
         .writeStream.queryName(QUERY_NAME)
@@ -119,35 +120,4 @@ def start(
     )
 
 
-def stream(
-    spark: SparkSession,
-    source: str,
-    output: str,
-    checkpoint: str,
-    config: PipelineConfig,
-    trigger_seconds: float | None = None,
-    max_files_per_trigger: int | None = None,
-    available_now: bool = False,
-    say=print,
-) -> dict:
-    """:func:`start`, then progress per micro-batch until the stream is stopped (SIGTERM,
-    Ctrl-C) or, with ``available_now``, has processed the images already there. Returns
-    ``{"batches", "images", "signalled"}`` of this run."""
-    fs.makedirs(output)
-    query = start(
-        spark,
-        source,
-        output,
-        checkpoint,
-        config,
-        trigger_seconds,
-        max_files_per_trigger,
-        available_now,
-        say,
-    )
-    progress = Progress("images", say)
-    signalled = run_until_stopped([query], progress)
-    return {"batches": progress.batches, "images": progress.rows, "signalled": signalled}
-
-
-__all__ = ["BINARY_FILE_SCHEMA", "image_stream", "start", "stream", "write_micro_batch"]
+__all__ = ["BINARY_FILE_SCHEMA", "image_stream", "start", "write_micro_batch"]
