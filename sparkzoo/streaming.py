@@ -94,13 +94,13 @@ class Progress:
     def __call__(self, query: StreamingQuery) -> None:
         """Report the micro-batches of ``query`` not reported yet."""
         for progress in query.recentProgress:
+            # An idle query reports the batch id it waits to run, with no rows: only a
+            # progress with rows is that micro-batch's.
             key = (progress["runId"], progress["batchId"])
-            if key in self.seen:
+            rows = progress.get("numInputRows", 0)
+            if rows == 0 or key in self.seen:
                 continue
             self.seen.add(key)
-            rows = progress.get("numInputRows", 0)
-            if rows == 0:
-                continue
             self.batches += 1
             self.rows += rows
             seconds = progress.get("durationMs", {}).get("triggerExecution", 0) / 1000
