@@ -370,7 +370,8 @@ def add_stream_args(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
 
 def prepare_stream(args: argparse.Namespace) -> None:
     """Check a ``stream`` command's paths before Spark starts: --input is a folder, --sample-
-    rate is 1; with --overwrite, delete --output and --checkpoint."""
+    rate is 1, a non-empty --output goes with an existing --checkpoint; with --overwrite,
+    delete --output and --checkpoint."""
     if not args.input:
         raise ValueError("--input (the folder files land in) is required")
     if urlparse(args.input).scheme in ("", "file", "hdfs") and not fs.isdir(args.input):
@@ -382,6 +383,14 @@ def prepare_stream(args: argparse.Namespace) -> None:
     if args.overwrite:
         fs.delete(args.output)
         fs.delete(args.checkpoint)
+    elif fs.listdir(args.output) and not fs.exists(args.checkpoint):
+        # A new query numbers its micro-batches from 0 again; it would take what is there
+        # for its own output and skip writing it.
+        raise FileExistsError(
+            f"--output {args.output!r} holds the output of a stream whose --checkpoint is not "
+            f"{args.checkpoint!r}: give that checkpoint to resume it, another --output, or "
+            "--overwrite to start afresh"
+        )
 
 
 def stream_options(args: argparse.Namespace) -> dict[str, Any]:

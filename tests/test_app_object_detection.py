@@ -398,6 +398,11 @@ def test_stream_refuses_bad_arguments_before_starting(tmp_path, capsys):
     assert main(["stream", "--input", str(tmp_path), "--output", str(out)]) == 2
     assert "--checkpoint" in capsys.readouterr().err
     assert not out.exists() and not checkpoint.exists()
+    # An output written with another checkpoint: a new query would skip its batch ids.
+    (out / "detections" / "batch=0").mkdir(parents=True)
+    assert main([*args, "--input", str(tmp_path)]) == 2
+    assert "holds the output of a stream whose --checkpoint is not" in capsys.readouterr().err
+    assert not checkpoint.exists()
 
 
 @pytest.mark.hdfs
