@@ -332,6 +332,27 @@ def test_stream_scores_landing_points_as_the_batch_run_did(spark, tiny_run, tmp_
     assert sorted(flagged["timestamp"]) == sorted(streamed.loc[streamed["is_anomaly"], "timestamp"])
 
 
+def test_stream_reads_and_writes_hdfs(spark, hdfs, tiny_run, tmp_path):
+    from sparkzoo import fs
+
+    run, _ = tiny_run
+    frame = pipeline.load_packaged("taylor", 8, 0, 1.0, 0.3, clean_fraction=0.5)
+    held = frame.iloc[605:].reset_index(drop=True)
+    local = tmp_path / "csv"
+    local.mkdir()
+    inbox, out = f"{hdfs}/inputs/anomaly_stream", f"{hdfs}/apps/anomaly_stream"
+    fs.delete(inbox)
+    fs.makedirs(inbox)
+    args = ["stream", "--run", str(run), "--input", inbox, "--output", out]
+    args += ["--checkpoint", f"{out}_checkpoint", "--all-points", "--available-now"]
+    for n, part in enumerate((held.iloc[:300], held.iloc[300:])):
+        _land(local, f"{n}.csv", part)
+        fs.put(str(local / f"{n}.csv"), f"{inbox}/{n}.csv")
+        assert main([*args, "--overwrite"] if n == 0 else args) == 0
+    streamed = spark.read.parquet(f"{out}/points").toPandas()
+    assert streamed["timestamp"].is_unique and len(streamed) == 605 - 24
+
+
 def test_stream_refuses_a_folder_without_a_trained_model(tmp_path, capsys):
     args = ["stream", "--run", str(tmp_path), "--input", str(tmp_path)]
     assert main([*args, "--output", str(tmp_path / "o"), "--checkpoint", str(tmp_path / "c")]) == 2
