@@ -11,7 +11,10 @@ so ``--help`` answers at once.
 
 Everything a command produces goes under ``--output`` through a :class:`StagedOutput`: files
 go to a temporary sibling folder, which is renamed onto ``--output`` only when the whole run
-succeeded, so a failed run leaves nothing half-written.
+succeeded, so a failed run leaves nothing half-written. A ``stream`` command
+(:func:`add_stream_args`, Spark Structured Streaming) is the exception: it appends to
+``--output`` micro-batch by micro-batch, each written exactly once, its progress in
+``--checkpoint`` (:func:`prepare_stream`, :func:`follow_stream`, ``sparkzoo.streaming``).
 
 Example (an app's ``__main__.py``)::
 
