@@ -11,7 +11,10 @@ so ``--help`` answers at once.
 
 Everything a command produces goes under ``--output`` through a :class:`StagedOutput`: files
 go to a temporary sibling folder, which is renamed onto ``--output`` only when the whole run
-succeeded, so a failed run leaves nothing half-written.
+succeeded, so a failed run leaves nothing half-written. A ``stream`` command
+(:func:`add_stream_args`, Spark Structured Streaming) is the exception: it appends to
+``--output`` micro-batch by micro-batch, each written exactly once, its progress in
+``--checkpoint`` (:func:`prepare_stream`, :func:`follow_stream`, ``sparkzoo.streaming``).
 
 Example (an app's ``__main__.py``)::
 
@@ -57,6 +60,7 @@ from urllib.parse import urlparse
 
 from sparkzoo import fs
 from sparkzoo.records import jsonable, loadavg
+from sparkzoo.streaming import watch
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -220,7 +224,7 @@ def check_paths(args: argparse.Namespace) -> None:
     if source and urlparse(source).scheme in ("", "file", "hdfs") and not fs.exists(source):
         raise FileNotFoundError(f"--input {source!r} does not exist")
     output = getattr(args, "output", None)
-    if output:
+    if output and not getattr(args, "appends", False):  # a stream appends to its output
         refuse_existing(output, getattr(args, "overwrite", False))
 
 
@@ -329,6 +333,93 @@ def _end_spark_submit(code: int) -> None:
     if gateway is not None:
         with contextlib.suppress(Exception):  # the JVM goes away mid-call, as asked
             gateway.jvm.java.lang.System.exit(code)
+
+
+def add_stream_args(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
+    """Add the flags of a ``stream`` command (Spark Structured Streaming): --checkpoint,
+    --trigger-seconds, --max-files-per-trigger, --available-now. A stream appends to its
+    --output across restarts, so an existing --output is taken, not refused (--overwrite
+    starts afresh: it deletes --output and --checkpoint first)."""
+    group = parser.add_argument_group("streaming")
+    group.add_argument(
+        "--checkpoint",
+        required=True,
+        metavar="PATH",
+        help="the query's checkpoint folder (local or hdfs://): start again with the same one "
+        "and the stream resumes where it stopped, every input once",
+    )
+    group.add_argument(
+        "--trigger-seconds",
+        type=float,
+        default=2.0,
+        metavar="S",
+        help="start a micro-batch every S seconds when new files have landed (default 2)",
+    )
+    group.add_argument(
+        "--max-files-per-trigger",
+        type=positive_int,
+        default=None,
+        metavar="N",
+        help="at most N new files per micro-batch (default: all that have landed)",
+    )
+    group.add_argument(
+        "--available-now",
+        action="store_true",
+        help="process the files there now (in micro-batches of --max-files-per-trigger), then stop",
+    )
+    parser.set_defaults(appends=True)
+    return parser
+
+
+def prepare_stream(args: argparse.Namespace) -> None:
+    """Check a ``stream`` command's paths before Spark starts: --input is a folder, --sample-
+    rate is 1, a non-empty --output goes with an existing --checkpoint; with --overwrite,
+    delete --output and --checkpoint."""
+    if not args.input:
+        raise ValueError("--input (the folder files land in) is required")
+    if urlparse(args.input).scheme in ("", "file", "hdfs") and not fs.isdir(args.input):
+        raise NotADirectoryError(f"--input {args.input!r} is not a folder")
+    if args.sample_rate != 1.0:
+        raise ValueError("--sample-rate does not apply to a stream: every file that lands is read")
+    if not args.trigger_seconds > 0:
+        raise ValueError(f"--trigger-seconds must be > 0, not {args.trigger_seconds}")
+    if args.overwrite:
+        fs.delete(args.output)
+        fs.delete(args.checkpoint)
+    elif fs.listdir(args.output) and not fs.exists(args.checkpoint):
+        # A new query numbers its micro-batches from 0 again; it would take what is there
+        # for its own output and skip writing it.
+        raise FileExistsError(
+            f"--output {args.output!r} holds the output of a stream whose --checkpoint is not "
+            f"{args.checkpoint!r}: give that checkpoint to resume it, another --output, or "
+            "--overwrite to start afresh"
+        )
+
+
+def stream_options(args: argparse.Namespace) -> dict[str, Any]:
+    """The trigger settings of a ``stream`` command, as keyword arguments of the apps'
+    ``streaming.start``: ``trigger_seconds``, ``max_files_per_trigger``, ``available_now``."""
+    return {
+        "trigger_seconds": args.trigger_seconds,
+        "max_files_per_trigger": args.max_files_per_trigger,
+        "available_now": args.available_now,
+    }
+
+
+def follow_stream(
+    query, args: argparse.Namespace, unit: str, say: Callable[[str], None] = print
+) -> dict:
+    """Progress per micro-batch of a ``stream`` command's query until it is stopped (SIGTERM,
+    Ctrl-C) or has read what is there (``--available-now``), then a summary line; returns
+    ``{"batches", "rows", "signalled"}`` of this run."""
+    if args.available_now:
+        say("processing the files there now, then stopping")
+    else:
+        say("waiting for files; SIGTERM or Ctrl-C stops")
+    done = watch([query], unit, say)
+    why = "stopped by a signal" if done["signalled"] else "no more input"
+    say(f"{done['rows']} {unit} in {done['batches']} micro-batches ({why}). Output: {args.output}")
+    return done
 
 
 def start_spark(args: argparse.Namespace, app: str):

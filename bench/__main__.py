@@ -12,6 +12,7 @@ BENCHMARKS = {
     "pipeline": "sparkzoo.bench.pipeline",
     "transform": "sparkzoo.bench.transform",
     "serving": "sparkzoo.bench.serving",
+    "streaming": "sparkzoo.bench.streaming",
 }
 
 

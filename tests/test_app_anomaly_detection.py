@@ -4,7 +4,10 @@ with apps/anomaly_detection/contract.json."""
 
 from __future__ import annotations
 
+import contextlib
+import io
 import json
+import os
 from pathlib import Path
 
 import numpy as np
@@ -13,6 +16,7 @@ import pytest
 
 from sparkzoo.apps.anomaly_detection import pipeline
 from sparkzoo.apps.anomaly_detection.__main__ import MODELS, main
+from sparkzoo.apps.common import read_metrics
 
 # A short CLI run: 30 % of Taylor (1,210 points), small windows and LSTM, one epoch.
 TINY = ["--sample-rate", "0.3", "--epochs", "1", "--window", "24", "--units", "8,4",
@@ -236,13 +240,25 @@ def _check_output(spark, out: str, model: str) -> dict:
     return m
 
 
-def test_cli_end_to_end_on_spark(spark, tmp_path, capsys):
-    out = tmp_path / "out"
-    assert main([*TINY, "--output", str(out)]) == 0
+@pytest.fixture(scope="module")
+def tiny_run(spark, tmp_path_factory) -> tuple[Path, str]:
+    """The TINY batch run (its output folder and what it printed), made once for the tests
+    of its output and of ``stream``, which scores with the model it saved."""
+    out = tmp_path_factory.mktemp("anomaly_detection") / "out"
+    printed = io.StringIO()
+    with contextlib.redirect_stdout(printed):
+        assert main([*TINY, "--output", str(out)]) == 0
+    return out, printed.getvalue()
+
+
+def test_cli_end_to_end_on_spark(spark, tiny_run):
+    out, printed = tiny_run
     m = _check_output(spark, str(out), "lstm_forecaster")
     assert m["held_out_points"] == 605 - 24  # every held-out point after the first window
-    printed = capsys.readouterr().out
     assert "isolation_forest" in printed and str(out) in printed
+    saved = pipeline.load_detector(str(out / "model"))
+    assert (saved.model, saved.window) == ("lstm_forecaster", 24)
+    assert saved.threshold == pytest.approx(read_metrics(str(out))["metrics"]["thresholds"]["lstm"])
 
 
 def test_cli_bad_input_on_spark_leaves_no_output(spark, tmp_path, capsys):
@@ -261,3 +277,128 @@ def test_cli_autoencoder_writes_to_hdfs(spark, hdfs):
     _check_output(spark, out, "lstm_autoencoder")
     # The autoencoder scores every point (each is in some window), not only those after one.
     assert spark.read.parquet(fs.join(out, "points")).count() == 1210
+
+
+# ---- stream: points of CSV files landing in a folder (Structured Streaming) -----------------
+
+
+def _land(inbox: Path, name: str, frame: pd.DataFrame) -> None:
+    """A NAB CSV appears in ``inbox`` at once (written beside it, then renamed in)."""
+    staged = inbox.parent / f".{name}"
+    nab = frame.assign(timestamp=frame["timestamp"].dt.strftime("%Y-%m-%d %H:%M:%S"))
+    nab[["timestamp", "value"]].to_csv(staged, index=False)
+    os.rename(staged, inbox / name)
+
+
+def test_stream_scores_landing_points_as_the_batch_run_did(spark, tiny_run, tmp_path, capsys):
+    from sparkzoo.apps.anomaly_detection import streaming
+
+    run, _ = tiny_run
+    # The held-out part of the TINY run's series (its first 605 points trained the LSTM).
+    frame = pipeline.load_packaged("taylor", 8, 0, 1.0, 0.3, clean_fraction=0.5)
+    held = frame.iloc[605:].reset_index(drop=True)
+    inbox, out, checkpoint = tmp_path / "in", str(tmp_path / "out"), str(tmp_path / "ck")
+    inbox.mkdir()
+    saved = pipeline.load_detector(str(run / "model"))
+    query = streaming.start(spark, str(inbox), out, checkpoint, saved, 0.2, all_points=True)
+    _land(inbox, "a.csv", held.iloc[:10])  # shorter than a window: state only
+    query.processAllAvailable()
+    _land(inbox, "b.csv", held.iloc[10:300])
+    query.processAllAvailable()
+    query.stop()
+    # Started again from the checkpoint (the last 24 points are in its state); a late file
+    # (points already seen) is left out.
+    _land(inbox, "c.csv", held.iloc[300:])
+    _land(inbox, "d-late.csv", held.iloc[100:130])
+    args = ["stream", "--run", str(run), "--input", str(inbox), "--checkpoint", checkpoint]
+    assert main([*args, "--output", out, "--all-points", "--available-now"]) == 0
+    assert "points in 1 micro-batches (no more input)" in capsys.readouterr().out
+
+    streamed = spark.read.parquet(f"{out}/points").toPandas()
+    assert streamed["timestamp"].is_unique and len(streamed) == 605 - 24
+    batch = spark.read.parquet(str(run / "points")).toPandas()
+    batch = batch[batch["part"] == "test"]
+    both = batch.merge(streamed, on="timestamp", suffixes=("_batch", ""))
+    assert len(both) == len(streamed)  # the same points as the batch run's held-out ones
+    assert np.allclose(both["error"], both["error_batch"], rtol=1e-3, atol=1e-6)
+    clear = (both["error_batch"] - saved.threshold).abs() > 1e-4  # not on the threshold
+    assert (both.loc[clear, "is_anomaly"] == both.loc[clear, "is_anomaly_batch"]).all()
+    assert np.allclose(both["value"], both["value_batch"])
+
+    # The default: the flagged points only, in anomalies/.
+    fresh = ["--output", str(tmp_path / "flagged"), "--checkpoint", str(tmp_path / "ck2")]
+    assert main([*args[:-2], *fresh, "--available-now"]) == 0
+    flagged = spark.read.parquet(str(tmp_path / "flagged" / "anomalies")).toPandas()
+    assert sorted(flagged["timestamp"]) == sorted(streamed.loc[streamed["is_anomaly"], "timestamp"])
+
+
+def test_stream_reads_and_writes_hdfs(spark, hdfs, tiny_run, tmp_path):
+    from sparkzoo import fs
+
+    run, _ = tiny_run
+    frame = pipeline.load_packaged("taylor", 8, 0, 1.0, 0.3, clean_fraction=0.5)
+    held = frame.iloc[605:].reset_index(drop=True)
+    local = tmp_path / "csv"
+    local.mkdir()
+    inbox, out = f"{hdfs}/inputs/anomaly_stream", f"{hdfs}/apps/anomaly_stream"
+    fs.delete(inbox)
+    fs.makedirs(inbox)
+    args = ["stream", "--run", str(run), "--input", inbox, "--output", out]
+    args += ["--checkpoint", f"{out}_checkpoint", "--all-points", "--available-now"]
+    for n, part in enumerate((held.iloc[:300], held.iloc[300:])):
+        _land(local, f"{n}.csv", part)
+        fs.put(str(local / f"{n}.csv"), f"{inbox}/{n}.csv")
+        assert main([*args, "--overwrite"] if n == 0 else args) == 0
+    streamed = spark.read.parquet(f"{out}/points").toPandas()
+    assert streamed["timestamp"].is_unique and len(streamed) == 605 - 24
+
+
+def test_stream_refuses_a_folder_without_a_trained_model(tmp_path, capsys):
+    args = ["stream", "--run", str(tmp_path), "--input", str(tmp_path)]
+    assert main([*args, "--output", str(tmp_path / "o"), "--checkpoint", str(tmp_path / "c")]) == 2
+    assert "holds no trained detector (no detector.json)" in capsys.readouterr().err
+    assert not (tmp_path / "o").exists()
+
+
+@pytest.mark.slow
+def test_stream_cli_stops_on_sigterm_and_resumes_from_its_checkpoint(spark, tiny_run, tmp_path):
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    run, _ = tiny_run
+    frame = pipeline.load_packaged("taylor", 8, 0, 1.0, 0.3, clean_fraction=0.5)
+    held = frame.iloc[605:].reset_index(drop=True)
+    inbox, out, checkpoint = tmp_path / "in", tmp_path / "out", str(tmp_path / "ck")
+    inbox.mkdir()
+    _land(inbox, "a.csv", held.iloc[:200])
+    args = ["--run", str(run), "--input", str(inbox), "--output", str(out)]
+    args += ["--checkpoint", checkpoint, "--all-points"]
+    command = [sys.executable, "-m", "sparkzoo.apps.anomaly_detection", "stream", *args]
+    process = subprocess.Popen(
+        [*command, "--trigger-seconds", "0.5", "--master", "local[2]"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env={**os.environ, "PYTHONUNBUFFERED": "1"},
+    )
+    try:
+        committed = out / "points" / "_spark_metadata" / "0"  # the file sink's first commit
+        deadline = time.monotonic() + 240
+        while not committed.exists() and process.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.5)
+        assert committed.exists(), process.stderr.read()[-3000:] if process.poll() else "waited"
+        process.send_signal(signal.SIGTERM)
+        stdout, stderr = process.communicate(timeout=120)
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+    assert process.returncode == 0, stderr[-3000:]
+    assert "(stopped by a signal)" in stdout and "batch 0: 200 points in" in stdout
+
+    _land(inbox, "b.csv", held.iloc[200:])
+    assert main(["stream", *args, "--available-now"]) == 0
+    streamed = spark.read.parquet(str(out / "points")).toPandas()
+    assert streamed["timestamp"].is_unique and len(streamed) == 605 - 24

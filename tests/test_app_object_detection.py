@@ -306,3 +306,122 @@ def test_run_reads_and_writes_hdfs(spark, hdfs, tmp_path):
     assert features.count() == metrics["kept_objects"]
     assert features.first().path.startswith("hdfs://")
     assert fs.exists(f"{output}/previews.png")
+
+
+# ---- stream: images landing in a folder (Structured Streaming) --------------------------------
+
+
+def _land(scene: Path, inbox: Path, name: str | None = None) -> None:
+    """An image file appears in ``inbox`` at once (copied beside it, then renamed in)."""
+    staged = inbox.parent / f".{name or scene.name}"
+    shutil.copy(scene, staged)
+    os.rename(staged, inbox / (name or scene.name))
+
+
+def _check_streamed(spark, out: str, files: set[str]) -> pd.DataFrame:
+    """Every landed file is in detections/ once (its rows from one micro-batch, each object
+    once), and features/ holds exactly the kept rows."""
+    detections = spark.read.parquet(f"{out}/detections").toPandas()
+    names = detections["path"].map(lambda x: x.rsplit("/", 1)[-1])
+    assert set(names) == files
+    assert detections.groupby("path")["batch"].nunique().eq(1).all()  # no image twice
+    assert not detections.duplicated(["path", "object"]).any()
+    features = spark.read.parquet(f"{out}/features").toPandas()
+    kept = detections[detections["kept"] & detections["error"].isna()]
+    assert sorted(zip(features["path"], features["object"], strict=True)) == sorted(
+        zip(kept["path"], kept["object"], strict=True)
+    )
+    assert features["code"].map(len).eq(4).all() and features["vector"].map(len).eq(84).all()
+    return detections
+
+
+def test_stream_appends_landing_images_exactly_once_across_restarts(spark, tmp_path, capsys):
+    from sparkzoo.apps.object_detection import streaming
+
+    scenes = sorted(
+        (Path(p.materialise_scenes(str(tmp_path / "scenes"), n=5)) / "images").iterdir()
+    )
+    inbox, out, checkpoint = tmp_path / "in", str(tmp_path / "out"), str(tmp_path / "checkpoint")
+    inbox.mkdir()
+    config = p.PipelineConfig(keep="all")
+    # Files land while the query runs.
+    query = streaming.start(spark, str(inbox), out, checkpoint, config, trigger_seconds=0.2)
+    _land(scenes[0], inbox)
+    _land(scenes[1], inbox)
+    query.processAllAvailable()
+    (tmp_path / ".broken.png").write_bytes(b"not a png at all")
+    os.rename(tmp_path / ".broken.png", inbox / "broken.png")
+    _land(scenes[2], inbox)
+    query.processAllAvailable()
+    query.stop()
+    batches = sorted(os.listdir(f"{out}/detections"))
+    assert batches[-1].startswith("batch=") and not [b for b in batches if "staging" in b]
+
+    # Stopped between writing its output and committing to the checkpoint: the last
+    # micro-batch is replayed on restart and must not be written twice (features/ of it
+    # lost too, as if the stop came between the two tables).
+    last = max(int(b.split("=")[1]) for b in batches)
+    for name in (str(last), f".{last}.crc"):  # the commit and its Hadoop checksum file
+        os.remove(f"{checkpoint}/commits/{name}")
+    shutil.rmtree(f"{out}/features/batch={last}")
+
+    # Started again with the same checkpoint, by the CLI; two more files landed meanwhile.
+    _land(scenes[3], inbox)
+    _land(scenes[4], inbox)
+    args = ["stream", "--input", str(inbox), "--output", out, "--checkpoint", checkpoint]
+    assert main([*args, "--keep", "all", "--available-now", "--max-files-per-trigger", "1"]) == 0
+    printed = capsys.readouterr().out
+    assert f"batch {last}: unreadable image" in printed  # the replay of the cut batch
+    assert f"batch {last + 1}: 1 images in" in printed
+    assert "2 images in 2 micro-batches (no more input)" in printed
+
+    rows = _check_streamed(spark, out, {s.name for s in scenes} | {"broken.png"})
+    bad = rows[rows["error"].notna()]
+    assert bad["path"].str.endswith("broken.png").all() and bad["object"].tolist() == [-1]
+    assert "ImageDecodeError" in bad["error"].iloc[0]
+    assert (rows.loc[rows["error"].isna(), "image_id"].nunique(), rows["batch"].nunique()) == (5, 4)
+
+
+def test_stream_refuses_bad_arguments_before_starting(tmp_path, capsys):
+    image = tmp_path / "one.png"
+    image.write_bytes(b"")
+    out, checkpoint = tmp_path / "out", tmp_path / "ck"
+    args = ["stream", "--output", str(out), "--checkpoint", str(checkpoint)]
+    for extra, error in (
+        ([], "--input (the folder files land in) is required"),
+        (["--input", str(image)], f"--input {str(image)!r} is not a folder"),
+        (["--input", str(tmp_path), "--sample-rate", "0.5"], "--sample-rate does not apply"),
+        (["--input", str(tmp_path), "--trigger-seconds", "0"], "--trigger-seconds must be > 0"),
+    ):
+        assert main([*args, *extra]) == 2
+        assert error in capsys.readouterr().err
+    assert main(["stream", "--input", str(tmp_path), "--output", str(out)]) == 2
+    assert "--checkpoint" in capsys.readouterr().err
+    assert not out.exists() and not checkpoint.exists()
+    # An output written with another checkpoint: a new query would skip its batch ids.
+    (out / "detections" / "batch=0").mkdir(parents=True)
+    assert main([*args, "--input", str(tmp_path)]) == 2
+    assert "holds the output of a stream whose --checkpoint is not" in capsys.readouterr().err
+    assert not checkpoint.exists()
+
+
+@pytest.mark.hdfs
+def test_stream_reads_and_writes_hdfs(spark, hdfs, tmp_path, capsys):
+    from sparkzoo import fs
+
+    scenes = sorted(
+        (Path(p.materialise_scenes(str(tmp_path / "scenes"), n=3)) / "images").iterdir()
+    )
+    inbox, out = f"{hdfs}/inputs/stream", f"{hdfs}/apps/object_detection_stream"
+    fs.delete(inbox)
+    fs.makedirs(inbox)
+    args = ["stream", "--input", inbox, "--output", out, "--checkpoint", f"{out}_checkpoint"]
+    args += ["--available-now", "--overwrite"]
+    fs.put(str(scenes[0]), f"{inbox}/{scenes[0].name}")
+    assert main(args) == 0
+    for scene in scenes[1:]:
+        fs.put(str(scene), f"{inbox}/{scene.name}")
+    assert main(args[:-1]) == 0  # the same checkpoint: only the two new images
+    assert "2 images in 1 micro-batches" in capsys.readouterr().out
+    rows = _check_streamed(spark, out, {s.name for s in scenes})
+    assert rows["path"].str.startswith("hdfs://").all() and rows["error"].isna().all()

@@ -8,7 +8,12 @@ rolling z-score and scikit-learn's IsolationForest thresholded the same way. ``-
 takes a NAB-format CSV instead (``--labels`` its NAB labels JSON).
 
 Writes under ``--output``: ``points/`` (Parquet: index, timestamp, value, part, error,
-is_anomaly, the baselines' scores and flags, label), ``detections.png``, ``metrics.json``.
+is_anomaly, the baselines' scores and flags, label), ``model/`` (the trained LSTM, its scaler
+and threshold), ``detections.png``, ``metrics.json``.
+
+``python -m sparkzoo.apps.anomaly_detection stream --run DIR --input FOLDER --output OUT
+--checkpoint CK`` scores the points of CSV files landing in FOLDER with the LSTM of the run in
+DIR (Spark Structured Streaming) and appends the flagged ones to ``OUT/anomalies/``.
 """
 
 from __future__ import annotations
@@ -17,7 +22,18 @@ import argparse
 import sys
 import time
 
-from sparkzoo.apps.common import AppParser, StagedOutput, app_parser, run_app, start_spark
+from sparkzoo import fs
+from sparkzoo.apps.common import (
+    AppParser,
+    StagedOutput,
+    add_stream_args,
+    app_parser,
+    follow_stream,
+    prepare_stream,
+    run_app,
+    start_spark,
+    stream_options,
+)
 
 APP = "anomaly_detection"
 MODELS = ("lstm_forecaster", "lstm_autoencoder")  # pipeline.MODELS (a test checks they agree)
@@ -55,7 +71,8 @@ def build_parser() -> AppParser:
         description="Train an LSTM on the first part of a time series with Horovod workers, "
         "flag the points whose error passes the training part's quantile, and score the "
         "held-out part against a rolling z-score and IsolationForest thresholded the same way. "
-        "Writes points/ (Parquet), detections.png and metrics.json under --output.",
+        "Writes points/ (Parquet), model/ (the trained LSTM, for `stream`), detections.png and "
+        "metrics.json under --output.",
     )
     run.add_argument("--series", default="taylor",
                      help="packaged real series to use when --input is not given (default "
@@ -94,11 +111,31 @@ def build_parser() -> AppParser:
                      help="windows per batch per worker (default 32)")  # fmt: skip
     run.add_argument("--tracking-uri", default=None,
                      help="MLflow tracking URI to log the run to (default: none)")  # fmt: skip
+
+    live = parser.add_command(
+        "stream",
+        "score new points of CSV files landing in a folder with a run's trained LSTM "
+        "(Spark Structured Streaming)",
+        "the folder (local or hdfs://) that CSV files (timestamp,value, a header line) land in",
+        description="Score the points of CSV files landing in --input with the lstm_forecaster "
+        "a run trained (--run: its output folder, which holds model/), against that run's "
+        "threshold, and append the flagged points to anomalies/ (Parquet) under --output. "
+        "Each point is scored with the window of points before it, across files; files must "
+        "land in time order. Exactly once: stop it (SIGTERM or Ctrl-C) and start it again "
+        "with the same --checkpoint, and every point is scored once.",
+    )
+    live.add_argument("--run", required=True, metavar="RUN",
+                      help="the output folder of a run (its model/ holds the trained LSTM, "
+                      "its scaler and threshold)")  # fmt: skip
+    live.add_argument("--all-points", action="store_true",
+                      help="write every scored point to points/, flagged or not, instead of "
+                      "the flagged ones to anomalies/")  # fmt: skip
+    add_stream_args(live)
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
-    return run_app(build_parser(), {"run": run}, argv)
+    return run_app(build_parser(), {"run": run, "stream": stream}, argv)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -145,6 +182,10 @@ def run(args: argparse.Namespace) -> int:
             frame, errors, train_rows, args.window, args.quantile, windows.scaler, args.seed
         )
         windows.unpersist()
+        pipeline.save_detector(
+            out.path("model"), fitted, args.model, args.window, windows.scaler,
+            result.thresholds["lstm"],
+        )  # fmt: skip
         spark.createDataFrame(result.points, pipeline.POINTS_SCHEMA).write.parquet(
             out.path("points")
         )
@@ -170,6 +211,25 @@ def run(args: argparse.Namespace) -> int:
         }
         record = out.write_metrics(APP, args, figures)
     _summary(record, result, args.output)
+    return 0
+
+
+def stream(args: argparse.Namespace) -> int:
+    from sparkzoo.apps.anomaly_detection import streaming
+
+    prepare_stream(args)
+    saved = _pipeline().load_detector(fs.join(args.run, "model"))
+    spark = start_spark(args, APP)
+    where = "anomalies/" if not args.all_points else "points/"
+    print(
+        f"scoring the points landing in {args.input} with the {saved.model} of {args.run} "
+        f"(window {saved.window}, threshold {saved.threshold:.4g}) into {args.output}/{where}"
+    )
+    query = streaming.start(
+        spark, args.input, args.output, args.checkpoint, saved, **stream_options(args),
+        all_points=args.all_points,
+    )  # fmt: skip
+    follow_stream(query, args, "points")
     return 0
 
 

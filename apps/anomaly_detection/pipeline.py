@@ -28,6 +28,7 @@ Example::
 
 from __future__ import annotations
 
+import json
 import os
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -41,13 +42,14 @@ from pyspark.sql import functions as F
 from sklearn.ensemble import IsolationForest
 from sklearn.metrics import average_precision_score
 
+from sparkzoo import fs
 from sparkzoo.datasets.loaders import list_time_series, time_series
 from sparkzoo.datasets.readers import read_nab
 from sparkzoo.datasets.synthetic import inject_anomalies
-from sparkzoo.datasets.windows import make_windows
+from sparkzoo.datasets.windows import Scaler, make_windows
 from sparkzoo.models.registry import get as zoo_model
 from sparkzoo.models.timeseries import sliding_windows, threshold_from_errors
-from sparkzoo.trainer import KerasEstimator
+from sparkzoo.trainer import KerasEstimator, KerasModel
 
 if TYPE_CHECKING:
     from pyspark.sql import SparkSession
@@ -530,6 +532,58 @@ def detect(
                 else None
             )
     return result
+
+
+# ---- the trained detector, for `stream` --------------------------------------------------------
+
+
+@dataclass
+class SavedDetector:
+    """What ``stream`` needs of a batch run: the trained model, the window it reads, the
+    scaler fitted on the training part and the LSTM's threshold (on that scale)."""
+
+    fitted: KerasModel
+    model: str
+    window: int
+    scaler: Scaler
+    threshold: float
+
+
+def save_detector(folder: str, fitted, model: str, window: int, scaler, threshold: float) -> None:
+    """Write the trained detector under ``folder`` (local or hdfs://): ``keras/`` (the
+    ``KerasModel``) and ``detector.json`` (model, window, threshold, scaler).
+
+    Example::
+
+        save_detector(out.path("model"), fitted, "lstm_forecaster", 48, windows.scaler,
+                      result.thresholds["lstm"])
+    """
+    fitted.write().overwrite().save(fs.join(folder, "keras"))
+    record = {"model": model, "window": window, "threshold": threshold, "scaler": scaler.to_dict()}
+    fs.write_bytes(fs.join(folder, "detector.json"), json.dumps(record, indent=2).encode())
+
+
+def load_detector(folder: str) -> SavedDetector:
+    """The detector :func:`save_detector` wrote under ``folder`` (a batch run's ``model/``).
+
+    Example::
+
+        saved = load_detector("out/anomaly/model")
+    """
+    meta = fs.join(folder, "detector.json")
+    if not fs.exists(meta):
+        raise FileNotFoundError(
+            f"{folder} holds no trained detector (no detector.json): give the output folder "
+            "of a batch run (python -m sparkzoo.apps.anomaly_detection run)"
+        )
+    record = json.loads(fs.read_bytes(meta))
+    return SavedDetector(
+        fitted=KerasModel.load(fs.join(folder, "keras")),
+        model=record["model"],
+        window=int(record["window"]),
+        scaler=Scaler.from_dict(record["scaler"]),
+        threshold=float(record["threshold"]),
+    )
 
 
 # ---- 7. the picture ---------------------------------------------------------------------------

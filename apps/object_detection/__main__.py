@@ -6,6 +6,9 @@
 - ``search --input RUN --query IMAGE``: the images nearest to the query's top object.
 - ``duplicates --input RUN``: near-duplicate crops (codes within a few bits).
 - ``visualise --input RUN``: the images with their boxes drawn, as PNGs.
+- ``stream --input FOLDER --checkpoint CK``: ``run``'s detection step on images as they land
+  in a folder (Structured Streaming), appended to ``detections/`` and ``features/`` exactly
+  once.
 
 Example::
 
@@ -28,11 +31,15 @@ from sparkzoo import fs, models
 from sparkzoo.apps.common import (
     AppParser,
     StagedOutput,
+    add_stream_args,
     app_parser,
+    follow_stream,
+    prepare_stream,
     read_metrics,
     run_app,
     sample,
     start_spark,
+    stream_options,
 )
 
 if TYPE_CHECKING:
@@ -55,6 +62,54 @@ def _optional(value: str) -> str | None:
     return None if value.lower() in ("none", "off", "") else value
 
 
+def _add_pipeline_flags(command: argparse.ArgumentParser) -> None:
+    """The flags of the detect -> crop -> embed step (``run`` and ``stream``)."""
+    command.add_argument(
+        "--detector",
+        default="ssd_lite.scenes",
+        choices=DETECTORS,
+        help="the zoo detector (default ssd_lite.scenes)",
+    )
+    command.add_argument(
+        "--keep",
+        default="top",
+        choices=("top", "all"),
+        help="keep each image's best object or every object over --score-threshold (default top)",
+    )
+    command.add_argument(
+        "--score-threshold",
+        type=float,
+        default=0.3,
+        help="lowest detection score kept (default 0.3)",
+    )
+    command.add_argument(
+        "--code-model",
+        type=_optional,
+        default="deepbit.mnist",
+        help="zoo model giving each crop its binary code, or none (default deepbit.mnist)",
+    )
+    command.add_argument(
+        "--vector-model",
+        type=_optional,
+        default="lenet5.mnist",
+        help="zoo model giving each crop its vector, or none (default lenet5.mnist)",
+    )
+    command.add_argument(
+        "--threads", type=int, default=1, help="TensorFlow threads per Spark task (default 1)"
+    )
+
+
+def _config(args: argparse.Namespace) -> PipelineConfig:
+    return _pipeline().PipelineConfig(
+        detector=args.detector,
+        keep=args.keep,
+        score_threshold=args.score_threshold,
+        code_model=args.code_model,
+        vector_model=args.vector_model,
+        threads=args.threads,
+    )
+
+
 def build_parser() -> AppParser:
     parser = app_parser(
         APP,
@@ -72,36 +127,7 @@ def build_parser() -> AppParser:
         "previews with the boxes drawn and metrics.json (mAP@0.5 when the input has a COCO "
         "annotations.json, and how well the crops retrieve each other) under --output.",
     )
-    run.add_argument(
-        "--detector",
-        default="ssd_lite.scenes",
-        choices=DETECTORS,
-        help="the zoo detector (default ssd_lite.scenes)",
-    )
-    run.add_argument(
-        "--keep",
-        default="top",
-        choices=("top", "all"),
-        help="keep each image's best object or every object over --score-threshold (default top)",
-    )
-    run.add_argument(
-        "--score-threshold",
-        type=float,
-        default=0.3,
-        help="lowest detection score kept (default 0.3)",
-    )
-    run.add_argument(
-        "--code-model",
-        type=_optional,
-        default="deepbit.mnist",
-        help="zoo model giving each crop its binary code, or none (default deepbit.mnist)",
-    )
-    run.add_argument(
-        "--vector-model",
-        type=_optional,
-        default="lenet5.mnist",
-        help="zoo model giving each crop its vector, or none (default lenet5.mnist)",
-    )
+    _add_pipeline_flags(run)
     run.add_argument(
         "--scenes",
         type=int,
@@ -122,9 +148,6 @@ def build_parser() -> AppParser:
         type=int,
         default=None,
         help="Spark partitions of the images (default: Spark's choice)",
-    )
-    run.add_argument(
-        "--threads", type=int, default=1, help="TensorFlow threads per Spark task (default 1)"
     )
 
     run_help = "the output folder of a run (or its features/ folder)"
@@ -178,11 +201,30 @@ def build_parser() -> AppParser:
     vis.add_argument(
         "--all-boxes", action="store_true", help="draw every detection, not only the kept ones"
     )
+
+    live = parser.add_command(
+        "stream",
+        "detect, crop and embed images as they land in a folder (Spark Structured Streaming)",
+        "the folder (local or hdfs://) that image files land in",
+        description="Run the detect -> crop -> embed step of `run` on the images that land in "
+        "--input, in micro-batches, and append the rows to detections/ and features/ (Parquet, "
+        "one batch=<id> folder per micro-batch) under --output. Exactly once: stop it (SIGTERM "
+        "or Ctrl-C) and start it again with the same --checkpoint, and every image is written "
+        "once. An unreadable image becomes an error row of detections/.",
+    )
+    _add_pipeline_flags(live)
+    add_stream_args(live)
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
-    commands = {"run": run, "search": search, "duplicates": duplicates, "visualise": visualise}
+    commands = {
+        "run": run,
+        "search": search,
+        "duplicates": duplicates,
+        "visualise": visualise,
+        "stream": stream,
+    }
     return run_app(build_parser(), commands, argv)
 
 
@@ -195,14 +237,7 @@ def _say(text: str) -> None:
 
 def run(args: argparse.Namespace) -> int:
     p = _pipeline()
-    config = p.PipelineConfig(
-        detector=args.detector,
-        keep=args.keep,
-        score_threshold=args.score_threshold,
-        code_model=args.code_model,
-        vector_model=args.vector_model,
-        threads=args.threads,
-    )
+    config = _config(args)
     if args.previews < 0 or args.scenes < 1:
         raise ValueError("--previews must be >= 0 and --scenes >= 1")
     source = args.input or p.default_input(args.detector, args.scenes)
@@ -454,6 +489,23 @@ def visualise(args: argparse.Namespace) -> int:
             out.write_bytes("contact_sheet.png", p.png_bytes(p.contact_sheet(drawn)))
         out.write_metrics(APP, args, {"images": len(drawn)})
     _say(f"{len(drawn)} images drawn into {args.output}/images")
+    return 0
+
+
+# ---- stream -------------------------------------------------------------------------------------
+
+
+def stream(args: argparse.Namespace) -> int:
+    from sparkzoo.apps.object_detection import streaming
+
+    config = _config(args)
+    prepare_stream(args)
+    spark = start_spark(args, APP)
+    _say(f"streaming images from {args.input} into {args.output} (checkpoint {args.checkpoint})")
+    query = streaming.start(
+        spark, args.input, args.output, args.checkpoint, config, **stream_options(args), say=_say
+    )
+    follow_stream(query, args, "images", _say)
     return 0
 
 
