@@ -69,8 +69,15 @@ def rest_calls(port: int, parts: list[np.ndarray]):
     headers = {"Content-Type": "application/json"}
 
     def call(body: bytes, rows: int):
-        connection.request("POST", "/invocations", body, headers)
-        answer = connection.getresponse()
+        try:
+            connection.request("POST", "/invocations", body, headers)
+            answer = connection.getresponse()
+        except (ConnectionError, http.client.HTTPException):
+            # The server closes a kept-alive connection idle for a few seconds (uvicorn's
+            # keep-alive timeout), as it is between the interleaved runs: connect again.
+            connection.close()
+            connection.request("POST", "/invocations", body, headers)
+            answer = connection.getresponse()
         data = answer.read()
         if answer.status != 200 or len(json.loads(data)["predictions"]) != rows:
             raise RuntimeError(f"the server answered {answer.status}: {data[:300]!r}")
