@@ -165,12 +165,16 @@ def test_info_flags_a_horovod_built_without_tensorflow(tmp_path):
 
 @pytest.mark.slow
 def test_demo_trains_lenet_on_mnist_and_records_the_run(tmp_path):
+    # A shell with no tracking URI set: MLflow's set_tracking_uri, called by tests earlier in
+    # the session, exports MLFLOW_TRACKING_URI to every process started after it.
+    env = {k: v for k, v in os.environ.items() if k != "MLFLOW_TRACKING_URI"}
     out = subprocess.run(
         [SPARKZOO, "demo", "--epochs", "3", "--master", "local[2]"],
         capture_output=True,
         text=True,
         timeout=600,
         cwd=tmp_path,
+        env=env,
     )
     assert out.returncode == 0, out.stdout[-2000:] + out.stderr[-3000:]
     epochs = [line for line in out.stdout.splitlines() if line.startswith("epoch ")]
