@@ -42,6 +42,19 @@ def pytest_collection_modifyitems(config, items):
             item.add_marker(pytest.mark.skip(reason=NO_HOROVOD))
 
 
+@pytest.fixture(autouse=True)
+def _no_leaked_tracking_uri():
+    """MLflow's ``set_tracking_uri`` exports ``MLFLOW_TRACKING_URI`` to every process started
+    later; a test that calls it must not send the next tests' runs (and their subprocesses')
+    to its store."""
+    before = os.environ.get("MLFLOW_TRACKING_URI")
+    yield
+    if before is None:
+        os.environ.pop("MLFLOW_TRACKING_URI", None)
+    else:
+        os.environ["MLFLOW_TRACKING_URI"] = before
+
+
 @pytest.fixture(scope="session")
 def spark():
     """One local[2] SparkSession for the whole test session, UI off, stopped at the end."""
