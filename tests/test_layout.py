@@ -134,6 +134,8 @@ LAZY_IMPORTS: dict[str, str] = {
     "models/detection/detector.py:MTCNNDetector.detect_batch": "executor: mtcnn (TensorFlow) "
     "loads where the pickled detector runs, a Spark task, on first use",
     # trainer/
+    "trainer/backends.py:OpenVinoModel.__init__": "optional dependency: OpenVINO (and TensorFlow's "
+    "graph freezing) load only in a Python worker that runs a model on it",
     "trainer/estimator.py:engine_functions": "optional dependency: Horovod's training code, "
     "for engine='horovod' only (classic stack)",
     "trainer/horovod_ring.py:plan_ranks": "optional dependency: Horovod, after "

@@ -13,6 +13,7 @@ from pyspark.ml import Transformer
 from pyspark.ml.functions import array_to_vector
 from pyspark.ml.util import MLReadable, MLWritable
 
+from sparkzoo.trainer.backends import BACKENDS, compile_model
 from sparkzoo.trainer.columns import (
     ColumnSpec,
     as_array_column,
@@ -25,6 +26,7 @@ from sparkzoo.trainer.params import (
     NamedParamErrors,
     at_least,
     column_names,
+    one_of,
     optional,
     to_string,
     typed_param,
@@ -55,6 +57,12 @@ class _ModelParams(NamedParamErrors):
         optional(to_string),
     )
     batch_size = typed_param("batch_size", "rows per model call in transform", at_least(1))
+    backend = typed_param(
+        "backend",
+        "the engine that runs the model in transform: 'tensorflow' (the Keras model) or "
+        "'openvino' (the model compiled by OpenVINO for the CPU, once per Python worker)",
+        one_of(*BACKENDS),
+    )
 
 
 @with_accessors
@@ -87,10 +95,15 @@ class KerasModel(Transformer, _ModelParams, MLReadable, MLWritable):
         prediction_col: str | None = None,
         probability_col: str | None = None,
         label_cols: list[str] | None = None,
+        backend: str = "tensorflow",
     ):
         super().__init__()
         self._setDefault(
-            batch_size=1024, output_cols=["prediction"], prediction_col=None, probability_col=None
+            batch_size=1024,
+            output_cols=["prediction"],
+            prediction_col=None,
+            probability_col=None,
+            backend="tensorflow",
         )
         self.output_shapes = [tuple(s) for s in output_shapes]
         self._set(
@@ -99,6 +112,7 @@ class KerasModel(Transformer, _ModelParams, MLReadable, MLWritable):
             batch_size=batch_size,
             prediction_col=prediction_col,
             probability_col=probability_col,
+            backend=backend,
         )
         self.model_bytes = model_bytes
         self.features = list(features)
@@ -194,9 +208,10 @@ class KerasModel(Transformer, _ModelParams, MLReadable, MLWritable):
             temp_specs.append(ColumnSpec(temp, kind, spec.size, spec.integer))
         broadcast = self._broadcast(dataset.sparkSession.sparkContext)
         custom_objects, input_shapes = self.custom_objects, self.input_shapes
+        backend = self.getBackend()
         scored = map_batches(
             prepared,
-            lambda: load_keras_model(broadcast.value, custom_objects),
+            lambda: compile_model(load_keras_model(broadcast.value, custom_objects), backend),
             _predictor(
                 self.getOrDefault("output_cols"),
                 [math.prod(shape) == 1 for shape in self.output_shapes],
@@ -205,7 +220,7 @@ class KerasModel(Transformer, _ModelParams, MLReadable, MLWritable):
                 self.getOrDefault("batch_size"),
             ),
             self._output_schema(),
-            key=self._digest,
+            key=f"{self._digest}:{backend}",
             read=lambda batch: fit_to_shapes(
                 batch_to_arrays(batch, temp_specs), input_shapes, "feature", names
             ),
@@ -262,6 +277,7 @@ class KerasModel(Transformer, _ModelParams, MLReadable, MLWritable):
             prediction_col=params.get("prediction_col"),
             probability_col=params.get("probability_col"),
             label_cols=meta.get("label_cols"),
+            backend=params.get("backend", "tensorflow"),
         )
 
 

@@ -97,6 +97,13 @@ def _add_pipeline_flags(command: argparse.ArgumentParser) -> None:
     command.add_argument(
         "--threads", type=int, default=1, help="TensorFlow threads per Spark task (default 1)"
     )
+    command.add_argument(
+        "--backend",
+        choices=("tensorflow", "openvino"),
+        default="tensorflow",
+        help="the engine that runs the detector and the embedders: TensorFlow, or the models "
+        "compiled by OpenVINO for the CPU (default tensorflow)",
+    )
 
 
 def _config(args: argparse.Namespace) -> PipelineConfig:
@@ -107,6 +114,7 @@ def _config(args: argparse.Namespace) -> PipelineConfig:
         code_model=args.code_model,
         vector_model=args.vector_model,
         threads=args.threads,
+        backend=args.backend,
     )
 
 

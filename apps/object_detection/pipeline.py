@@ -81,6 +81,7 @@ from sparkzoo.models.detection.draw import draw_rows
 from sparkzoo.models.registry import apply_preprocessing
 from sparkzoo.models.registry import get as zoo_model
 from sparkzoo.models.retrieval import cosine_distance, hamming_distance, leave_one_out_map
+from sparkzoo.trainer.backends import check_backend, compile_model
 from sparkzoo.trainer.inference import map_batches, worker_model
 
 if TYPE_CHECKING:
@@ -128,6 +129,9 @@ class PipelineConfig:
     ``score_threshold``), ``"all"`` every object at or above ``score_threshold``.
     ``code_model``/``vector_model``: zoo tags of the embedders, or None to skip one.
     ``threads``: TensorFlow threads per Python worker (Spark runs one worker per task slot).
+    ``backend``: ``"tensorflow"``, or ``"openvino"`` to run the detector and the embedders
+    compiled by OpenVINO (``sparkzoo.trainer.backends``; the packaged face detectors keep
+    their own engines).
 
     Example::
 
@@ -141,6 +145,7 @@ class PipelineConfig:
     vector_model: str | None = "lenet5.mnist"
     batch_size: int = 32
     threads: int = 1
+    backend: str = "tensorflow"
 
     def __post_init__(self) -> None:
         if self.detector not in DETECTORS:
@@ -155,6 +160,7 @@ class PipelineConfig:
             raise ValueError(f"vector_model {self.vector_model!r} unknown; choose {VECTOR_MODELS}")
         if self.batch_size < 1 or self.threads < 1:
             raise ValueError("batch_size and threads must be >= 1")
+        check_backend(self.backend)
 
     @property
     def min_score(self) -> float:
@@ -180,11 +186,15 @@ def load_models(config: PipelineConfig) -> tuple[Any, Any, Any]:
         detector = load_detector(
             config.detector, score_threshold=config.min_score, batch_size=config.batch_size
         )
+        detector.model = compile_model(detector.model, config.backend, config.threads)
     coder = zoo_model(config.code_model) if config.code_model else None
+    if coder is not None:
+        coder = compile_model(coder, config.backend, config.threads)
     vectoriser = None
     if config.vector_model:
         net = zoo_model(config.vector_model)
         vectoriser = tf.keras.Model(net.input, net.get_layer(VECTOR_LAYER).output)
+        vectoriser = compile_model(vectoriser, config.backend, config.threads)
     return detector, coder, vectoriser
 
 
@@ -196,7 +206,8 @@ def worker_models(config: PipelineConfig) -> tuple[Any, Any, Any]:
 
 def _model_key(config: PipelineConfig) -> str:
     parts = (config.detector, config.min_score, config.batch_size, config.code_model)
-    return "object_detection:" + ":".join(map(str, (*parts, config.vector_model)))
+    parts = (*parts, config.vector_model, config.backend)
+    return "object_detection:" + ":".join(map(str, parts))
 
 
 # ---- crops ----------------------------------------------------------------------------------

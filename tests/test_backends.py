@@ -1,0 +1,127 @@
+"""Inference backends (sparkzoo.trainer.backends): the OpenVINO-compiled model agrees with
+TensorFlow's within OPENVINO_TOLERANCE on the zoo's own models, through KerasModel.transform
+and through the object-detection pipeline."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from sparkzoo.models.registry import get as zoo_model
+from sparkzoo.models.registry import preprocessor
+from sparkzoo.trainer.backends import OPENVINO_TOLERANCE, OpenVinoModel, compile_model
+
+
+def _mnist_inputs(rows: int) -> np.ndarray:
+    from sparkzoo.datasets.loaders import mnist
+
+    pixels = np.stack(mnist(normalize=False)["pixels"][:rows]).astype(np.float32)
+    return preprocessor("lenet5.mnist")(pixels.reshape(-1, 28, 28, 1))
+
+
+def test_tensorflow_is_the_model_itself_and_unknown_backends_are_named():
+    model = zoo_model("lenet5.mnist")
+    assert compile_model(model, "tensorflow") is model
+    with pytest.raises(ValueError, match=r"backend 'onnx' unknown.*'openvino'"):
+        compile_model(model, "onnx")
+
+
+@pytest.mark.parametrize("name", ["lenet5.mnist", "ssd_lite.scenes"])
+def test_openvino_agrees_with_tensorflow_on_zoo_models(name):
+    from sparkzoo.datasets.synthetic import detection_scenes
+
+    model = zoo_model(name)
+    if name == "lenet5.mnist":  # its RandomTranslation layer must be left out at inference
+        x = _mnist_inputs(37)
+    else:
+        scenes = np.stack(detection_scenes(5, image_size=96, seed=1, subset="test").images)
+        x = preprocessor(name)(scenes.astype(np.float32))
+    compiled = compile_model(model, "openvino")
+    assert isinstance(compiled, OpenVinoModel)
+    assert compiled.input_shape == model.input_shape and compiled.name == model.name
+    expected = np.asarray(model(x, training=False))
+    results = [compiled(x[:rows], training=False) for rows in (len(x), 1, 2)]
+    # the batch dimension is free, and an earlier call's result is not overwritten by a later
+    for got, rows in zip(results, (len(x), 1, 2), strict=True):
+        assert got.shape == expected[:rows].shape
+        assert np.abs(got - expected[:rows]).max() <= OPENVINO_TOLERANCE
+    got = results[1]
+    if name == "lenet5.mnist":
+        assert (got.argmax(1) == expected[:1].argmax(1)).all()
+
+
+def test_openvino_keeps_the_order_of_several_inputs_and_outputs():
+    import tensorflow as tf
+
+    a = tf.keras.Input((3,), name="a")
+    b = tf.keras.Input((2,), name="b")
+    hidden = tf.keras.layers.Dense(4, activation="relu")(tf.keras.layers.Concatenate()([a, b]))
+    model = tf.keras.Model([a, b], [tf.keras.layers.Dense(1)(hidden), hidden * 2.0])
+    xa = np.random.RandomState(0).rand(6, 3).astype(np.float32)
+    xb = np.random.RandomState(1).rand(6, 2).astype(np.float32)
+    expected = [np.asarray(o) for o in model([xa, xb], training=False)]
+    got = compile_model(model, "openvino")([xa, xb])
+    assert [g.shape for g in got] == [(6, 1), (6, 4)]
+    for g, e in zip(got, expected, strict=True):
+        assert np.abs(g - e).max() <= OPENVINO_TOLERANCE
+    with pytest.raises(ValueError, match="takes 2 inputs, got 1"):
+        compile_model(model, "openvino")(xa)
+
+
+def test_the_detection_pipeline_finds_the_same_objects_on_openvino():
+    from sparkzoo.apps.object_detection import pipeline as p
+    from sparkzoo.datasets.synthetic import detection_scenes
+
+    images = list(detection_scenes(4, image_size=96, seed=0, subset="test").images)
+    runs = {
+        backend: p.process_images(images, p.PipelineConfig(keep="all", backend=backend))
+        for backend in ("tensorflow", "openvino")
+    }
+    for ours, theirs in zip(runs["openvino"], runs["tensorflow"], strict=True):
+        assert [r["class_id"] for r in ours] == [r["class_id"] for r in theirs]
+        for a, b in zip(ours, theirs, strict=True):
+            assert np.allclose(a["box"], b["box"], atol=1e-4)
+            assert abs(a["score"] - b["score"]) <= OPENVINO_TOLERANCE
+            assert a["kept"] == b["kept"] and a["code"] == b["code"]
+            if a["kept"]:  # only kept objects are cropped and embedded
+                assert np.allclose(a["vector"], b["vector"], atol=1e-3)
+    with pytest.raises(ValueError, match="backend 'gpu' unknown"):
+        p.PipelineConfig(backend="gpu")
+
+
+@pytest.mark.spark
+def test_keras_model_transforms_on_openvino_and_saves_its_backend(spark, tmp_path):
+    from sparkzoo.trainer import KerasModel
+    from sparkzoo.trainer.arrays import ColumnSpec
+    from sparkzoo.trainer.rank_training import keras_model_bytes
+
+    x = _mnist_inputs(300)
+    frame = spark.createDataFrame(pd.DataFrame({"x": list(x.reshape(len(x), -1))})).repartition(2)
+    net = zoo_model("lenet5.mnist")
+    model = KerasModel(
+        keras_model_bytes(net),
+        [ColumnSpec("x", "array", 784, False)],
+        [(28, 28, 1)],
+        [(10,)],
+        ["scores"],
+        batch_size=64,
+        prediction_col="prediction",
+    )
+    assert model.getBackend() == "tensorflow"
+    with pytest.raises(ValueError, match="backend"):
+        model.setBackend("tensorrt")
+
+    def scored(m):
+        rows = m.transform(frame).select("x", "scores", "prediction").toPandas()
+        return rows.sort_values("x", key=lambda c: c.map(lambda v: tuple(v))).reset_index()
+
+    expected = scored(model)
+    model.setBackend("openvino")
+    got = scored(model)
+    assert np.abs(np.stack(got["scores"]) - np.stack(expected["scores"])).max() <= (
+        OPENVINO_TOLERANCE
+    )
+    assert (got["prediction"] == expected["prediction"]).all()
+    model.save(str(tmp_path / "lenet"))
+    assert KerasModel.load(str(tmp_path / "lenet")).getBackend() == "openvino"
