@@ -13,7 +13,8 @@ times, median reported:
   digits, upscaled), a model whose steps cost more than their allreduce, as a user's would;
 - ``feed``: steady samples/s of the estimator (fed from its Spark partition) / the same model
   fitted by a ``HorovodRunner`` rank from an in-memory numpy array (same task, ring, threads);
-- ``startup_s``: seconds from ``fit()`` to the first training step, minus a plain 2-task stage;
+- ``startup_s``: seconds from ``fit()`` to the first training step, minus a plain 2-task stage,
+  with the median of its ``phases`` (``KerasEstimator``'s ``summary["startup_phases"]``);
 - ``vs_horovod_spark_run``: wall time of a tiny 2-rank job with ``HorovodRunner`` /
   ``horovod.spark.run``.
 
@@ -29,6 +30,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import statistics
 import subprocess
 import sys
 import time
@@ -179,7 +181,7 @@ def _estimator_speed(
         verbose=0,
         engine=engine,
     ).fit(df)
-    return steady(fitted.summary["epoch_samples_per_s"]), fitted.summary["startup_s"]
+    return steady(fitted.summary["epoch_samples_per_s"]), fitted.summary
 
 
 def _numpy_in_rank(model_name: str, epochs: int) -> list[float]:
@@ -266,6 +268,7 @@ def main(argv: list[str] | None = None) -> int:
             "vs_horovod_spark_run",
         )
     }
+    phases: list[dict] = []  # where each 2-worker LeNet-5 fit's start-up went
     for repeat in range(args.repeats):
         note(f"repeat {repeat + 1}/{args.repeats}")
         alone = _plain_in_subprocesses("lenet", args.epochs)[0]
@@ -273,12 +276,13 @@ def main(argv: list[str] | None = None) -> int:
         runs["scaling_ceiling"].append(sum(pair) / (2 * alone))
         for model_name, frame in frames.items():
             one, _ = _estimator_speed(frame, model_name, 1, args.epochs, engine)
-            two, startup = _estimator_speed(frame, model_name, 2, args.epochs, engine)
+            two, summary = _estimator_speed(frame, model_name, 2, args.epochs, engine)
             runs[f"scaling_{model_name}"].append(two / (2 * one))
             if model_name == "lenet":
                 plain = alone
                 runs["trainer_overhead"].append(one / plain)
-                runs["startup_s"].append(startup - _plain_stage_s(spark))
+                runs["startup_s"].append(summary["startup_s"] - _plain_stage_s(spark))
+                phases.append(summary["startup_phases"])
                 if horovod:
                     numpy_fed = steady(
                         runner.run(_numpy_in_rank, model_name=model_name, epochs=args.epochs)
@@ -301,7 +305,14 @@ def main(argv: list[str] | None = None) -> int:
         emit("scaling_resnet", runs["scaling_resnet"], ">= 0.80", engine=engine)
     if horovod:
         emit("feed", runs["feed"], ">= 0.95", engine=engine)
-    emit("startup_s", runs["startup_s"], "<= 1.5", unit="s", engine=engine)
+    emit(
+        "startup_s",
+        runs["startup_s"],
+        "<= 1.0",
+        unit="s",
+        engine=engine,
+        phases={k: statistics.median(p[k] for p in phases) for k in phases[0]},
+    )
     if horovod:
         emit("vs_horovod_spark_run", runs["vs_horovod_spark_run"], "<= 0.5", engine=engine)
     spark.stop()

@@ -425,7 +425,9 @@ class KerasEstimator(Estimator, _EstimatorParams, MLReadable, MLWritable):
         check_slots(spark, num_workers)
 
         source = get("model")
+        checked_slots = time.perf_counter()
         model = source if isinstance(source, tf.keras.Model) else source()
+        built = time.perf_counter()
         input_shapes = [tuple(t.shape[1:]) for t in model.inputs]
         output_shapes = [tuple(t.shape[1:]) for t in model.outputs]
 
@@ -441,6 +443,7 @@ class KerasEstimator(Estimator, _EstimatorParams, MLReadable, MLWritable):
         check_shapes(data.features, input_shapes, "feature")
         if data.labels:
             check_shapes(data.labels, output_shapes, "label")
+        columns_checked = time.perf_counter()
         train_rows = data.rows - data.indicator_rows
         if train_rows < num_workers:
             raise ValueError(f"{train_rows} training rows cannot feed {num_workers} workers")
@@ -513,6 +516,9 @@ class KerasEstimator(Estimator, _EstimatorParams, MLReadable, MLWritable):
             fitted.summary = {
                 "fit_s": time.perf_counter() - fit_start,
                 "startup_s": started - fit_start if started else None,  # fit() to the first step
+                "startup_phases": _startup_phases(
+                    fit_start, checked_slots, built, columns_checked, timings
+                ),
                 "epoch_samples_per_s": timings["samples_per_s"],
                 "num_workers": num_workers,
                 "train_rows": train_rows,
@@ -578,9 +584,9 @@ class KerasEstimator(Estimator, _EstimatorParams, MLReadable, MLWritable):
 
         def on_message(message: Message) -> None:
             print_output(message)
-            if message["kind"] == "started":
-                timings.setdefault("started", time.perf_counter())
-            elif message["kind"] == "epoch":
+            if message["kind"] in ("hello", "partition", "started"):
+                timings.setdefault(message["kind"], time.perf_counter())
+            if message["kind"] == "epoch":
                 timings["samples_per_s"].append(message["samples_per_s"])
                 if tracker:
                     tracker.log_epoch(
@@ -608,6 +614,7 @@ class KerasEstimator(Estimator, _EstimatorParams, MLReadable, MLWritable):
         def rank_fn(batches, ring, client):
             return train(plan, batches, ring, client)
 
+        timings["submitted"] = time.perf_counter()
         for attempt in range(retries + 1):
             try:
                 return run(spark, num_workers, rank_fn, df=df, on_message=on_message), timings
@@ -623,6 +630,28 @@ class KerasEstimator(Estimator, _EstimatorParams, MLReadable, MLWritable):
                     flush=True,
                 )
         raise AssertionError("unreachable")
+
+
+def _startup_phases(
+    fit_start: float, checked_slots: float, built: float, columns_checked: float, timings: dict
+) -> dict[str, float | None]:
+    """Where ``startup_s`` went, in seconds: the slot check, the model built on the driver,
+    the columns checked (a Spark job), the plan and the run's record, the barrier stage until
+    the first rank joined its ring (``ring_s``: tasks launched, ring formed), the partition
+    read, and the model built and compiled in the ranks until their first step."""
+    marks = [
+        ("slots_s", fit_start, checked_slots),
+        ("driver_model_s", checked_slots, built),
+        ("columns_s", built, columns_checked),
+        ("plan_s", columns_checked, timings.get("submitted")),
+        ("ring_s", timings.get("submitted"), timings.get("hello")),
+        ("partition_s", timings.get("hello"), timings.get("partition")),
+        ("first_step_s", timings.get("partition"), timings.get("started")),
+    ]
+    return {
+        name: round(end - begin, 4) if begin is not None and end is not None else None
+        for name, begin, end in marks
+    }
 
 
 def horovod_available() -> bool:
