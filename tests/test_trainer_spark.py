@@ -195,6 +195,14 @@ def test_fit_on_two_workers_and_transform(blobs, capsys, engine):
         len(fitted.history["loss"]) == 3 and fitted.history["loss"][-1] < fitted.history["loss"][0]
     )
     assert _accuracy(fitted, blobs) > 0.95
+    # where the start-up went: every phase measured, together no more than fit() to step 1
+    phases = fitted.summary["startup_phases"]
+    assert set(phases) == {
+        "slots_s", "driver_model_s", "columns_s", "plan_s", "ring_s", "partition_s",
+        "first_step_s",
+    }  # fmt: skip
+    assert all(v is not None and v >= 0 for v in phases.values()), phases
+    assert sum(phases.values()) <= fitted.summary["startup_s"] + 1e-3
 
 
 @pytest.mark.timeout(300)
