@@ -8,10 +8,13 @@ from __future__ import annotations
 import os
 import socket
 import sys
-from typing import Any
+from collections.abc import Callable
+from typing import Any, TypeVar
 
-from pyspark import SparkConf, SparkContext
+from pyspark import InheritableThread, SparkConf, SparkContext
 from pyspark.sql import SparkSession
+
+T = TypeVar("T")
 
 DEFAULT_MASTER = "local[*]"
 
@@ -128,3 +131,35 @@ def executor_name() -> str:
     parent = os.path.basename(os.path.dirname(cwd))
     executor = os.path.basename(cwd) if parent.startswith("app-") else "driver"
     return f"{socket.gethostname()}/{executor}"
+
+
+def in_background(fn: Callable[..., T], *args: Any, **kwargs: Any) -> Callable[[], T]:
+    """Start ``fn(*args, **kwargs)`` on a thread that keeps this thread's Spark job group and
+    local properties (``pyspark.InheritableThread``), so its jobs are cancelled with the
+    caller's; returns a function that waits for it and returns its result or raises its
+    exception.
+
+    Example::
+
+        columns = in_background(prepare_columns, df, ["x"], ["y"])
+        model = build()          # meanwhile, on this thread
+        data = columns()
+    """
+    outcome: dict[str, Any] = {}
+
+    def run() -> None:
+        try:
+            outcome["value"] = fn(*args, **kwargs)
+        except BaseException as exc:  # handed to the caller by wait()
+            outcome["error"] = exc
+
+    thread = InheritableThread(target=run, daemon=True)
+    thread.start()
+
+    def wait() -> T:
+        thread.join()
+        if "error" in outcome:
+            raise outcome["error"]
+        return outcome["value"]
+
+    return wait

@@ -198,7 +198,7 @@ def test_fit_on_two_workers_and_transform(blobs, capsys, engine):
     # where the start-up went: every phase measured, together no more than fit() to step 1
     phases = fitted.summary["startup_phases"]
     assert set(phases) == {
-        "slots_s", "driver_model_s", "columns_s", "plan_s", "ring_s", "partition_s",
+        "slots_s", "driver_model_s", "columns_s", "plan_s", "tasks_s", "ring_s", "partition_s",
         "first_step_s",
     }  # fmt: skip
     assert all(v is not None and v >= 0 for v in phases.values()), phases

@@ -16,7 +16,7 @@ from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
 
 from sparkzoo import fs
-from sparkzoo.spark import slot_count
+from sparkzoo.spark import in_background, slot_count
 from sparkzoo.trainer.columns import check_shapes, prepare_columns
 from sparkzoo.trainer.launcher import RankFailedError, check_slots, run_ranks
 from sparkzoo.trainer.model import KerasModel
@@ -426,13 +426,10 @@ class KerasEstimator(Estimator, _EstimatorParams, MLReadable, MLWritable):
 
         source = get("model")
         checked_slots = time.perf_counter()
-        model = source if isinstance(source, tf.keras.Model) else source()
-        built = time.perf_counter()
-        input_shapes = [tuple(t.shape[1:]) for t in model.inputs]
-        output_shapes = [tuple(t.shape[1:]) for t in model.outputs]
-
         df, indicator = self._with_validation(dataset)
-        data = prepare_columns(
+        # The columns are checked (a Spark job) while the model is built here.
+        checking = in_background(
+            prepare_columns,
             df,
             list(get("feature_cols")),
             list(get("label_cols")),
@@ -440,6 +437,11 @@ class KerasEstimator(Estimator, _EstimatorParams, MLReadable, MLWritable):
             indicator,
             weight_col=get("sample_weight_col"),
         )
+        model = source if isinstance(source, tf.keras.Model) else source()
+        built = time.perf_counter()
+        input_shapes = [tuple(t.shape[1:]) for t in model.inputs]
+        output_shapes = [tuple(t.shape[1:]) for t in model.outputs]
+        data = checking()
         check_shapes(data.features, input_shapes, "feature")
         if data.labels:
             check_shapes(data.labels, output_shapes, "label")
@@ -586,6 +588,9 @@ class KerasEstimator(Estimator, _EstimatorParams, MLReadable, MLWritable):
             print_output(message)
             if message["kind"] in ("hello", "partition", "started"):
                 timings.setdefault(message["kind"], time.perf_counter())
+            if message["kind"] == "hello":  # the first task's start, on the driver's clock
+                since = time.time() - message.get("task_start", time.time())
+                timings.setdefault("task_start", time.perf_counter() - max(0.0, since))
             if message["kind"] == "epoch":
                 timings["samples_per_s"].append(message["samples_per_s"])
                 if tracker:
@@ -636,15 +641,17 @@ def _startup_phases(
     fit_start: float, checked_slots: float, built: float, columns_checked: float, timings: dict
 ) -> dict[str, float | None]:
     """Where ``startup_s`` went, in seconds: the slot check, the model built on the driver,
-    the columns checked (a Spark job), the plan and the run's record, the barrier stage until
-    the first rank joined its ring (``ring_s``: tasks launched, ring formed), the partition
-    read, and the model built and compiled in the ranks until their first step."""
+    what was left of the column check (a Spark job, run while the model is built), the plan and the run's record, the data repartitioned
+    and the first barrier task started (``tasks_s``), that rank's ring formed (``ring_s``:
+    Horovod or TensorFlow started, the rendezvous), its partition read, and the model built
+    and compiled in the ranks until their first step."""
     marks = [
         ("slots_s", fit_start, checked_slots),
         ("driver_model_s", checked_slots, built),
         ("columns_s", built, columns_checked),
         ("plan_s", columns_checked, timings.get("submitted")),
-        ("ring_s", timings.get("submitted"), timings.get("hello")),
+        ("tasks_s", timings.get("submitted"), timings.get("task_start")),
+        ("ring_s", timings.get("task_start"), timings.get("hello")),
         ("partition_s", timings.get("hello"), timings.get("partition")),
         ("first_step_s", timings.get("partition"), timings.get("started")),
     ]

@@ -5,7 +5,8 @@ Every task of a barrier stage becomes one Horovod rank (docs/trainer.md):
 1. the tasks learn the world from :class:`pyspark.BarrierTaskContext` (their addresses);
 2. :func:`plan_ranks` assigns Horovod ranks host by host, as ``horovodrun`` would;
 3. the task that holds rank 0 starts Horovod's HTTP rendezvous server on its own address and
-   shares the port with the others through ``allGather``;
+   shares the port with the others through an ``allGather`` (the launcher's goes through
+   the driver relay: Spark's polls once a second);
 4. each task sets the ``HOROVOD_*`` variables Gloo reads and calls ``hvd.init()``.
 
 Use it from a function passed to ``mapInArrow(..., barrier=True)``::
@@ -24,7 +25,7 @@ import json
 import os
 import socket
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
 import psutil
@@ -217,12 +218,18 @@ def _forget_traced_world_size() -> None:
             cell.cell_contents.clear()
 
 
+AllGather = Callable[[str], list[str]]  # BarrierTaskContext.allGather's contract
+
+
 @contextlib.contextmanager
-def horovod_ring() -> Iterator[RankInfo]:
+def horovod_ring(all_gather: AllGather | None = None) -> Iterator[RankInfo]:
     """Initialise Horovod (TensorFlow, Gloo) in the current Spark barrier task.
 
     Yields this task's :class:`RankInfo`; on exit shuts Horovod down and, once every rank is
     done, stops the rendezvous server. Must run in every task of the barrier stage.
+    ``all_gather`` shares the rendezvous port and the end of the ring between the tasks
+    (default: Spark's ``BarrierTaskContext.allGather``, which costs up to a second a call; the
+    launcher passes the driver relay's, :meth:`.relay.RelayClient.all_gather`).
     """
     from pyspark import BarrierTaskContext
 
@@ -238,7 +245,8 @@ def horovod_ring() -> Iterator[RankInfo]:
     me = plan[ctx.partitionId()]
 
     server = RendezvousServer(me.hostname, plan) if me.rank == 0 else None
-    shared = ctx.allGather(json.dumps({"port": server.port if server else None}))
+    all_gather = all_gather or ctx.allGather
+    shared = all_gather(json.dumps({"port": server.port if server else None}))
     rank0 = next(i for i, r in enumerate(plan) if r.rank == 0)
     port = json.loads(shared[rank0])["port"]
     env = horovod_env(me, plan[rank0].hostname, port, interface_for_address(me.hostname))
@@ -254,7 +262,7 @@ def horovod_ring() -> Iterator[RankInfo]:
                 yield me
             finally:
                 hvd.shutdown()
-        ctx.barrier()  # every rank has left the ring: the rendezvous can go
+        all_gather("left")  # every rank has left the ring: the rendezvous can go
     finally:
         if server is not None:
             server.stop()

@@ -28,6 +28,7 @@ from sparkzoo.trainer.relay import (
     RelayClient,
     current_client,
     forwarded_output,
+    relay_all_gather,
 )
 
 if TYPE_CHECKING:
@@ -85,10 +86,17 @@ def _barrier_task(
     rank_fn: RankFunction, relay_address: tuple[str, int, str], forward_output: bool = True
 ):
     def run(batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
-        partition = BarrierTaskContext.get().partitionId()
-        with horovod_ring() as ring, RelayClient(relay_address, ring.rank) as client:
+        task_start = time.time()  # the driver splits its start-up at it (wall clock)
+        ctx = BarrierTaskContext.get()
+        partition = ctx.partitionId()
+        with (
+            RelayClient(relay_address, None) as client,
+            horovod_ring(relay_all_gather(client, ctx)) as ring,
+        ):
+            client.rank = ring.rank
             client.send(
                 "hello",
+                task_start=task_start,
                 partition=partition,
                 pid=os.getpid(),
                 host=ring.hostname,
@@ -100,7 +108,9 @@ def _barrier_task(
                     result = rank_fn(batches, ring, client)
             except BaseException as exc:
                 client.send(
-                    "error", error=f"{type(exc).__name__}: {exc}", traceback=traceback.format_exc()
+                    "error",
+                    error=f"{type(exc).__name__}: {exc}",
+                    traceback=traceback.format_exc(),
                 )
                 raise
         if ring.rank == 0:

@@ -29,6 +29,7 @@ import subprocess
 import sys
 import tempfile
 import threading
+import time
 from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING, Any
 
@@ -41,7 +42,7 @@ from sparkzoo.trainer import tf_child
 from sparkzoo.trainer.feed import _local_dir
 from sparkzoo.trainer.gpus import FROM_SPARK, task_gpu_addresses
 from sparkzoo.trainer.launcher import check_slots, run_barrier_stage
-from sparkzoo.trainer.relay import Message, RelayClient
+from sparkzoo.trainer.relay import Message, RelayClient, relay_all_gather
 from sparkzoo.trainer.tf_ring import WorkerInfo, bind_env, bind_library, form_world
 
 if TYPE_CHECKING:
@@ -102,16 +103,20 @@ def run_tf_ranks(
 
 def _tf_barrier_task(child_fn: bytes, relay_address: tuple[str, int, str], use_gpu: bool):
     def run(batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
+        task_start = time.time()  # the driver splits its start-up at it (wall clock)
         ctx = BarrierTaskContext.get()
         partition = ctx.partitionId()
         workdir = tempfile.mkdtemp(prefix=f"sparkzoo-tf-rank{partition}-", dir=_local_dir())
         try:
             data = os.path.join(workdir, tf_child.PARTITION)
             rows = write_partition(batches, data)
-            info = form_world(ctx, rows)
-            with RelayClient(relay_address, info.rank) as client:
+            with RelayClient(relay_address, None) as client:
+                all_gather = relay_all_gather(client, ctx)
+                info = form_world(ctx, rows, all_gather)
+                client.rank = info.rank
                 client.send(
                     "hello",
+                    task_start=task_start,
                     partition=partition,
                     pid=os.getpid(),
                     host=info.hostname,
@@ -131,7 +136,7 @@ def _tf_barrier_task(child_fn: bytes, relay_address: tuple[str, int, str], use_g
                         line=f"warning: TensorFlow's gRPC server listens on every interface: {exc}",
                     )
                 payload = run_child(workdir, child_fn, info, relay_address, env, client, data)
-            ctx.barrier()  # every worker is done before any task (and its server) goes
+                all_gather("done")  # every worker is done before any task (and its server) goes
         finally:
             shutil.rmtree(workdir, ignore_errors=True)
         if info.rank == 0:

@@ -97,14 +97,15 @@ def free_port(host: str) -> int:
         return sock.getsockname()[1]
 
 
-def form_world(ctx, rows: int) -> WorkerInfo:
-    """This barrier task's :class:`WorkerInfo`; every task of the stage must call it."""
+def form_world(ctx, rows: int, all_gather=None) -> WorkerInfo:
+    """This barrier task's :class:`WorkerInfo`; every task of the stage must call it.
+    ``all_gather``: ``BarrierTaskContext.allGather``'s contract (default: Spark's own)."""
     hosts = [ip_address_of(task_host(t.address)) for t in ctx.getTaskInfos()]
     me = plan_workers(hosts)[ctx.partitionId()]
     port = free_port(me.hostname)
     gathered = [
         json.loads(m)
-        for m in ctx.allGather(
+        for m in (all_gather or ctx.allGather)(
             json.dumps({"rank": me.rank, "endpoint": endpoint(me.hostname, port), "rows": rows})
         )
     ]
