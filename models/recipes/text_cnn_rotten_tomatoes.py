@@ -21,12 +21,10 @@ from collections.abc import Sequence
 import numpy as np
 import pandas as pd
 import tensorflow as tf
-from sklearn.feature_extraction.text import TfidfVectorizer
-from sklearn.linear_model import LogisticRegression
 from sklearn.model_selection import train_test_split
-from sklearn.pipeline import make_pipeline
 
 from sparkzoo import models
+from sparkzoo.baselines import tfidf_logistic_regression
 from sparkzoo.datasets.loaders import rotten_tomatoes
 from sparkzoo.datasets.text import (
     NORMALIZE_REMOVE,
@@ -137,12 +135,8 @@ def check_metric(model, limit: int = CHECK_LIMIT) -> float:
 
 
 def tfidf_logistic_accuracy(train: pd.DataFrame, test: pd.DataFrame) -> float:
-    pipeline = make_pipeline(
-        TfidfVectorizer(ngram_range=(1, 2), min_df=1, sublinear_tf=True),
-        LogisticRegression(C=4.0, max_iter=2000),
-    )
-    pipeline.fit(train["text"], train["label"])
-    return float(pipeline.score(test["text"], test["label"]))
+    model = tfidf_logistic_regression(train["text"], train["label"])
+    return float(model.score(test["text"], test["label"]))
 
 
 def train(spark, args):
