@@ -182,8 +182,8 @@ def load_reviews(
     classes = check_classes(counts, what, label_col if path else "category")
     if fixed is not None:
         classes = [c for c in fixed if c in counts]
-    position = F.array_position(F.array(*[F.lit(c) for c in classes]), F.col(LABEL_NAME))
-    return kept.withColumn(LABEL, (position - 1).cast("long")), classes, source
+    index = F.create_map(*[F.lit(v) for i, c in enumerate(classes) for v in (c, i)])
+    return kept.withColumn(LABEL, index[F.col(LABEL_NAME)].cast("long")), classes, source
 
 
 def split(df: DataFrame, test_fraction: float = 0.2, seed: int = 0) -> tuple[DataFrame, DataFrame]:
