@@ -33,7 +33,7 @@ def test_missing_columns_and_single_classes_are_named():
         tc.check_columns(["review", "label"], "r.csv", {"--text-col": "text"})
     with pytest.raises(ValueError, match="label column 'stars' has one class \\('5'\\) in 3 rows"):
         tc.check_classes({"5": 3}, "r.csv", "stars")
-    with pytest.raises(ValueError, match="r.csv: no rows with both a text and a label"):
+    with pytest.raises(ValueError, match=r"r\.csv: no rows with both a text and a label"):
         tc.check_classes({}, "r.csv", "label")
     assert tc.check_classes({"pos": 2, "neg": 1}, "r.csv", "label") == ["neg", "pos"]
 
