@@ -158,9 +158,12 @@ def load_reviews(
     """``text``, ``label`` (the class's index) and ``label_name``; the class names; what the
     data is. No ``path``: the real Rotten Tomatoes corpus (reviews only). Rows without a text
     or a label are left out; ``sample_rate`` < 1 keeps a Bernoulli sample."""
-    if path is None:
-        raw = rotten_tomatoes(full=True, spark=spark).select(
-            F.col("text").alias(TEXT), F.col("category").alias(LABEL_NAME)
+    if path is None:  # sampled before it goes to Spark: one small task instead of 1 MB
+        frame = rotten_tomatoes(full=True)[["text", "category"]]
+        if sample_rate < 1:
+            frame = frame.sample(frac=sample_rate, random_state=seed)
+        raw = spark.createDataFrame(
+            frame.rename(columns={"category": LABEL_NAME}), f"{TEXT} string, {LABEL_NAME} string"
         )
         source, fixed = DEFAULT_DATA, DEFAULT_CLASSES
     else:
@@ -174,7 +177,7 @@ def load_reviews(
     kept = raw.where(
         F.col(LABEL_NAME).isNotNull() & F.col(TEXT).isNotNull() & (F.trim(F.col(TEXT)) != "")
     )
-    if sample_rate < 1:
+    if sample_rate < 1 and path is not None:
         kept = kept.sample(fraction=sample_rate, seed=seed)
     kept = kept.cache()
     counts = {r[LABEL_NAME]: r["count"] for r in kept.groupBy(LABEL_NAME).count().collect()}
@@ -288,10 +291,11 @@ def train_model(
     """``family`` built with ``config``, fitted on ``token_ids`` → ``label`` by
     ``KerasEstimator`` on ``workers`` Horovod ranks; its ``transform`` adds ``probabilities``
     and ``prediction`` (the class index)."""
+    sequences = sequences.select(IDS, LABEL).cache()  # the ids are computed once
     rows = sequences.count()
     if rows < workers:
         raise ValueError(f"{rows} training rows cannot feed {workers} workers")
-    return KerasEstimator(
+    fitted = KerasEstimator(
         model=lambda: models.get(family, **config),
         optimizer=tf.keras.optimizers.Adam(learning_rate),
         loss="sparse_categorical_crossentropy",
@@ -307,17 +311,23 @@ def train_model(
         verbose=0,
         output_cols=[PROBABILITIES],
         prediction_col=PREDICTION,
-    ).fit(sequences.select(IDS, LABEL))
+    ).fit(sequences)
+    sequences.unpersist()
+    return fitted
 
 
-def score(fitted: KerasModel, spec: dict, df: DataFrame, text_col: str = TEXT) -> DataFrame:
+def score(
+    fitted: KerasModel, spec: dict, df: DataFrame, text_col: str = TEXT, keep_ids: bool = False
+) -> DataFrame:
     """``df`` with ``probabilities`` (one per class, in ``spec["labels"]`` order),
     ``probability`` (the predicted class's) and ``prediction`` (the class name), every row
-    scored on the executors through the spec's TextSet steps and vocabulary."""
+    scored on the executors through the spec's TextSet steps and vocabulary (``keep_ids``:
+    and the ``token_ids`` it saw)."""
     clash = [c for c in (IDS, PROBABILITIES, PROBABILITY, PREDICTION) if c in df.columns]
     if clash:
         raise ValueError(f"the input already has the column(s) {clash} that scoring adds")
-    scored = fitted.transform(to_sequences(df, spec, text_col)).drop(IDS)
+    scored = fitted.transform(to_sequences(df, spec, text_col))
+    scored = scored if keep_ids else scored.drop(IDS)
     names = F.array(*[F.lit(c) for c in spec["labels"]])
     return scored.withColumn(PROBABILITY, F.array_max(PROBABILITIES)).withColumn(
         PREDICTION, F.element_at(names, F.col(PREDICTION).cast("int") + 1)
@@ -407,7 +417,7 @@ def evaluate(
     most confidently wrong held-out texts."""
     classes = list(spec["labels"])
     k = len(classes)
-    scored = score(fitted, spec, held_out.select(TEXT, LABEL)).toPandas()
+    scored = score(fitted, spec, held_out.select(TEXT, LABEL), keep_ids=True).toPandas()
     if scored.empty:
         raise ValueError("the held-out part is empty: raise --test-fraction or --sample-rate")
     truth = scored[LABEL].to_numpy()
@@ -426,19 +436,14 @@ def evaluate(
     evaluation.wrong = confidently_wrong(
         scored[TEXT].tolist(), truth, probabilities, classes, wrong
     )
-    evaluation.oov_token_share = oov_share(held_out, spec)
+    evaluation.oov_token_share = oov_share(np.stack(scored[IDS].to_numpy()))
     return evaluation
 
 
-def oov_share(df: DataFrame, spec: dict) -> float:
-    """The share of kept tokens (within the sequence length) outside the vocabulary."""
-    ids = F.col(IDS)
-    row = to_sequences(df.select(TEXT), spec).select(
-        F.size(F.filter(ids, lambda i: i == OOV_ID)).alias("oov"),
-        F.size(F.filter(ids, lambda i: i != PAD_ID)).alias("kept"),
-    )
-    totals = row.agg(F.sum("oov"), F.sum("kept")).first()
-    return round(float(totals[0] or 0) / max(1, totals[1] or 0), 4)
+def oov_share(ids: np.ndarray) -> float:
+    """The share of kept word ids (within the sequence length) outside the vocabulary."""
+    ids = np.asarray(ids)
+    return round(float((ids == OOV_ID).sum()) / max(1, int((ids != PAD_ID).sum())), 4)
 
 
 def confusion_figure(evaluation: Evaluation, title: str = "") -> Figure:
