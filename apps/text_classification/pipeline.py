@@ -50,6 +50,7 @@ from sparkzoo.datasets.text import (
     TextSet,
     Vocabulary,
 )
+from sparkzoo.models.recipes.text_cnn_rotten_tomatoes import preprocessing_spec
 from sparkzoo.trainer import KerasEstimator, KerasModel
 
 if TYPE_CHECKING:
@@ -219,18 +220,7 @@ def fit_preprocessing(
             f"no word occurs {min_count} times in the training texts: lower --min-count or "
             "give more text"
         )
-    return {
-        "tokenize": {"pattern": TOKEN_PATTERN, "lowercase": True},
-        "normalize": {"remove": NORMALIZE_REMOVE, "min_length": 1, "stopwords": []},
-        "length": int(seq_len),
-        "padding": "post",
-        "truncating": "post",
-        "pad_id": PAD_ID,
-        "oov_id": OOV_ID,
-        "first_word_id": 2,
-        "vocabulary": list(vocabulary.words),  # word i has id i + first_word_id
-        "labels": list(classes),
-    }
+    return {**preprocessing_spec(vocabulary.words, seq_len), "labels": list(classes)}
 
 
 def to_sequences(df: DataFrame, spec: dict, text_col: str = TEXT) -> DataFrame:

@@ -67,12 +67,13 @@ def held_out_split(seed: int = 0) -> tuple[pd.DataFrame, pd.DataFrame]:
     return train.reset_index(drop=True), test.reset_index(drop=True)
 
 
-def preprocessing_spec(words: Sequence[str]) -> dict:
-    """The card's preprocessing: the TextSet steps, their parameters and the vocabulary."""
+def preprocessing_spec(words: Sequence[str], length: int = SEQ_LEN) -> dict:
+    """The card's preprocessing: the TextSet steps, their parameters and the vocabulary
+    (apps/text_classification saves its models' preprocessing in this format too)."""
     return {
         "tokenize": {"pattern": TOKEN_PATTERN, "lowercase": True},
         "normalize": {"remove": NORMALIZE_REMOVE, "min_length": 1, "stopwords": []},
-        "length": SEQ_LEN,
+        "length": int(length),
         "padding": "post",
         "truncating": "post",
         "pad_id": PAD_ID,
