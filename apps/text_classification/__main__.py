@@ -106,7 +106,10 @@ def build_parser() -> AppParser:
         help="share of the texts held out for scoring (default 0.2)",
     )
     run.add_argument(
-        "--wrong", type=int, default=5, help="most confidently wrong texts to list (default 5)"
+        "--wrong",
+        type=positive_int,
+        default=5,
+        help="most confidently wrong texts to list (default 5)",
     )
     run.add_argument(
         "--no-baseline",
