@@ -180,6 +180,7 @@ APPS_LAZY_IMPORTS: dict[str, str] = {
             "image_similarity",
             "object_detection",
             "recommendation",
+            "text_classification",
             "transfer_learning",
         )
     },

@@ -21,12 +21,10 @@ from collections.abc import Sequence
 import numpy as np
 import pandas as pd
 import tensorflow as tf
-from sklearn.feature_extraction.text import TfidfVectorizer
-from sklearn.linear_model import LogisticRegression
 from sklearn.model_selection import train_test_split
-from sklearn.pipeline import make_pipeline
 
 from sparkzoo import models
+from sparkzoo.baselines import tfidf_logistic_regression
 from sparkzoo.datasets.loaders import rotten_tomatoes
 from sparkzoo.datasets.text import (
     NORMALIZE_REMOVE,
@@ -69,12 +67,13 @@ def held_out_split(seed: int = 0) -> tuple[pd.DataFrame, pd.DataFrame]:
     return train.reset_index(drop=True), test.reset_index(drop=True)
 
 
-def preprocessing_spec(words: Sequence[str]) -> dict:
-    """The card's preprocessing: the TextSet steps, their parameters and the vocabulary."""
+def preprocessing_spec(words: Sequence[str], length: int = SEQ_LEN) -> dict:
+    """The card's preprocessing: the TextSet steps, their parameters and the vocabulary
+    (apps/text_classification saves its models' preprocessing in this format too)."""
     return {
         "tokenize": {"pattern": TOKEN_PATTERN, "lowercase": True},
         "normalize": {"remove": NORMALIZE_REMOVE, "min_length": 1, "stopwords": []},
-        "length": SEQ_LEN,
+        "length": int(length),
         "padding": "post",
         "truncating": "post",
         "pad_id": PAD_ID,
@@ -137,12 +136,8 @@ def check_metric(model, limit: int = CHECK_LIMIT) -> float:
 
 
 def tfidf_logistic_accuracy(train: pd.DataFrame, test: pd.DataFrame) -> float:
-    pipeline = make_pipeline(
-        TfidfVectorizer(ngram_range=(1, 2), min_df=1, sublinear_tf=True),
-        LogisticRegression(C=4.0, max_iter=2000),
-    )
-    pipeline.fit(train["text"], train["label"])
-    return float(pipeline.score(test["text"], test["label"]))
+    model = tfidf_logistic_regression(train["text"], train["label"])
+    return float(model.score(test["text"], test["label"]))
 
 
 def train(spark, args):
