@@ -186,6 +186,38 @@ def test_relay_ignores_a_client_without_the_token():
         relay.close()
 
 
+def test_relay_all_gather_answers_every_task_in_index_order_once_all_are_in():
+    from concurrent.futures import ThreadPoolExecutor
+
+    relay = MessageRelay("127.0.0.1")
+    try:
+        clients = [RelayClient(relay.address, rank=None) for _ in range(3)]
+
+        def task(i):
+            generation = clients[i].join("stage-7", i)
+            first = clients[i].all_gather(f"7.{generation}:0", i, 3, f"port-{i}")
+            clients[i].send("output", line=f"from {i}")  # messages still flow between calls
+            second = clients[i].all_gather(f"7.{generation}:1", i, 3, {"rows": 10 * i})
+            return generation, first, second
+
+        with ThreadPoolExecutor(3) as pool:
+            results = list(pool.map(task, [2, 0, 1]))  # the last task's arrival answers all
+        for generation, first, second in results:
+            assert generation == 0
+            assert first == ["port-0", "port-1", "port-2"]
+            assert second == [{"rows": 0}, {"rows": 10}, {"rows": 20}]
+        assert _wait_for(lambda: len(relay.of_kind("output")) == 3)
+        # a barrier stage retried whole: each partition's second run is the stage's attempt 1
+        assert [clients[i].join("stage-7", i) for i in range(3)] == [1, 1, 1]
+        # a task whose peers never come is told so, naming the exchange
+        with pytest.raises(TimeoutError, match=r"all_gather '7.1:0': 1 of 3 tasks"):
+            clients[0].all_gather("7.1:0", 0, 3, "alone", timeout=0.2)
+        for client in clients:
+            client.close()
+    finally:
+        relay.close()
+
+
 def test_client_names_an_unreachable_driver():
     relay = MessageRelay("127.0.0.1")
     address = relay.address
