@@ -181,6 +181,7 @@ APPS_LAZY_IMPORTS: dict[str, str] = {
             "object_detection",
             "recommendation",
             "transfer_learning",
+            "vae",
         )
     },
     "apps/object_detection/__main__.py:stream": _HELP_BOUNDARY,
