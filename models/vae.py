@@ -29,9 +29,9 @@ from typing import Any
 import numpy as np
 import tensorflow as tf
 
+from sparkzoo.models.objectives import ObjectivesModel
 from sparkzoo.models.registry import image_classification_example, register
 
-LOSSES = ("loss", "reconstruction_loss", "kl_loss")
 _EPSILON = 1e-7  # probabilities are clipped to [eps, 1 - eps] in the cross-entropy
 
 
@@ -59,7 +59,7 @@ def kl_divergence(z_mean: tf.Tensor, z_log_var: tf.Tensor) -> tf.Tensor:
 
 
 @tf.keras.saving.register_keras_serializable(package="sparkzoo")
-class VAEModel(tf.keras.Model):
+class VAEModel(ObjectivesModel):
     """A functional ``image -> reconstruction`` model (through its nested ``encoder`` and
     ``decoder``) whose ``fit`` minimises the negative ELBO.
 
@@ -77,6 +77,8 @@ class VAEModel(tf.keras.Model):
         net.fit(images, epochs=3)      # logs loss, reconstruction_loss, kl_loss
     """
 
+    TERMS = ("loss", "reconstruction_loss", "kl_loss")
+
     def __init__(
         self,
         inputs: Any,
@@ -91,7 +93,7 @@ class VAEModel(tf.keras.Model):
         # revives this class as a functional graph (as DeepBitModel does).
         super().__init__(inputs, outputs, name=name, trainable=trainable, **kwargs)
         self.beta = float(beta)
-        self._trackers = {key: tf.keras.metrics.Mean(name=key) for key in LOSSES}
+        self.track_terms()
 
     @property
     def encoder(self) -> tf.keras.Model:
@@ -100,11 +102,6 @@ class VAEModel(tf.keras.Model):
     @property
     def decoder(self) -> tf.keras.Model:
         return self.get_layer("decoder")
-
-    @property
-    def metrics(self) -> list:
-        # Listed here so Keras resets them at the start of every epoch.
-        return [*self._trackers.values(), *super().metrics]
 
     def get_config(self) -> dict:
         return {**super().get_config(), "beta": self.beta}
@@ -137,25 +134,6 @@ class VAEModel(tf.keras.Model):
             total += tf.add_n(self.losses)
         terms["loss"] = total
         return terms
-
-    def _record(self, terms: dict[str, tf.Tensor]) -> dict[str, tf.Tensor]:
-        for key, tracker in self._trackers.items():
-            tracker.update_state(terms[key])
-        return {key: tracker.result() for key, tracker in self._trackers.items()}
-
-    def train_step(self, data: Any) -> dict[str, tf.Tensor]:
-        images, _, _ = tf.keras.utils.unpack_x_y_sample_weight(data)
-        with tf.GradientTape() as tape:
-            terms = self.objectives(images, training=True)
-        # minimize() with the tape (not apply_gradients on gradients taken here): Horovod's
-        # DistributedOptimizer all-reduces inside it, and under MultiWorkerMirroredStrategy
-        # the optimizer all-reduces in apply_gradients, which minimize() calls.
-        self.optimizer.minimize(terms["loss"], self.trainable_variables, tape=tape)
-        return self._record(terms)
-
-    def test_step(self, data: Any) -> dict[str, tf.Tensor]:
-        images, _, _ = tf.keras.utils.unpack_x_y_sample_weight(data)
-        return self._record(self.objectives(images, training=False))
 
 
 @register(
