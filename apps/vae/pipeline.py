@@ -219,23 +219,24 @@ def generated_figure(model: VAEModel, rows: int = 10, seed: int = 0) -> Figure:
     return figure
 
 
-def reconstruction_figure(result: Result, count: int = 12) -> Figure:
-    """The first ``count`` held-out images (top of each pair of rows) over their
-    reconstructions from the latent mean (below)."""
-    count = min(count, len(result.originals))
-    columns = min(count, 12)
-    pairs = []
-    for start in range(0, count, columns):
-        part = slice(start, min(start + columns, count))
+def reconstruction_figure(result: Result, count: int = 24) -> Figure:
+    """``count`` held-out images, evenly spaced through the held-out part (so of every label
+    when the rows come in label order, as MNIST's do), each above its reconstruction from the
+    latent mean."""
+    chosen = np.unique(np.linspace(0, len(result.originals) - 1, count).round().astype(int))
+    columns = min(len(chosen), 12)
+    rows = []
+    for start in range(0, len(chosen), columns):
+        part = chosen[start : start + columns]
         for images in (result.originals[part], result.reconstructions[part]):
             row = np.zeros((columns, *images.shape[1:]), np.float32)
             row[: len(images)] = images
-            pairs.append(row)
-    figure = Figure(figsize=(columns * 0.6, len(pairs) * 0.7))
+            rows.append(row)
+    figure = Figure(figsize=(columns * 0.6, len(rows) * 0.7))
     axes = figure.subplots()
-    axes.imshow(_tile(np.concatenate(pairs), columns), cmap="gray_r", vmin=0, vmax=1)
+    axes.imshow(_tile(np.concatenate(rows), columns), cmap="gray_r", vmin=0, vmax=1)
     mse = result.measures["reconstruction_mse"]
-    axes.set_title(f"held-out originals (above) and reconstructions (below); MSE {mse:.4f}")
+    axes.set_title(f"held-out images, each above its reconstruction; MSE {mse:.4f}")
     axes.axis("off")
     return figure
 
