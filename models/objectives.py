@@ -14,6 +14,17 @@ from typing import Any
 import tensorflow as tf
 
 
+class _Trackers:
+    """The per-term ``Mean`` metrics, in a plain object that Keras' attribute tracking does not
+    look into: as attributes of the model their variables would be model weights (counted,
+    saved with the weights, and read when rank 0 checkpoints; under
+    ``MultiWorkerMirroredStrategy`` a metric variable is read by a collective, which rank 0
+    would then run alone)."""
+
+    def __init__(self, names: tuple[str, ...]):
+        self.by_name = {key: tf.keras.metrics.Mean(name=key) for key in names}
+
+
 class ObjectivesModel(tf.keras.Model):
     """A functional model whose ``fit`` minimises ``objectives(inputs, training)["loss"]`` and
     logs every term named in ``TERMS`` (``loss`` among them), averaged over each epoch.
@@ -25,29 +36,33 @@ class ObjectivesModel(tf.keras.Model):
     TERMS: tuple[str, ...] = ("loss",)
 
     def track_terms(self) -> None:
-        self._trackers = {key: tf.keras.metrics.Mean(name=key) for key in self.TERMS}
+        self._terms = _Trackers(self.TERMS)
 
     @property
     def metrics(self) -> list:
         # Listed here so Keras resets them at the start of every epoch.
-        return [*self._trackers.values(), *super().metrics]
+        return [*self._terms.by_name.values(), *super().metrics]
 
     def objectives(self, inputs: tf.Tensor, training: bool) -> dict[str, tf.Tensor]:
         """Every term of ``TERMS`` on a batch, ``loss`` the one minimised."""
         raise NotImplementedError
 
     def _record(self, terms: dict[str, tf.Tensor]) -> dict[str, tf.Tensor]:
-        for key, tracker in self._trackers.items():
+        for key, tracker in self._terms.by_name.items():
             tracker.update_state(terms[key])
-        return {key: tracker.result() for key, tracker in self._trackers.items()}
+        return {key: tracker.result() for key, tracker in self._terms.by_name.items()}
 
     def train_step(self, data: Any) -> dict[str, tf.Tensor]:
         inputs, _, _ = tf.keras.utils.unpack_x_y_sample_weight(data)
         with tf.GradientTape() as tape:
             terms = self.objectives(inputs, training=True)
+            # A strategy sums the replicas' gradients: scaled so that the sum is their mean,
+            # as Keras scales a compiled loss (Horovod averages itself; one replica here).
+            replicas = tf.distribute.get_replica_context().num_replicas_in_sync
+            scaled = terms["loss"] / tf.cast(replicas, terms["loss"].dtype)
         # minimize() with the tape, not apply_gradients() of gradients taken here: wrapped
         # optimizers such as Horovod's all-reduce inside it.
-        self.optimizer.minimize(terms["loss"], self.trainable_variables, tape=tape)
+        self.optimizer.minimize(scaled, self.trainable_variables, tape=tape)
         return self._record(terms)
 
     def test_step(self, data: Any) -> dict[str, tf.Tensor]:
