@@ -70,3 +70,13 @@ def test_held_out_measures_repeat_with_the_seed_and_the_shipped_vae_beats_pca():
 def test_a_size_the_strides_cannot_halve_is_refused():
     with pytest.raises(ValueError, match=r"divisible by 2 \*\* len\(filters\) = 4.*\(30, 30, 1\)"):
         models.get("vae", input_shape=(30, 30, 1))
+
+
+def test_the_term_metrics_are_not_model_weights():
+    # Under MultiWorkerMirroredStrategy a metric variable is read by a collective: as model
+    # weights they would be read by rank 0's checkpoint alone, and the tf engine failed.
+    for name in ("vae", "deepbit"):
+        net = models.get(name, **models.family(name).tiny)
+        assert len(net.weights) == len(net.trainable_weights) + len(net.non_trainable_weights)
+        assert not [w.name for w in net.weights if w.name.split(":")[0] in ("total", "count")]
+        assert [m.name for m in net.metrics][: len(net.TERMS)] == list(net.TERMS)
