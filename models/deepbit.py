@@ -200,8 +200,6 @@ class DeepBitModel(ObjectivesModel):
             + self.balance_weight * terms["balance"]
             + self.rotation_weight * terms["rotation"]
         )
-        if self.losses:
-            total += tf.add_n(self.losses)
         terms["loss"] = total
         return terms
 

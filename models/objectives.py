@@ -44,8 +44,15 @@ class ObjectivesModel(tf.keras.Model):
         return [*self._terms.by_name.values(), *super().metrics]
 
     def objectives(self, inputs: tf.Tensor, training: bool) -> dict[str, tf.Tensor]:
-        """Every term of ``TERMS`` on a batch, ``loss`` the one minimised."""
+        """Every term of ``TERMS`` on a batch, ``loss`` the one minimised (the model's
+        regularisation losses are added to it by the steps)."""
         raise NotImplementedError
+
+    def _terms(self, inputs: tf.Tensor, training: bool) -> dict[str, tf.Tensor]:
+        terms = self.objectives(inputs, training=training)
+        if self.losses:
+            terms["loss"] = terms["loss"] + tf.add_n(self.losses)
+        return terms
 
     def _record(self, terms: dict[str, tf.Tensor]) -> dict[str, tf.Tensor]:
         for key, tracker in self._terms.by_name.items():
@@ -55,7 +62,7 @@ class ObjectivesModel(tf.keras.Model):
     def train_step(self, data: Any) -> dict[str, tf.Tensor]:
         inputs, _, _ = tf.keras.utils.unpack_x_y_sample_weight(data)
         with tf.GradientTape() as tape:
-            terms = self.objectives(inputs, training=True)
+            terms = self._terms(inputs, training=True)
             # A strategy sums the replicas' gradients: scaled so that the sum is their mean,
             # as Keras scales a compiled loss (Horovod averages itself; one replica here).
             replicas = tf.distribute.get_replica_context().num_replicas_in_sync
@@ -67,4 +74,4 @@ class ObjectivesModel(tf.keras.Model):
 
     def test_step(self, data: Any) -> dict[str, tf.Tensor]:
         inputs, _, _ = tf.keras.utils.unpack_x_y_sample_weight(data)
-        return self._record(self.objectives(inputs, training=False))
+        return self._record(self._terms(inputs, training=False))

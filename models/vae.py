@@ -130,8 +130,6 @@ class VAEModel(ObjectivesModel):
             "kl_loss": tf.reduce_mean(kl_divergence(z_mean, z_log_var)),
         }
         total = terms["reconstruction_loss"] + self.beta * terms["kl_loss"]
-        if self.losses:
-            total += tf.add_n(self.losses)
         terms["loss"] = total
         return terms
 
