@@ -48,7 +48,7 @@ class ObjectivesModel(tf.keras.Model):
         regularisation losses are added to it by the steps)."""
         raise NotImplementedError
 
-    def _terms(self, inputs: tf.Tensor, training: bool) -> dict[str, tf.Tensor]:
+    def _loss_terms(self, inputs: tf.Tensor, training: bool) -> dict[str, tf.Tensor]:
         terms = self.objectives(inputs, training=training)
         if self.losses:
             terms["loss"] = terms["loss"] + tf.add_n(self.losses)
@@ -62,7 +62,7 @@ class ObjectivesModel(tf.keras.Model):
     def train_step(self, data: Any) -> dict[str, tf.Tensor]:
         inputs, _, _ = tf.keras.utils.unpack_x_y_sample_weight(data)
         with tf.GradientTape() as tape:
-            terms = self._terms(inputs, training=True)
+            terms = self._loss_terms(inputs, training=True)
             # A strategy sums the replicas' gradients: scaled so that the sum is their mean,
             # as Keras scales a compiled loss (Horovod averages itself; one replica here).
             replicas = tf.distribute.get_replica_context().num_replicas_in_sync
@@ -74,4 +74,4 @@ class ObjectivesModel(tf.keras.Model):
 
     def test_step(self, data: Any) -> dict[str, tf.Tensor]:
         inputs, _, _ = tf.keras.utils.unpack_x_y_sample_weight(data)
-        return self._record(self._terms(inputs, training=False))
+        return self._record(self._loss_terms(inputs, training=False))
