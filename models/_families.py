@@ -15,6 +15,7 @@ from sparkzoo.models import (
     tabular,  # noqa: F401
     text,  # noqa: F401
     timeseries,  # noqa: F401
+    vae,  # noqa: F401
     vgg,  # noqa: F401
 )
 from sparkzoo.models.detection import detector, ssd, yolo  # noqa: F401

@@ -33,6 +33,7 @@ from typing import Any
 import numpy as np
 import tensorflow as tf
 
+from sparkzoo.models.objectives import ObjectivesModel
 from sparkzoo.models.registry import image_classification_example, register
 from sparkzoo.models.transfer import build_backbone, cut, default_cut, flat_features, freeze
 
@@ -125,7 +126,7 @@ def rotate_images(images: tf.Tensor, angles: tf.Tensor) -> tf.Tensor:
 
 
 @tf.keras.saving.register_keras_serializable(package="sparkzoo")
-class DeepBitModel(tf.keras.Model):
+class DeepBitModel(ObjectivesModel):
     """A functional ``image -> codes`` model whose ``fit`` trains the DeepBit objectives.
 
     Build it like a functional model, ``DeepBitModel(inputs, codes, quantization_weight=...)``
@@ -140,6 +141,8 @@ class DeepBitModel(tf.keras.Model):
         net.compile("adam")
         net.fit(images, epochs=3)       # logs loss, quantization, balance, rotation
     """
+
+    TERMS = ("loss", "quantization", "balance", "rotation")
 
     def __init__(
         self,
@@ -161,15 +164,7 @@ class DeepBitModel(tf.keras.Model):
         self.balance_weight = float(balance_weight)
         self.rotation_weight = float(rotation_weight)
         self.max_angle = float(max_angle)
-        self._trackers = {
-            key: tf.keras.metrics.Mean(name=key)
-            for key in ("loss", "quantization", "balance", "rotation")
-        }
-
-    @property
-    def metrics(self) -> list:
-        # Listed here so Keras resets them at the start of every epoch.
-        return [*self._trackers.values(), *super().metrics]
+        self.track_terms()
 
     def get_config(self) -> dict:
         config = super().get_config()
@@ -205,27 +200,8 @@ class DeepBitModel(tf.keras.Model):
             + self.balance_weight * terms["balance"]
             + self.rotation_weight * terms["rotation"]
         )
-        if self.losses:
-            total += tf.add_n(self.losses)
         terms["loss"] = total
         return terms
-
-    def _record(self, terms: dict[str, tf.Tensor]) -> dict[str, tf.Tensor]:
-        for key, tracker in self._trackers.items():
-            tracker.update_state(terms[key])
-        return {key: tracker.result() for key, tracker in self._trackers.items()}
-
-    def train_step(self, data: Any) -> dict[str, tf.Tensor]:
-        images, _, _ = tf.keras.utils.unpack_x_y_sample_weight(data)
-        with tf.GradientTape() as tape:
-            terms = self.objectives(images, training=True)
-        # minimize() (not apply_gradients) so wrapped optimisers such as Horovod's see it.
-        self.optimizer.minimize(terms["loss"], self.trainable_variables, tape=tape)
-        return self._record(terms)
-
-    def test_step(self, data: Any) -> dict[str, tf.Tensor]:
-        images, _, _ = tf.keras.utils.unpack_x_y_sample_weight(data)
-        return self._record(self.objectives(images, training=False))
 
 
 @register(

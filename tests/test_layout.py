@@ -127,6 +127,8 @@ LAZY_IMPORTS: dict[str, str] = {
     "sparkzoo.models` loads; this runs once a family has loaded TensorFlow",
     "models/deepbit.py:pca_sign_hash": "optional dependency: scikit-learn (~1 s) for this "
     "baseline only; every rank that builds a zoo model imports all family modules",
+    "models/vae.py:pca_reconstruction_mse": "optional dependency: scikit-learn (~1 s) for this "
+    "baseline only; every rank that builds a zoo model imports all family modules",
     "models/detection/boxes.py:iou_tf": "optional dependency: the one TensorFlow function of a "
     "numpy module that OpenCV detectors and Spark tasks import without TensorFlow",
     "models/detection/detector.py:KerasDetector.__init__": "executor: ssd/yolo bring "
@@ -182,6 +184,7 @@ APPS_LAZY_IMPORTS: dict[str, str] = {
             "recommendation",
             "text_classification",
             "transfer_learning",
+            "vae",
         )
     },
     "apps/object_detection/__main__.py:stream": _HELP_BOUNDARY,

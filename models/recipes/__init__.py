@@ -10,6 +10,7 @@ trainer (and so Spark); ``import sparkzoo.models`` never imports them.
 RECIPES = {
     "lenet5.mnist": "sparkzoo.models.recipes.lenet5_mnist",
     "deepbit.mnist": "sparkzoo.models.recipes.deepbit_mnist",
+    "vae.mnist": "sparkzoo.models.recipes.vae_mnist",
     "ssd_lite.scenes": "sparkzoo.models.recipes.ssd_lite_scenes",
     "yolo.scenes": "sparkzoo.models.recipes.yolo_scenes",
     "ncf.ml100k": "sparkzoo.models.recipes.ncf_ml100k",
