@@ -60,8 +60,11 @@ def fuse_gradients(optimizer):
     tensors, each about 2 ms on a 2-core machine, which cost more than the step's compute
     (docs/trainer.md, "Speed"). ``num_groups=1`` did not make them one. Sparse gradients
     (``tf.IndexedSlices``, from embeddings) keep Horovod's own path. Horovod 0.28.1 is its last
-    release, so the attribute this sets stays where it is.
+    release, so the attribute this sets stays where it is. A one-rank ring has nothing to
+    average: its optimizer is left as it is.
     """
+    if hvd_tf.size() == 1:
+        return optimizer
     unfused = optimizer._allreduce_grads
 
     def allreduce_grads(grads, variables):
