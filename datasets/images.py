@@ -33,6 +33,7 @@ Example::
 from __future__ import annotations
 
 import math
+import os
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any
@@ -239,6 +240,21 @@ def contact_sheet(images: Sequence[np.ndarray], columns: int = 4, size: int = 16
     return sheet
 
 
+def _default_partitions(source: DataFrame, files: list[str], local: bool, slots: int) -> int:
+    """About ``FILES_PER_PARTITION`` files or ``BYTES_PER_PARTITION`` bytes per partition,
+    whichever makes more, rounded up to a multiple of the task slots (see ImageSet.read).
+    Local files are measured on the driver; other file systems by a job that reads only the
+    files' lengths (the content column is not selected)."""
+    if local:
+        total = sum(os.path.getsize(strip_file_scheme(f)) for f in files)
+    else:
+        total = source.agg(F.sum("length")).first()[0] or 0
+    wanted = max(
+        math.ceil(len(files) / FILES_PER_PARTITION), math.ceil(total / BYTES_PER_PARTITION), 1
+    )
+    return math.ceil(wanted / slots) * slots
+
+
 def _process(data: memoryview, path: str, plan: _Plan) -> np.ndarray:
     image = decode_image(data, plan.color)
     for chain, seed in plan.steps:
@@ -438,18 +454,13 @@ class ImageSet:
             raise FileNotFoundError(f"no file matching {glob!r} under {', '.join(paths)}")
         if labels and classes is None:
             classes = sorted({f.rsplit("/", 2)[-2] for f in files if f.count("/") >= 2})
-        if num_partitions is None:
-            # Only the files' lengths are read here (the content column is not selected).
-            total = source.agg(F.sum("length")).first()[0] or 0
-            slots = max(1, spark.sparkContext.defaultParallelism)
-            wanted = max(
-                math.ceil(len(files) / FILES_PER_PARTITION),
-                math.ceil(total / BYTES_PER_PARTITION),
-                1,
-            )
-            num_partitions = math.ceil(wanted / slots) * slots
+        local = all(f.startswith("file:") for f in files)
         if fetch == "auto":
-            fetch = "python" if all(f.startswith("file:") for f in files) else "spark"
+            fetch = "python" if local else "spark"
+        if num_partitions is None:
+            num_partitions = _default_partitions(
+                source, files, local, max(1, spark.sparkContext.defaultParallelism)
+            )
         return cls.from_binary(
             source.select("path", "content"),
             content_col=None if fetch == "python" else "content",

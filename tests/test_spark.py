@@ -55,6 +55,53 @@ def test_arrow_batches_reach_python(spark):
     assert sorted(r.id for r in out) == [2 * i for i in range(10)]
 
 
+def test_zip_directories_are_left_alone_outside_spark_workers():
+    import zipimport
+
+    from sparkzoo import zipcache
+
+    assert not zipcache.in_spark_worker()
+    assert zipcache.keep_zip_directories() is False
+    assert zipimport.zipimporter.invalidate_caches.__name__ != "_keep_directory"
+
+
+def _zip_directory_after_invalidation(zip_folder: str):
+    """In a Spark worker: whether ``importlib.invalidate_caches()`` (which PySpark calls
+    before every task) kept pyspark.zip's directory, and whether a zip archive put on the path
+    afterwards still imports."""
+
+    def probe(_):
+        import importlib
+        import sys as worker_sys
+        import zipfile
+        import zipimport
+
+        import sparkzoo  # noqa: F401  (what every sparkzoo function in a worker does first)
+
+        archive = next(p for p in worker_sys.path if p.endswith("pyspark.zip"))
+        before = zipimport._zip_directory_cache.get(archive)
+        importlib.invalidate_caches()
+        kept = before is not None and zipimport._zip_directory_cache.get(archive) is before
+        added = f"{zip_folder}/added.zip"
+        with zipfile.ZipFile(added, "w") as handle:
+            handle.writestr("zipcache_probe.py", "ANSWER = 42\n")
+        worker_sys.path.insert(0, added)
+        yield kept, importlib.import_module("zipcache_probe").ANSWER
+
+    return probe
+
+
+@pytest.mark.spark
+def test_spark_workers_keep_their_zip_directories(spark, tmp_path: Path):
+    """PySpark invalidates import caches before each task; on Python < 3.12 that re-read the
+    whole directory of every zip on the path (0.09 s of CPU a task). After sparkzoo is
+    imported in a worker, the directories stay (Python 3.12 made the re-reading lazy)."""
+    probe = _zip_directory_after_invalidation(str(tmp_path))
+    [(kept, answer)] = spark.sparkContext.parallelize([0], 1).mapPartitions(probe).collect()
+    assert answer == 42  # an archive added later is read
+    assert kept is (sys.version_info < (3, 12))
+
+
 @pytest.mark.slow
 def test_spark_submit_master_wins(tmp_path: Path):
     """A master given to spark-submit reaches init_spark() untouched."""
