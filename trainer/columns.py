@@ -38,6 +38,7 @@ __all__ = [
     "check_shapes",
     "describe_columns",
     "fit_to_shapes",
+    "is_flat_array",
     "prepare_columns",
 ]
 
@@ -97,6 +98,12 @@ def as_array_column(df: DataFrame, name: str, kind: str) -> DataFrame:
     for _ in range(depth - 1):
         column = F.flatten(column)
     return df.withColumn(name, column) if depth > 1 else df
+
+
+def is_flat_array(df: DataFrame, name: str) -> bool:
+    """Whether column ``name`` of ``df`` is an array of numbers (not nested, not a vector)."""
+    data_type = df.schema[name].dataType
+    return isinstance(data_type, ArrayType) and _element_type(data_type)[1] == 1
 
 
 def bad_value_condition(name: str, kind: str):
