@@ -32,11 +32,13 @@ Example::
 
 from __future__ import annotations
 
+import heapq
 import math
 import os
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any
+from urllib.parse import unquote, urlparse
 
 import cv2
 import numpy as np
@@ -45,6 +47,7 @@ from pyspark.sql import functions as F
 from pyspark.sql.types import (
     ArrayType,
     FloatType,
+    IntegerType,
     StringType,
     StructField,
     StructType,
@@ -177,6 +180,10 @@ class _Plan:
     array_col: str = "features"
     errors_only: bool = field(default=False)  # yield (path, error) of failures only
     read_files: bool = False  # no content column: the worker reads each path itself
+    # Local files listed on the driver: the paths of each partition (the input rows are then
+    # partition numbers), and the classes that number the labels.
+    listing: tuple[tuple[str, ...], ...] | None = None
+    classes: tuple[str, ...] = ()
 
 
 def read_file(path: str) -> bytes:
@@ -240,19 +247,74 @@ def contact_sheet(images: Sequence[np.ndarray], columns: int = 4, size: int = 16
     return sheet
 
 
-def _default_partitions(source: DataFrame, files: list[str], local: bool, slots: int) -> int:
+def _partition_count(files: int, total_bytes: int, slots: int) -> int:
     """About ``FILES_PER_PARTITION`` files or ``BYTES_PER_PARTITION`` bytes per partition,
-    whichever makes more, rounded up to a multiple of the task slots (see ImageSet.read).
-    Local files are measured on the driver; other file systems by a job that reads only the
-    files' lengths (the content column is not selected)."""
-    if local:
-        total = sum(os.path.getsize(strip_file_scheme(f)) for f in files)
-    else:
-        total = source.agg(F.sum("length")).first()[0] or 0
+    whichever makes more, rounded up to a multiple of the task slots (see ImageSet.read)."""
     wanted = max(
-        math.ceil(len(files) / FILES_PER_PARTITION), math.ceil(total / BYTES_PER_PARTITION), 1
+        math.ceil(files / FILES_PER_PARTITION), math.ceil(total_bytes / BYTES_PER_PARTITION), 1
     )
     return math.ceil(wanted / slots) * slots
+
+
+def local_path(uri: str) -> str:
+    """The local path of a ``file:`` URI as Spark lists it (``file:///a%20b/c.jpg`` gives
+    ``/a b/c.jpg``); a plain path is returned as it is."""
+    if not uri.startswith("file:"):
+        return uri
+    return unquote(urlparse(uri).path)
+
+
+def balanced_partitions(
+    paths: Sequence[str], sizes: Sequence[int], count: int
+) -> tuple[tuple[str, ...], ...]:
+    """``paths`` dealt into ``count`` partitions of about equal bytes (largest file first,
+    each to the lightest partition), each partition in path order.
+
+    Spark's own file splits are sorted by size, so merging them put all the largest images in
+    one task (measured: one task of 2.3 s beside three of 0.6-1.0 s, 600 files each)."""
+    loads = [(0, i) for i in range(count)]
+    parts: list[list[str]] = [[] for _ in range(count)]
+    for size, path in sorted(zip(sizes, paths, strict=True), key=lambda f: (-f[0], f[1])):
+        load, i = heapq.heappop(loads)
+        parts[i].append(path)
+        heapq.heappush(loads, (load + size, i))
+    return tuple(tuple(sorted(part)) for part in parts)
+
+
+def _folder(path: str) -> str | None:
+    """The name of the folder holding ``path`` (Spark's ``element_at(split(path, '/'), -2)``)."""
+    parts = path.split("/")
+    return parts[-2] if len(parts) >= 2 else None
+
+
+def _listed_files(batches: Iterator[pa.RecordBatch], plan: _Plan) -> Iterator[pa.RecordBatch]:
+    """Listing mode: each input row is a partition number; its files become one batch of
+    ``path`` [``label``, ``label_id``], as the ``binaryFile`` source would give them."""
+    ids = {name: i for i, name in enumerate(plan.classes)}
+    for batch in batches:
+        for part in batch.column("part").to_pylist():
+            paths = list(plan.listing[part])
+            arrays, names = [pa.array(paths, pa.string())], ["path"]
+            if plan.passthrough:
+                labels = [_folder(p) for p in paths]
+                arrays += [
+                    pa.array(labels, pa.string()),
+                    pa.array(map(ids.get, labels), pa.int32()),
+                ]
+                names += ["label", "label_id"]
+            yield pa.RecordBatch.from_arrays(arrays, names=names)
+
+
+def _checked_on_error(on_error: str) -> str:
+    if on_error not in ON_ERROR:
+        raise ValueError(f"on_error must be one of {ON_ERROR}, got {on_error!r}")
+    return on_error
+
+
+def _checked_color(color: str) -> str:
+    if color not in COLORS:
+        raise ValueError(f"color must be one of {sorted(COLORS)}, got {color!r}")
+    return color
 
 
 def _process(data: memoryview, path: str, plan: _Plan) -> np.ndarray:
@@ -268,6 +330,8 @@ def _decode_partition(batches: Iterator[pa.RecordBatch], plan: _Plan) -> Iterato
     # that would oversubscribe the cores.
     cv2.setNumThreads(1)
     layout = output_layout(plan.steps[-1][0]) if plan.steps else "HWC"
+    if plan.listing is not None:
+        batches = _listed_files(batches, plan)
     for batch in batches:
         paths = batch.column("path").to_pylist()
         contents = None if plan.read_files else batch.column("content")
@@ -452,15 +516,37 @@ class ImageSet:
         files = source.inputFiles()  # the driver's listing: no job
         if not files:
             raise FileNotFoundError(f"no file matching {glob!r} under {', '.join(paths)}")
+        local = all(f.startswith("file:") for f in files)
+        local_files = [local_path(f) for f in files] if local else []
+        if local:  # Spark lists them as URIs (file:///a%20b.jpg); its rows say file:/a b.jpg
+            files = [f"file:{f}" for f in local_files]
         if labels and classes is None:
             classes = sorted({f.rsplit("/", 2)[-2] for f in files if f.count("/") >= 2})
-        local = all(f.startswith("file:") for f in files)
         if fetch == "auto":
             fetch = "python" if local else "spark"
-        if num_partitions is None:
-            num_partitions = _default_partitions(
-                source, files, local, max(1, spark.sparkContext.defaultParallelism)
+        slots = max(1, spark.sparkContext.defaultParallelism)
+        if local:
+            sizes = [os.path.getsize(f) for f in local_files]
+            num_partitions = num_partitions or _partition_count(len(files), sum(sizes), slots)
+        elif num_partitions is None:
+            # Only the files' lengths are read here (the content column is not selected).
+            total = source.agg(F.sum("length")).first()[0] or 0
+            num_partitions = _partition_count(len(files), total, slots)
+        if local and fetch == "python":
+            # The Python workers read the files, and the driver has listed them: each task
+            # gets its share of the paths, and no Spark scan stats every file again (0.2 ms of
+            # JVM CPU a file, measured here: a tenth of the work of decoding it).
+            plan = _Plan(
+                color=_checked_color(color),
+                on_error=_checked_on_error(on_error),
+                passthrough=("label", "label_id") if labels else (),
+                read_files=True,
+                listing=balanced_partitions(files, sizes, int(num_partitions)),
+                classes=tuple(classes or ()) if labels else (),
             )
+            parts = spark.range(0, int(num_partitions), 1, int(num_partitions))
+            source = parts.select(F.col("id").cast("int").alias("part"))
+            return cls(source, plan, list(classes) if labels else None)
         return cls.from_binary(
             source.select("path", "content"),
             content_col=None if fetch == "python" else "content",
@@ -488,10 +574,8 @@ class ImageSet:
         workers read each path themselves (see ``fetch`` of :meth:`read`). ``labels`` may name
         a string column of ``df`` holding the class; ``True`` takes the folder name from the
         path. The other arguments are those of :meth:`read`."""
-        if on_error not in ON_ERROR:
-            raise ValueError(f"on_error must be one of {ON_ERROR}, got {on_error!r}")
-        if color not in COLORS:
-            raise ValueError(f"color must be one of {sorted(COLORS)}, got {color!r}")
+        _checked_on_error(on_error)
+        _checked_color(color)
         needed = [path_col, *([content_col] if content_col else [])]
         for name in (*needed, *([labels] if isinstance(labels, str) else [])):
             if name not in df.columns:
@@ -549,8 +633,16 @@ class ImageSet:
             return StructType(
                 [StructField("path", StringType()), StructField("error", StringType())]
             )
-        fields = [self._source.schema["path"]]
-        fields += [self._source.schema[name] for name in plan.passthrough]
+        if plan.listing is None:
+            fields = [self._source.schema["path"]]
+            fields += [self._source.schema[name] for name in plan.passthrough]
+        else:
+            fields = [StructField("path", StringType())]
+            if plan.passthrough:
+                fields += [
+                    StructField("label", StringType()),
+                    StructField("label_id", IntegerType()),
+                ]
         if plan.output == "array":
             fields.append(StructField(plan.array_col, ArrayType(FloatType())))
         else:

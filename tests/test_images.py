@@ -12,8 +12,10 @@ import skimage.data
 from sparkzoo.datasets.images import (
     ImageDecodeError,
     ImageSet,
+    balanced_partitions,
     decode_image,
     image_to_struct,
+    local_path,
     struct_to_image,
 )
 from sparkzoo.datasets.transforms import (
@@ -93,6 +95,22 @@ def test_struct_round_trip_keeps_values_type_and_layout():
     np.testing.assert_array_equal(struct_to_image(struct), tensor)
 
 
+def test_files_are_dealt_into_partitions_of_about_equal_bytes():
+    sizes = {"a/1.jpg": 90, "a/2.jpg": 80, "b/3.jpg": 10, "b/4.jpg": 10, "c/5.jpg": 60}
+    parts = balanced_partitions(list(sizes), list(sizes.values()), 2)
+    assert sorted(p for part in parts for p in part) == sorted(sizes)  # each file once
+    assert all(list(part) == sorted(part) for part in parts)  # each in path order
+    assert sorted(sum(sizes[p] for p in part) for part in parts) == [110, 140]
+    assert balanced_partitions(["x.jpg"], [5], 3) == (("x.jpg",), (), ())
+
+
+def test_local_paths_of_the_uris_spark_lists():
+    assert local_path("file:///photos/sp%20ace/%C3%A9t%C3%A9/a%2520b.jpg") == (
+        "/photos/sp ace/été/a%20b.jpg"
+    )
+    assert local_path("/photos/a.jpg") == "/photos/a.jpg"
+
+
 # ---- Spark ---------------------------------------------------------------------------------------
 def test_corrupt_files_keep_an_error_naming_the_file(spark, folder):
     images = ImageSet.read(spark, str(folder), labels=True)
@@ -118,6 +136,31 @@ def test_spark_and_python_reads_give_the_same_rows(spark, folder):
     assert sorted(by_spark) == sorted(by_python)
     with pytest.raises(ValueError, match="fetch must be 'auto', 'spark' or 'python'"):
         ImageSet.read(spark, str(folder), fetch="jvm")
+
+
+def test_local_folders_with_spaces_and_accents_are_read_in_balanced_partitions(spark, tmp_path):
+    """Spark lists local files as URIs (file:///sp%20ace/...); the rows name them as the
+    binaryFile source does, the labels are the folder names, and each of the 4 tasks gets
+    about a quarter of the bytes."""
+    photo = skimage.data.astronaut()[:, :, ::-1]
+    for n, folder_name in enumerate(["sp ace", "été", "plain"] * 4):
+        side = 64 + 48 * n  # files of very different sizes
+        path = tmp_path / folder_name / f"p {n}%20.jpg"
+        path.parent.mkdir(exist_ok=True)
+        cv2.imwrite(str(path), cv2.resize(photo, (side, side)))
+    images = ImageSet.read(spark, str(tmp_path), labels=True, num_partitions=4)
+    assert images.classes == sorted(["sp ace", "été", "plain"])
+    rows = images.df.collect()
+    by_spark = ImageSet.read(spark, str(tmp_path), labels=True, fetch="spark").df.collect()
+    assert sorted(rows) == sorted(by_spark) and len(rows) == 12
+    for row in rows:
+        assert row.error is None and row.path.startswith("file:/") and "%2520" not in row.path
+        assert row.label == row.path.split("/")[-2]
+        assert row.label_id == images.classes.index(row.label)
+    sizes = images.df.rdd.mapPartitions(
+        lambda rows: [sum(os.path.getsize(r.path.removeprefix("file:")) for r in rows)]
+    ).collect()
+    assert len(sizes) == 4 and max(sizes) < 1.5 * min(sizes)
 
 
 def test_paths_read_by_the_workers_and_a_missing_file(spark, folder, tmp_path):
