@@ -36,8 +36,6 @@ def keep_zip_directories() -> bool:
     Returns whether it did."""
     if sys.version_info >= (3, 12) or not in_spark_worker():
         return False
-    if not hasattr(zipimport.zipimporter, "invalidate_caches"):
-        return False
     zipimport.zipimporter.invalidate_caches = _keep_directory  # type: ignore[method-assign]
     return True
 

@@ -253,6 +253,8 @@ def test_bad_arguments_are_named(spark, folder, tmp_path):
         ImageSet.read(spark, str(folder), recursive=False)  # the files are in sub-folders
     with pytest.raises(ValueError, match="on_error must be one of"):
         ImageSet.read(spark, str(folder), on_error="ignore")
+    with pytest.raises(ValueError, match=r"num_partitions must be a number of partitions.*-2"):
+        ImageSet.read(spark, str(folder), num_partitions=-2)
     with pytest.raises(TypeError, match="transform takes a Transform"):
         ImageSet.read(spark, str(folder)).transform(lambda image: image)
     with pytest.raises(ValueError, match="already tensors"):
