@@ -617,7 +617,8 @@ class ImageSet:
     ) -> ImageSet:
         """Local files the driver has listed and dealt into partitions, read by the Python
         workers: each task gets its paths from the plan, and no Spark scan stats every file
-        again (0.2 ms of JVM CPU a file, measured here: a tenth of the work of decoding it)."""
+        again (about 0.2 ms of JVM CPU a file, measured here by a scan that did nothing else;
+        decoding and resizing a photo costs about 1.4 ms)."""
         plan = _Plan(
             color=_checked_color(color),
             on_error=_checked_on_error(on_error),
