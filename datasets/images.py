@@ -16,8 +16,9 @@ The ``image`` column is a struct with the fields of Spark's own image schema (``
 - channels are RGB by default (``color="rgb"``; Spark's own image source keeps OpenCV's BGR,
   available with ``color="bgr"``), or one grey channel (``color="gray"``).
 
-:meth:`ImageSet.to_arrays` gives instead a flat ``array<float>`` column, the fixed-length
-feature column ``KerasEstimator`` takes (a 28 x 28 x 1 image feeds a ``(28, 28, 1)`` input).
+:meth:`ImageSet.to_arrays` gives instead a flat ``array<float>`` column. Either feeds
+``KerasEstimator`` and ``KerasModel`` when every image has the model's input size (a 28 x 28 x 1
+image feeds a ``(28, 28, 1)`` input); the ``image`` column travels to Python as bytes, faster.
 
 Example::
 
@@ -686,7 +687,7 @@ class ImageSet:
 
     def to_arrays(self, col: str = "features") -> DataFrame:
         """The images as a flat ``array<float>`` column ``col`` (values in the stored layout)
-        instead of the ``image`` struct: the fixed-length feature column ``KerasEstimator``
+        instead of the ``image`` struct: a fixed-length feature column ``KerasEstimator``
         takes when every image has the same size (resize them first)."""
         return self._run(replace(self._plan, output="array", array_col=col))
 

@@ -262,21 +262,22 @@ def test_bad_arguments_are_named(spark, folder, tmp_path):
 
 
 @pytest.mark.slow
-def test_digit_images_train_a_model(spark, tmp_path):
-    """sklearn's real 8 x 8 digits as PNG files, one folder per class, into KerasEstimator."""
+def test_digit_images_train_a_model_from_their_image_structs(spark, tmp_path):
+    """sklearn's real 8 x 8 digits as PNG files, one folder per class: KerasEstimator trains
+    on ImageSet's image column, and the model scores the same images as structs, as arrays
+    (``to_arrays``) and as read by Spark's own image source alike."""
     import tensorflow as tf
     from sklearn.datasets import load_digits
 
     from sparkzoo.trainer import KerasEstimator
 
+    tracking = f"sqlite:///{tmp_path}/mlflow.db"
     digits = load_digits()
     for i, (image, label) in enumerate(zip(digits.images[:300], digits.target[:300], strict=True)):
         (tmp_path / str(label)).mkdir(exist_ok=True)
         cv2.imwrite(str(tmp_path / str(label) / f"{i}.png"), (image * 16).astype(np.uint8))
-    images = ImageSet.read(spark, str(tmp_path), labels=True, color="gray").transform(
-        ToTensor("HWC", scale=1 / 255)
-    )
-    df = images.to_arrays("pixels").drop("error")
+    images = ImageSet.read(spark, str(tmp_path), labels=True, color="gray")
+    df = images.df.drop("error")
     assert images.classes == [str(d) for d in range(10)]
 
     def build():
@@ -284,6 +285,7 @@ def test_digit_images_train_a_model(spark, tmp_path):
         return tf.keras.Sequential(
             [
                 tf.keras.Input((8, 8, 1)),
+                tf.keras.layers.Rescaling(1 / 255),
                 tf.keras.layers.Flatten(),
                 tf.keras.layers.Dense(10, activation="softmax"),
             ]
@@ -293,17 +295,53 @@ def test_digit_images_train_a_model(spark, tmp_path):
         model=build,
         optimizer=tf.keras.optimizers.Adam(0.01),
         loss="sparse_categorical_crossentropy",
-        feature_cols=["pixels"],
+        feature_cols=["image"],
         label_cols=["label_id"],
         batch_size=32,
         epochs=1,
         num_workers=2,
-        log_to_mlflow=False,
+        tracking_uri=tracking,
         verbose=0,
     ).fit(df)
-    scored = fitted.transform(df.limit(20)).toPandas()
-    assert np.stack(scored["prediction"]).shape == (20, 10)
     assert fitted.summary["train_rows"] == 300
+
+    def scores(frame, column, path):
+        scored = fitted.setFeatureCols([column]).transform(frame).orderBy(path).toPandas()
+        return np.stack(scored["prediction"])
+
+    from_structs = scores(df, "image", "path")
+    assert from_structs.shape == (300, 10)
+    from_arrays = scores(images.to_arrays("pixels"), "pixels", "path")
+    np.testing.assert_allclose(from_structs, from_arrays, rtol=1e-6)
+    sparks_own = spark.read.format("image").load(str(tmp_path / "*" / "*.png"))
+    np.testing.assert_allclose(scores(sparks_own, "image", "image.origin"), from_structs, rtol=1e-6)
+    # MLflow's clients score the structs (as Rows, or as dicts through spark_udf) alike; with
+    # one output column, that column is the answer
+    import mlflow
+    from pyspark.sql import functions as F
+
+    mlflow.set_tracking_uri(tracking)
+    try:
+        rows = df.orderBy("path").select("image").limit(5).toPandas()
+        scored = mlflow.pyfunc.load_model(fitted.model_uri).predict(rows)
+        np.testing.assert_allclose(np.stack(scored), from_structs[:5], rtol=1e-5)
+        predict = mlflow.pyfunc.spark_udf(
+            spark, fitted.model_uri, result_type="array<float>", env_manager="local"
+        )
+        # spark_udf takes a lone struct argument as the input's columns: wrap the image in one
+        wrapped = predict(F.struct("image")).alias("out")
+        via_udf = df.orderBy("path").limit(5).select(wrapped).toPandas()
+        np.testing.assert_allclose(np.stack(via_udf["out"]), from_structs[:5], rtol=1e-5)
+    finally:
+        mlflow.set_tracking_uri(None)
+
+
+def test_images_of_different_sizes_are_refused_before_training(spark, folder):
+    from sparkzoo.trainer.columns import ColumnError, prepare_columns
+
+    photos = ImageSet.read(spark, str(folder)).df.where("error IS NULL")
+    with pytest.raises(ColumnError, match=r"column 'image' holds images of \d+ to \d+ values"):
+        prepare_columns(photos, ["image"], [])
 
 
 @pytest.mark.hdfs

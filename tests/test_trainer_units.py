@@ -13,7 +13,13 @@ import pytest
 
 from sparkzoo import fs
 from sparkzoo.trainer.checkpoint import CheckpointStore
-from sparkzoo.trainer.columns import ColumnError, ColumnSpec, check_shapes, fit_to_shapes
+from sparkzoo.trainer.columns import (
+    ColumnError,
+    ColumnSpec,
+    batch_to_arrays,
+    check_shapes,
+    fit_to_shapes,
+)
 from sparkzoo.trainer.feed import PartitionBuffer, batch_indices, steps_for
 from sparkzoo.trainer.launcher import RankFailedError, _failure_from
 from sparkzoo.trainer.relay import MessageRelay, RelayClient, forwarded_output
@@ -96,6 +102,55 @@ def test_wrong_width_is_reported_with_the_column():
         ColumnError, match=r"'pixels' has 100 values per row .* shape \(28, 28, 1\)"
     ):
         check_shapes([ColumnSpec("pixels", "array", 100, False)], [(28, 28, 1)], "feature")
+
+
+def _image_batch(images, origins=None, layout="HWC"):
+    """An Arrow batch with one ``image`` column of Spark image structs (None: a null image)."""
+    import pyarrow as pa
+
+    from sparkzoo.datasets.images import image_to_struct
+
+    origins = origins or [f"img{i}.png" for i in range(len(images))]
+    structs = [
+        None if image is None else image_to_struct(image, origin, layout)
+        for image, origin in zip(images, origins, strict=True)
+    ]
+    return pa.RecordBatch.from_pydict({"image": structs})
+
+
+def test_image_structs_become_their_pixels_in_stored_order():
+    import skimage.data
+
+    photo = skimage.data.astronaut()  # a real RGB photograph
+    crops = [photo[i * 10 : i * 10 + 6, 20:28] for i in range(4)]  # 6 x 8 x 3 each
+    spec = ColumnSpec("image", "image", 6 * 8 * 3, False)
+    (x,) = batch_to_arrays(_image_batch(crops), [spec])
+    assert x.dtype == np.float32 and x.shape == (4, 144)
+    np.testing.assert_array_equal(x, np.stack([c.reshape(-1) for c in crops]))
+    # float32 pixels in CHW order (after ToTensor("CHW")), and a slice of a batch
+    tensors = [(c.transpose(2, 0, 1) / 255).astype(np.float32) for c in crops]
+    batch = _image_batch(tensors, layout="CHW").slice(1, 2)
+    (x,) = batch_to_arrays(batch, [spec])
+    np.testing.assert_array_equal(x, np.stack([t.reshape(-1) for t in tensors[1:3]]))
+
+
+def test_a_null_an_odd_sized_or_mixed_type_image_is_named():
+    import skimage.data
+
+    photo = skimage.data.astronaut()
+    spec = ColumnSpec("image", "image", 6 * 8 * 3, False)
+    good = photo[:6, :8]
+    with pytest.raises(ColumnError, match=r"'image' has 1 null image\(s\), the first at row 1"):
+        batch_to_arrays(_image_batch([good, None]), [spec])
+    with pytest.raises(
+        ColumnError,
+        match=r"1 image\(s\) do not have 144 values, the first at row 1 \('b.png'\)"
+        r": height, width, channels \(7, 8, 3\)",
+    ):
+        batch_to_arrays(_image_batch([good, photo[:7, :8]], ["a.png", "b.png"]), [spec])
+    with pytest.raises(ColumnError, match=r"image mode 21 at row 1 \('b.png'\) \(first mode 16\)"):
+        mixed = [good, good.astype(np.float32)]
+        batch_to_arrays(_image_batch(mixed, ["a.png", "b.png"]), [spec])
 
 
 # ---- checkpoints and storage ----------------------------------------------------------------

@@ -22,7 +22,8 @@ class ColumnError(ValueError):
 
 @dataclass(frozen=True)
 class ColumnSpec:
-    """One input column: its name, kind (``scalar``/``array``/``vector``) and values per row."""
+    """One input column: its name, kind (``scalar``/``array``/``vector``/``image``) and values
+    per row."""
 
     name: str
     kind: str
@@ -34,6 +35,21 @@ class ColumnSpec:
         return np.dtype(np.int64 if self.integer else np.float32)
 
 
+# An image column: a struct of Spark's image schema (Spark's ``image`` source, sparkzoo's
+# ImageSet), pixels as bytes in ``data``, their type in ``mode`` (an OpenCV type code, whose
+# depth, ``mode % 8``, names the element type).
+IMAGE_FIELDS = ("height", "width", "nChannels", "mode", "data")
+_OPENCV_DEPTHS = {
+    0: np.uint8,
+    1: np.int8,
+    2: np.uint16,
+    3: np.int16,
+    4: np.int32,
+    5: np.float32,
+    6: np.float64,
+}
+
+
 def batch_to_arrays(batch: pa.RecordBatch, specs: list[ColumnSpec]) -> list[np.ndarray]:
     """The columns of an Arrow batch as numpy arrays: ``(rows,)`` for scalars, ``(rows, size)``
     for arrays."""
@@ -43,12 +59,83 @@ def batch_to_arrays(batch: pa.RecordBatch, specs: list[ColumnSpec]) -> list[np.n
         if spec.kind == "scalar":
             values = column.to_numpy(zero_copy_only=False)
             arrays.append(values.astype(spec.dtype, copy=False))
+        elif spec.kind == "image":
+            arrays.append(image_values(column, spec))
         else:
             if isinstance(column, pa.ChunkedArray):
                 column = column.combine_chunks()
             flat = column.flatten().to_numpy(zero_copy_only=False)
             arrays.append(flat.astype(spec.dtype, copy=False).reshape(len(batch), spec.size))
     return arrays
+
+
+def image_values(column: pa.Array | pa.ChunkedArray, spec: ColumnSpec) -> np.ndarray:
+    """The pixels of an image column as ``(rows, spec.size)`` float32, in their stored order
+    (what ``ImageSet.to_arrays`` gives for the same images). The bytes are read at once, not
+    value by value: every image must have ``spec.size`` values of one element type.
+
+    Raises :class:`ColumnError` naming the column and the first offending image's ``origin``
+    for a null image, mixed element types, or an image of another size.
+    """
+    if isinstance(column, pa.ChunkedArray):
+        column = column.combine_chunks()
+    fields = dict(zip((f.name for f in column.type), column.flatten(), strict=True))
+    data, rows = fields["data"], len(column)
+
+    def origin(i: int) -> str:
+        where = f" ({fields['origin'][i].as_py()!r})" if "origin" in fields else ""
+        return f"row {i}{where}"
+
+    if data.null_count:
+        first = int(np.flatnonzero(data.is_null().to_numpy(zero_copy_only=False))[0])
+        raise ColumnError(
+            f"image column {spec.name!r} has {data.null_count} null image(s), the first at "
+            f"{origin(first)}: filter them out first (an ImageSet's undecodable files have "
+            "an 'error')"
+        )
+    if rows == 0:
+        return np.zeros((0, spec.size), np.float32)
+    modes = fields["mode"].to_numpy(zero_copy_only=False)
+    depths = modes % 8
+    mixed = np.flatnonzero(depths != depths[0])
+    if len(mixed) or int(depths[0]) not in _OPENCV_DEPTHS:
+        at = int(mixed[0]) if len(mixed) else 0
+        raise ColumnError(
+            f"image column {spec.name!r}: image mode {int(modes[at])} at {origin(at)} "
+            f"(first mode {int(modes[0])}); every image must have one element type of "
+            f"OpenCV's depths {sorted(_OPENCV_DEPTHS)}"
+        )
+    dtype = np.dtype(_OPENCV_DEPTHS[int(depths[0])])
+    offset_type = np.int64 if pa.types.is_large_binary(data.type) else np.int32
+    offsets = np.frombuffer(data.buffers()[1], offset_type)[data.offset : data.offset + rows + 1]
+    wrong = np.flatnonzero(np.diff(offsets) != spec.size * dtype.itemsize)
+    if len(wrong):
+        i = int(wrong[0])
+        shape = tuple(fields[f][i].as_py() for f in ("height", "width", "nChannels"))
+        raise ColumnError(
+            f"image column {spec.name!r}: {len(wrong)} image(s) do not have {spec.size} values, "
+            f"the first at {origin(i)}: height, width, channels {shape}, "
+            f"{(offsets[i + 1] - offsets[i]) // dtype.itemsize} values; resize them to the "
+            "model's input first"
+        )
+    values = np.frombuffer(data.buffers()[2], dtype, count=rows * spec.size, offset=int(offsets[0]))
+    return values.astype(np.float32).reshape(rows, spec.size)
+
+
+def image_pixels(image) -> np.ndarray:
+    """One image struct's values, flat, in their stored order and element type: from a dict
+    (as ``mlflow.pyfunc.spark_udf`` passes a struct) or a Spark ``Row``."""
+    image = image.asDict() if hasattr(image, "asDict") else image
+    depth = int(image["mode"]) % 8
+    if depth not in _OPENCV_DEPTHS:
+        raise ColumnError(f"image mode {image['mode']} is not an OpenCV depth of {_OPENCV_DEPTHS}")
+    return np.frombuffer(image["data"], _OPENCV_DEPTHS[depth])
+
+
+def is_image_value(value) -> bool:
+    """Whether a value (a dict or a Spark ``Row``) is an image struct."""
+    keys = value.keys() if isinstance(value, dict) else getattr(value, "__fields__", ())
+    return set(IMAGE_FIELDS) <= set(keys)
 
 
 def fit_to_shapes(

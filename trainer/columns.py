@@ -1,8 +1,12 @@
 """Feature and label columns: what a DataFrame column holds, checks before training, and the
 conversion of an Arrow batch into the numpy arrays Keras takes.
 
-A column may hold a numeric scalar, a fixed-length (possibly nested) numeric array, or a
-Spark ML vector (turned into an array first). Every row of an array column must have the same
+A column may hold a numeric scalar, a fixed-length (possibly nested) numeric array, a
+Spark ML vector (turned into an array first), or an image: a struct of Spark's image schema
+(``height``, ``width``, ``nChannels``, ``mode``, ``data``), from Spark's ``image`` source or
+sparkzoo's ``ImageSet``, whose pixels go to the model as float32 in their stored order. An
+image travels to Python as bytes, copied at once: an ``array<float>`` is converted value by
+value, and holds four times the bytes of 8-bit pixels. Every row of an array column must have the same
 number of values. The rank's side (:class:`ColumnSpec`, the batch conversion, the shapes) is
 :mod:`.arrays`, which needs no pyspark; its names are re-exported here.
 """
@@ -15,9 +19,10 @@ from typing import TYPE_CHECKING
 from pyspark.ml.functions import vector_to_array
 from pyspark.ml.linalg import VectorUDT
 from pyspark.sql import functions as F
-from pyspark.sql.types import ArrayType
+from pyspark.sql.types import ArrayType, BinaryType, StructType
 
 from sparkzoo.trainer.arrays import (
+    IMAGE_FIELDS,
     ColumnError,
     ColumnSpec,
     batch_to_arrays,
@@ -39,6 +44,7 @@ __all__ = [
     "describe_columns",
     "fit_to_shapes",
     "is_flat_array",
+    "is_image_type",
     "prepare_columns",
 ]
 
@@ -78,19 +84,34 @@ def describe_columns(df: DataFrame, names: list[str], role: str) -> list[tuple[s
         if isinstance(data_type, VectorUDT):
             described.append((name, "vector", False))
             continue
+        if is_image_type(data_type):
+            described.append((name, "image", False))
+            continue
         element, depth = _element_type(data_type)
         type_name = type(element).__name__
         if type_name not in _NUMERIC:
             raise ColumnError(
-                f"{role} column {name!r} has type {data_type.simpleString()}; "
-                "expected a number, an array of numbers or a Spark ML vector"
+                f"{role} column {name!r} has type {data_type.simpleString()}; expected a "
+                "number, an array of numbers, a Spark ML vector or an image struct (Spark's "
+                f"image schema: {', '.join(IMAGE_FIELDS)})"
             )
         described.append((name, "array" if depth else "scalar", type_name in _INTEGER))
     return described
 
 
+def is_image_type(data_type) -> bool:
+    """Whether a Spark type is an image struct: Spark's image schema (its ``data`` bytes)."""
+    if not isinstance(data_type, StructType):
+        return False
+    fields = {f.name: f.dataType for f in data_type.fields}
+    return set(IMAGE_FIELDS) <= set(fields) and isinstance(fields["data"], BinaryType)
+
+
 def as_array_column(df: DataFrame, name: str, kind: str) -> DataFrame:
-    """``df`` with ``name`` as a flat array column (vectors and nested arrays flattened)."""
+    """``df`` with ``name`` as a flat array column (vectors and nested arrays flattened; an
+    image struct stays as it is, its bytes read in the batch)."""
+    if kind == "image":
+        return df
     if kind == "vector":
         return df.withColumn(name, vector_to_array(F.col(name), "float32"))
     column = F.col(name)
@@ -107,11 +128,22 @@ def is_flat_array(df: DataFrame, name: str) -> bool:
 
 
 def bad_value_condition(name: str, kind: str):
-    """A Spark condition true for rows whose column holds null or NaN."""
+    """A Spark condition true for rows whose column holds null or NaN (for an image: no
+    image or no pixels; NaN inside float pixels is not looked for)."""
     column = F.col(name)
     if kind == "scalar":
         return column.isNull() | F.isnan(column)
+    if kind == "image":
+        return column.isNull() | column["data"].isNull()
     return column.isNull() | F.exists(column, lambda x: x.isNull() | F.isnan(x))
+
+
+def _value_count(name: str, kind: str):
+    """A Spark expression of the values a row holds in an array or image column."""
+    if kind == "image":
+        column = F.col(name)
+        return column["height"] * column["width"] * column["nChannels"]
+    return F.size(name)
 
 
 @dataclass
@@ -172,8 +204,8 @@ def prepare_columns(
         aggregates.append(F.sum(bad_value_condition(name, kind).cast("long")).alias(f"bad:{name}"))
         if kind != "scalar":
             aggregates += [
-                F.min(F.size(name)).alias(f"min:{name}"),
-                F.max(F.size(name)).alias(f"max:{name}"),
+                F.min(_value_count(name, kind)).alias(f"min:{name}"),
+                F.max(_value_count(name, kind)).alias(f"max:{name}"),
             ]
     if indicator:
         aggregates.append(F.sum(F.col(indicator).cast("long")).alias("indicator"))
@@ -189,9 +221,10 @@ def prepare_columns(
             continue
         low, high = stats[f"min:{name}"], stats[f"max:{name}"]
         if low != high and not (low == -1 and stats[f"bad:{name}"]):
+            what = "images" if kind == "image" else "arrays"
             raise ColumnError(
-                f"column {name!r} holds arrays of {low} to {high} values; every row "
-                "must have the same number"
+                f"column {name!r} holds {what} of {low} to {high} values; every row "
+                "must have the same number" + (" (resize the images)" if kind == "image" else "")
             )
         sizes[name] = high
     bad = {name: stats[f"bad:{name}"] for name, _, _ in all_columns if stats[f"bad:{name}"]}

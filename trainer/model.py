@@ -202,7 +202,7 @@ class KerasModel(Transformer, _ModelParams, MLReadable, MLWritable):
         described = describe_columns(dataset, names, "feature")
         prepared, specs, temps = dataset, [], []
         for i, ((name, kind, _), spec) in enumerate(zip(described, self.features, strict=True)):
-            if kind == "scalar" or is_flat_array(dataset, name):
+            if kind in ("scalar", "image") or is_flat_array(dataset, name):
                 # Read as it is: a copy would travel to Python and back with every row (for
                 # a 96 x 96 x 3 image, 27,648 floats converted one by one in each direction).
                 specs.append(ColumnSpec(name, kind, spec.size, spec.integer))

@@ -4,7 +4,7 @@ its columns.
 ``mlflow.pyfunc.load_model(uri).predict(df[feature_cols])``, ``mlflow.pyfunc.spark_udf(spark,
 uri)(*feature_cols)`` and ``mlflow models serve -m uri`` then score exactly what
 ``KerasModel.transform`` scores: the same column conversion (numbers, fixed-length arrays, ML
-vectors), the same reshaping into the model's inputs, the same output columns.
+vectors, image structs or their pixels as a flat array), the same reshaping into the model's inputs, the same output columns.
 
 A zoo name (``lenet5.mnist``, any pretrained tag or family) goes through the same
 :class:`KerasPyfuncModel` (:func:`zoo_pyfunc_model`, :func:`save_zoo_model`,
@@ -37,7 +37,7 @@ from mlflow.types.schema import AnyType, Array, ColSpec, Schema
 
 from sparkzoo import models
 from sparkzoo.models.registry import apply_preprocessing
-from sparkzoo.trainer.arrays import ColumnSpec, fit_to_shapes
+from sparkzoo.trainer.arrays import ColumnSpec, fit_to_shapes, image_pixels, is_image_value
 from sparkzoo.trainer.rank_training import keras_model_bytes, load_keras_model
 from sparkzoo.trainer.scoring import classify, run_model
 
@@ -166,10 +166,11 @@ class KerasPyfuncModel(mlflow.pyfunc.PythonModel):
 
 
 def _input_type(spec: ColumnSpec, typed_arrays: bool = True):
-    """The MLflow type of a feature column. MLflow has no vector type: a Spark ML vector
-    column (or a list in JSON) is taken as it comes and converted in ``predict``; so is an
-    array column when not ``typed_arrays``."""
-    if spec.kind == "vector" or (spec.kind == "array" and not typed_arrays):
+    """The MLflow type of a feature column. MLflow has no vector or image type: a Spark ML
+    vector column (or a list in JSON) and an image column (structs, or the pixels as a list)
+    are taken as they come and converted in ``predict``; so is an array column when not
+    ``typed_arrays``."""
+    if spec.kind in ("vector", "image") or (spec.kind == "array" and not typed_arrays):
         return AnyType()
     element = "long" if spec.integer else "double"
     return element if spec.kind == "scalar" else Array(element)
@@ -219,6 +220,8 @@ def _preprocess(x: np.ndarray, spec: dict | None, column: str) -> np.ndarray:
 def _flat(value) -> np.ndarray:
     if hasattr(value, "toArray"):  # a Spark ML vector
         value = value.toArray()
+    elif is_image_value(value):  # an image struct, as a dict or a Row
+        value = image_pixels(value)
     elif isinstance(value, dict) and "values" in value:  # a vector as spark_udf passes it
         value = _vector_values(value)
     return np.asarray(value, dtype=np.float64).ravel()
@@ -301,9 +304,21 @@ def log_pyfunc_model(
         pyfunc_model(fitted),
         fitted.model_bytes,
         name=name,
-        input_example=input_example,
+        input_example=_as_json_values(input_example, fitted.features),
         registered_model_name=registered_model_name,
     )
+
+
+def _as_json_values(example: pd.DataFrame | None, features: list[ColumnSpec]):
+    """An input example as MLflow can store it (JSON): an image column's structs become their
+    pixels as lists (which ``predict`` takes as it takes the structs)."""
+    if example is None:
+        return None
+    example = example.copy()
+    for spec in features:
+        if spec.kind == "image" and spec.name in example:
+            example[spec.name] = [image_pixels(v).tolist() for v in example[spec.name]]
+    return example
 
 
 # ---- zoo models -------------------------------------------------------------------------------
