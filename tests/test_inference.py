@@ -8,7 +8,7 @@ import pandas as pd
 import pyarrow as pa
 import pytest
 
-from sparkzoo.arrow import list_array, spark_schema, to_arrow, to_numpy
+from sparkzoo.arrow import dense_list, list_array, spark_schema, to_arrow, to_numpy
 from sparkzoo.datasets.index import distances, nearest, nearest_rows
 from sparkzoo.trainer import inference
 
@@ -96,6 +96,22 @@ def test_arrow_round_trips_and_spark_types():
     assert to_arrow([b"a", None], pa.binary()).to_pylist() == [b"a", None]
     spark = spark_schema(SCHEMA)
     assert [f.dataType.simpleString() for f in spark.fields] == ["array<float>", "double"]
+
+
+def test_dense_lists_are_arrays_spark_copies_without_null_checks():
+    from pyspark.sql.types import ArrayType, FloatType
+
+    nested = pa.list_(pa.field("item", dense_list(pa.float32()), nullable=False))
+    schema = pa.schema(
+        [("y", dense_list(pa.float32())), ("z", nested), ("w", pa.list_(pa.int32()))]
+    )
+    fields = spark_schema(schema).fields
+    assert fields[0].dataType == ArrayType(FloatType(), containsNull=False)
+    assert fields[1].dataType == ArrayType(ArrayType(FloatType(), False), False)
+    assert fields[2].dataType.containsNull  # items nullable unless declared otherwise
+    # values built for the dense type carry it, so the batch matches its declaration
+    array = to_arrow(np.ones((2, 3), np.float32), dense_list(pa.float32()))
+    assert array.type == dense_list(pa.float32()) and array.to_pylist() == [[1, 1, 1]] * 2
 
 
 def _index() -> pd.DataFrame:

@@ -13,6 +13,7 @@ from pyspark.ml import Transformer
 from pyspark.ml.functions import array_to_vector
 from pyspark.ml.util import MLReadable, MLWritable
 
+from sparkzoo.arrow import dense_list
 from sparkzoo.trainer.backends import BACKENDS, compile_model
 from sparkzoo.trainer.columns import (
     ColumnSpec,
@@ -176,7 +177,7 @@ class KerasModel(Transformer, _ModelParams, MLReadable, MLWritable):
     def _output_schema(self) -> pa.Schema:
         """The added columns, declared once in Arrow (Spark's types follow from it)."""
         fields = [
-            (name, pa.float64() if math.prod(shape) == 1 else pa.list_(pa.float32()))
+            (name, pa.float64() if math.prod(shape) == 1 else dense_list(pa.float32()))
             for name, shape in zip(
                 self.getOrDefault("output_cols"), self.output_shapes, strict=True
             )
@@ -184,7 +185,7 @@ class KerasModel(Transformer, _ModelParams, MLReadable, MLWritable):
         if self.getPredictionCol():
             fields.append((self.getPredictionCol(), pa.float64()))
         if self.getProbabilityCol():  # an array here; a Spark ML vector after the Arrow step
-            fields.append((self.getProbabilityCol(), pa.list_(pa.float64())))
+            fields.append((self.getProbabilityCol(), dense_list(pa.float64())))
         return pa.schema(fields)
 
     def _transform(self, dataset):
