@@ -336,6 +336,25 @@ def test_digit_images_train_a_model_from_their_image_structs(spark, tmp_path):
         mlflow.set_tracking_uri(None)
 
 
+def test_a_file_sparks_image_source_could_not_decode_is_named(spark, folder):
+    import tensorflow as tf
+
+    from sparkzoo.trainer import KerasModel
+    from sparkzoo.trainer.arrays import ColumnSpec
+    from sparkzoo.trainer.rank_training import keras_model_bytes
+
+    net = tf.keras.Sequential([tf.keras.Input((4, 4, 3)), tf.keras.layers.Flatten()])
+    model = KerasModel(
+        keras_model_bytes(net), [ColumnSpec("image", "image", 48, False)], [(4, 4, 3)],
+        [(48,)], ["out"], 8,
+    )  # fmt: skip
+    garbage = spark.read.format("image").load(str(folder / "objects" / "*.png"))  # mode -1
+    with pytest.raises(
+        Exception, match=r"not decoded \(mode -1\), the first at row 0 \('.*garbage.png'\)"
+    ):
+        model.transform(garbage).collect()
+
+
 def test_images_of_different_sizes_are_refused_before_training(spark, folder):
     from sparkzoo.trainer.columns import ColumnError, prepare_columns
 

@@ -9,6 +9,7 @@ import sys
 import time
 
 import numpy as np
+import pyarrow as pa
 import pytest
 
 from sparkzoo import fs
@@ -106,8 +107,6 @@ def test_wrong_width_is_reported_with_the_column():
 
 def _image_batch(images, origins=None, layout="HWC"):
     """An Arrow batch with one ``image`` column of Spark image structs (None: a null image)."""
-    import pyarrow as pa
-
     from sparkzoo.datasets.images import image_to_struct
 
     origins = origins or [f"img{i}.png" for i in range(len(images))]
@@ -148,6 +147,10 @@ def test_a_null_an_odd_sized_or_mixed_type_image_is_named():
         r": height, width, channels \(7, 8, 3\)",
     ):
         batch_to_arrays(_image_batch([good, photo[:7, :8]], ["a.png", "b.png"]), [spec])
+    undecoded = _image_batch([good, good], ["a.png", "b.png"]).to_pydict()["image"]
+    undecoded[1].update(height=-1, width=-1, nChannels=-1, mode=-1, data=b"")  # as Spark keeps it
+    with pytest.raises(ColumnError, match=r"1 image\(s\) that were not decoded \(mode -1\), the "):
+        batch_to_arrays(pa.RecordBatch.from_pydict({"image": undecoded}), [spec])
     with pytest.raises(ColumnError, match=r"image mode 21 at row 1 \('b.png'\) \(first mode 16\)"):
         mixed = [good, good.astype(np.float32)]
         batch_to_arrays(_image_batch(mixed, ["a.png", "b.png"]), [spec])

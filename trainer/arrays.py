@@ -96,6 +96,13 @@ def image_values(column: pa.Array | pa.ChunkedArray, spec: ColumnSpec) -> np.nda
     if rows == 0:
         return np.zeros((0, spec.size), np.float32)
     modes = fields["mode"].to_numpy(zero_copy_only=False)
+    undecoded = np.flatnonzero(modes < 0)
+    if len(undecoded):  # Spark's image source keeps a file it cannot decode with mode -1
+        raise ColumnError(
+            f"image column {spec.name!r} has {len(undecoded)} image(s) that were not decoded "
+            f"(mode -1), the first at {origin(int(undecoded[0]))}: read them with "
+            "spark.read.format('image').option('dropInvalid', True), or filter them out"
+        )
     depths = modes % 8
     mixed = np.flatnonzero(depths != depths[0])
     if len(mixed) or int(depths[0]) not in _OPENCV_DEPTHS:
