@@ -133,10 +133,13 @@ def image_pixels(image) -> np.ndarray:
     """One image struct's values, flat, in their stored order and element type: from a dict
     (as ``mlflow.pyfunc.spark_udf`` passes a struct) or a Spark ``Row``."""
     image = image.asDict() if hasattr(image, "asDict") else image
-    depth = int(image["mode"]) % 8
-    if depth not in _OPENCV_DEPTHS:
-        raise ColumnError(f"image mode {image['mode']} is not an OpenCV depth of {_OPENCV_DEPTHS}")
-    return np.frombuffer(image["data"], _OPENCV_DEPTHS[depth])
+    mode = int(image["mode"])
+    if mode < 0 or mode % 8 not in _OPENCV_DEPTHS:
+        raise ColumnError(
+            f"image {image.get('origin', '')!r} has mode {mode}: not decoded, or not one of "
+            f"OpenCV's depths {sorted(_OPENCV_DEPTHS)}"
+        )
+    return np.frombuffer(image["data"], _OPENCV_DEPTHS[mode % 8])
 
 
 def is_image_value(value) -> bool:

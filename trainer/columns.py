@@ -6,8 +6,8 @@ Spark ML vector (turned into an array first), or an image: a struct of Spark's i
 (``height``, ``width``, ``nChannels``, ``mode``, ``data``), from Spark's ``image`` source or
 sparkzoo's ``ImageSet``, whose pixels go to the model as float32 in their stored order. An
 image travels to Python as bytes, copied at once: an ``array<float>`` is converted value by
-value, and holds four times the bytes of 8-bit pixels. Every row of an array column must have the same
-number of values. The rank's side (:class:`ColumnSpec`, the batch conversion, the shapes) is
+value, and holds four times the bytes of 8-bit pixels. Every row of an array (or image)
+column must have the same number of values. The rank's side (:class:`ColumnSpec`, the batch conversion, the shapes) is
 :mod:`.arrays`, which needs no pyspark; its names are re-exported here.
 """
 
