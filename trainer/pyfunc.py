@@ -4,7 +4,8 @@ its columns.
 ``mlflow.pyfunc.load_model(uri).predict(df[feature_cols])``, ``mlflow.pyfunc.spark_udf(spark,
 uri)(*feature_cols)`` and ``mlflow models serve -m uri`` then score exactly what
 ``KerasModel.transform`` scores: the same column conversion (numbers, fixed-length arrays, ML
-vectors, image structs or their pixels as a flat array), the same reshaping into the model's inputs, the same output columns.
+vectors, image structs or their pixels as a flat array), the same reshaping into the model's
+inputs, the same output columns.
 
 A zoo name (``lenet5.mnist``, any pretrained tag or family) goes through the same
 :class:`KerasPyfuncModel` (:func:`zoo_pyfunc_model`, :func:`save_zoo_model`,
