@@ -52,15 +52,14 @@ class Served:
             stdout=self.log,
             stderr=subprocess.STDOUT,
         )
+        # Ready when `sparkzoo serve` has printed how to call it, as a user would wait: that
+        # comes after its own /ping succeeds, so a /ping from here alone would race the print.
         deadline = time.monotonic() + 240
-        while True:
-            try:
-                urllib.request.urlopen(f"{self.url}/ping", timeout=2).close()
-                break
-            except OSError:
-                assert self.process.poll() is None, self.output()[-3000:]
-                assert time.monotonic() < deadline, "the scoring server did not start"
-                time.sleep(0.5)
+        while "curl -s" not in self.output():
+            assert self.process.poll() is None, self.output()[-3000:]
+            assert time.monotonic() < deadline, "the scoring server did not start"
+            time.sleep(0.5)
+        urllib.request.urlopen(f"{self.url}/ping", timeout=2).close()
 
     def post(self, body, content_type: str = "application/json") -> tuple[int, dict]:
         data = body if isinstance(body, bytes) else json.dumps(body).encode()
