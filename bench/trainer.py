@@ -11,6 +11,10 @@ times, median reported:
   ``scaling_mlp_vs_ceiling`` divide the trainer's scaling by it;
 - ``scaling_resnet``: ``scaling_*`` for the zoo's ``resnet18`` at 64 x 64 (``--resnet-rows``
   digits, upscaled), a model whose steps cost more than their allreduce, as a user's would;
+  ``scaling_resnet_ceiling`` is ``scaling_ceiling`` for that model and those rows, and
+  ``scaling_resnet_vs_ceiling`` the share of it the trainer reaches;
+- ``scaling_lenet_accumulated``: ``scaling_lenet`` with ``backward_passes_per_step=4`` on both
+  sides (one allreduce per four batches), and ``scaling_lenet_accumulated_vs_ceiling``;
 - ``feed``: steady samples/s of the estimator (fed from its Spark partition) / the same model
   fitted by a ``HorovodRunner`` rank from an in-memory numpy array (same task, ring, threads);
 - ``startup_s``: seconds from ``fit()`` to the first training step, minus a plain 2-task stage,
@@ -130,19 +134,21 @@ def _fit_numpy(
     return speed.rates
 
 
-def plain_fit(model_name: str, epochs: int, threads: int) -> list[float]:
+def plain_fit(model_name: str, epochs: int, threads: int, rows: int = 4000) -> list[float]:
     """Baseline: ``model.fit`` on numpy in this process (run in a fresh subprocess), with the
     trainer's thread policy."""
     configure_threads(threads, generator_fed=True)  # as a rank is
-    return _fit_numpy(model_name, epochs)
+    return _fit_numpy(model_name, epochs, rows=rows)
 
 
-def _plain_in_subprocesses(model_name: str, epochs: int, processes: int = 1) -> list[float]:
+def _plain_in_subprocesses(
+    model_name: str, epochs: int, processes: int = 1, rows: int = 4000
+) -> list[float]:
     """Steady samples/s of ``processes`` plain fits started together, one per process."""
     command = [sys.executable, "-m", "sparkzoo.bench.trainer", "--plain", model_name]
     children = [
         subprocess.Popen(
-            [*command, "--epochs", str(epochs)],
+            [*command, "--epochs", str(epochs), "--plain-rows", str(rows)],
             stdout=subprocess.PIPE,
             stderr=subprocess.DEVNULL,
             text=True,
@@ -159,8 +165,20 @@ def _plain_in_subprocesses(model_name: str, epochs: int, processes: int = 1) -> 
     return rates
 
 
+def _ceiling(model_name: str, epochs: int, rows: int = 4000) -> tuple[float, float]:
+    """Samples/s of one plain fit alone, and two plain fits at once / 2 x that."""
+    alone = _plain_in_subprocesses(model_name, epochs, rows=rows)[0]
+    pair = _plain_in_subprocesses(model_name, epochs, processes=2, rows=rows)
+    return alone, sum(pair) / (2 * alone)
+
+
 def _estimator_speed(
-    df: DataFrame, model_name: str, workers: int, epochs: int, engine: str = "auto"
+    df: DataFrame,
+    model_name: str,
+    workers: int,
+    epochs: int,
+    engine: str = "auto",
+    backward_passes_per_step: int = 1,
 ):
     # Not at the top: see main.
     from sparkzoo.trainer import KerasEstimator
@@ -180,6 +198,7 @@ def _estimator_speed(
         tensorboard=False,
         verbose=0,
         engine=engine,
+        backward_passes_per_step=backward_passes_per_step,
     ).fit(df)
     return steady(fitted.summary["epoch_samples_per_s"]), fitted.summary
 
@@ -226,9 +245,10 @@ def main(argv: list[str] | None = None) -> int:
         "--resnet-rows", type=int, default=512, help="digits for scaling_resnet (0: skip it)"
     )
     parser.add_argument("--plain", help=argparse.SUPPRESS)
+    parser.add_argument("--plain-rows", type=int, default=4000, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.plain:
-        print(json.dumps(plain_fit(args.plain, args.epochs, threads=1)))
+        print(json.dumps(plain_fit(args.plain, args.epochs, threads=1, rows=args.plain_rows)))
         return 0
 
     # Here, not at the top: the Horovod ranks import this module for the functions they run,
@@ -262,6 +282,8 @@ def main(argv: list[str] | None = None) -> int:
             "scaling_lenet",
             "scaling_mlp",
             "scaling_resnet",
+            "scaling_resnet_ceiling",
+            "scaling_lenet_accumulated",
             "scaling_ceiling",
             "feed",
             "startup_s",
@@ -271,9 +293,11 @@ def main(argv: list[str] | None = None) -> int:
     phases: list[dict] = []  # where each 2-worker LeNet-5 fit's start-up went
     for repeat in range(args.repeats):
         note(f"repeat {repeat + 1}/{args.repeats}")
-        alone = _plain_in_subprocesses("lenet", args.epochs)[0]
-        pair = _plain_in_subprocesses("lenet", args.epochs, processes=2)
-        runs["scaling_ceiling"].append(sum(pair) / (2 * alone))
+        alone, ceiling = _ceiling("lenet", args.epochs)
+        runs["scaling_ceiling"].append(ceiling)
+        if args.resnet_rows:
+            _, ceiling = _ceiling("resnet", args.epochs, args.resnet_rows)
+            runs["scaling_resnet_ceiling"].append(ceiling)
         for model_name, frame in frames.items():
             one, _ = _estimator_speed(frame, model_name, 1, args.epochs, engine)
             two, summary = _estimator_speed(frame, model_name, 2, args.epochs, engine)
@@ -288,6 +312,10 @@ def main(argv: list[str] | None = None) -> int:
                         runner.run(_numpy_in_rank, model_name=model_name, epochs=args.epochs)
                     )
                     runs["feed"].append(one / numpy_fed)
+                    # backward_passes_per_step=4: one allreduce per four batches
+                    one_4, _ = _estimator_speed(frame, model_name, 1, args.epochs, engine, 4)
+                    two_4, _ = _estimator_speed(frame, model_name, 2, args.epochs, engine, 4)
+                    runs["scaling_lenet_accumulated"].append(two_4 / (2 * one_4))
         if horovod:
             ours = _timed(lambda: HorovodRunner(np=2, spark=spark).run(_tiny_job))
             theirs = _timed(lambda: _horovod_spark_run(spark))
@@ -298,11 +326,24 @@ def main(argv: list[str] | None = None) -> int:
     emit("scaling_mlp", runs["scaling_mlp"], ">= 0.80", engine=engine)
     emit("scaling_ceiling", runs["scaling_ceiling"], "(the machine's)", engine=engine)
     for model_name in ("lenet", "mlp"):
-        ceiling = runs["scaling_ceiling"]
-        vs = [a / c for a, c in zip(runs[f"scaling_{model_name}"], ceiling, strict=True)]
-        emit(f"scaling_{model_name}_vs_ceiling", vs, ">= 0.90", engine=engine)
+        _emit_vs_ceiling(f"scaling_{model_name}", runs, "scaling_ceiling", engine)
+    if horovod:
+        emit(
+            "scaling_lenet_accumulated",
+            runs["scaling_lenet_accumulated"],
+            "(an option)",
+            engine=engine,
+        )
+        _emit_vs_ceiling("scaling_lenet_accumulated", runs, "scaling_ceiling", engine)
     if args.resnet_rows:
         emit("scaling_resnet", runs["scaling_resnet"], ">= 0.80", engine=engine)
+        emit(
+            "scaling_resnet_ceiling",
+            runs["scaling_resnet_ceiling"],
+            "(the machine's)",
+            engine=engine,
+        )
+        _emit_vs_ceiling("scaling_resnet", runs, "scaling_resnet_ceiling", engine)
     if horovod:
         emit("feed", runs["feed"], ">= 0.95", engine=engine)
     emit(
@@ -317,6 +358,12 @@ def main(argv: list[str] | None = None) -> int:
         emit("vs_horovod_spark_run", runs["vs_horovod_spark_run"], "<= 0.5", engine=engine)
     spark.stop()
     return 0
+
+
+def _emit_vs_ceiling(figure: str, runs: dict, ceiling: str, engine: str) -> None:
+    """``figure`` / ``ceiling``, repeat by repeat: the share of the machine's own ceiling."""
+    vs = [a / c for a, c in zip(runs[figure], runs[ceiling], strict=True)]
+    emit(f"{figure}_vs_ceiling", vs, ">= 0.90", engine=engine)
 
 
 def _timed(fn) -> float:

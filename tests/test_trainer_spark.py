@@ -244,6 +244,49 @@ def test_workers_reused_by_rings_of_another_size_still_allreduce(blobs):
         assert fitted.summary["num_workers"] == workers
 
 
+def _one_linear_update(spark, **params):
+    """The weights of a linear model after one epoch on 32 rows: 2 ranks x 2 batches of 8,
+    plain SGD, and the one step of plain Keras on all 32 rows at once."""
+    import pandas as pd
+    import tensorflow as tf
+
+    rng = np.random.default_rng(1)
+    x = rng.normal(size=(32, 3)).astype(np.float32)
+    y = (x @ np.array([1.0, -2.0, 0.5]) + rng.normal(0, 0.1, 32)).astype(np.float32)
+    df = spark.createDataFrame(pd.DataFrame({"features": list(x), "y": y})).coalesce(1)
+
+    def linear():
+        tf.keras.utils.set_random_seed(0)
+        return tf.keras.Sequential([tf.keras.Input((3,)), tf.keras.layers.Dense(1)])
+
+    fitted = _estimator(
+        model=linear, optimizer=tf.keras.optimizers.SGD(0.1), loss="mse", metrics=[],
+        label_cols=["y"], batch_size=8, epochs=1, shuffle=False, scale_lr=False, **params,
+    ).fit(df)  # fmt: skip
+    one_step = linear()
+    one_step.compile(tf.keras.optimizers.SGD(0.1), "mse")
+    one_step.train_on_batch(x, y[:, None])
+    flat = lambda model: np.concatenate([w.ravel() for w in model.get_weights()])  # noqa: E731
+    return flat(fitted.keras_model()), flat(one_step)
+
+
+@pytest.mark.horovod
+def test_backward_passes_per_step_makes_one_update_of_the_larger_batch(spark):
+    # Each rank adds up its two batches' gradients, the ranks average them, one SGD step: the
+    # step of all 32 rows at once. Two steps (the default) land elsewhere.
+    accumulated, one_step = _one_linear_update(spark, backward_passes_per_step=2)
+    np.testing.assert_allclose(accumulated, one_step, rtol=1e-5, atol=1e-6)
+    every_batch, _ = _one_linear_update(spark)
+    assert np.abs(every_batch - one_step).max() > 1e-2
+
+
+def test_backward_passes_per_step_needs_the_horovod_engine(blobs):
+    with pytest.raises(ValueError, match="backward_passes_per_step=2 needs the horovod engine"):
+        _estimator(engine="tf", backward_passes_per_step=2).fit(blobs)
+    with pytest.raises(ValueError, match="backward_passes_per_step"):
+        _estimator(backward_passes_per_step=0)
+
+
 def test_scalar_feature_columns_and_a_single_output(spark, blobs):
     import tensorflow as tf
 

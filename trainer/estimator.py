@@ -153,6 +153,13 @@ class _EstimatorParams(NamedParamErrors):
         "epochs of learning-rate warm-up from the unscaled rate",
         at_least(0.0, to_float),
     )
+    backward_passes_per_step = typed_param(
+        "backward_passes_per_step",
+        "batches each rank runs forward and backward, accumulating their gradients, before "
+        "one allreduce and one update: the update of a batch backward_passes_per_step times "
+        "as large, with that many times fewer synchronisations (horovod engine)",
+        at_least(1),
+    )
     gradient_clipnorm = typed_param(
         "gradient_clipnorm",
         "clip each gradient to this norm (None: off)",
@@ -231,7 +238,6 @@ HOROVOD_ONLY_PARAMS = {
     "checkpoint_callback": "rank 0 checkpoints every epoch to <store>/<run_name>/checkpoints/ "
     "and a fit with the same store and run_name resumes",
     "gradient_compression": "gradients are allreduced in full precision",
-    "backward_passes_per_step": "use a larger batch_size (with scale_lr=True)",
     "use_gpu": "each rank uses the GPU TensorFlow finds in its task",
     "run_id_prefix": "use run_name",
 }
@@ -332,6 +338,7 @@ class KerasEstimator(Estimator, _EstimatorParams, MLReadable, MLWritable):
         run_name=None,
         scale_lr=True,
         warmup_epochs=0.0,
+        backward_passes_per_step=1,
         gradient_clipnorm=None,
         max_retries=1,
         nan_policy="fail",
@@ -420,7 +427,12 @@ class KerasEstimator(Estimator, _EstimatorParams, MLReadable, MLWritable):
                 "KerasEstimator needs loss=... (or label_cols=[] for a model that "
                 "computes its own loss)"
             )
-        resolve_engine(get("engine"))
+        if resolve_engine(get("engine")) == "tf" and get("backward_passes_per_step") > 1:
+            raise ValueError(
+                f"backward_passes_per_step={get('backward_passes_per_step')} needs the horovod "
+                "engine (the classic stack); with engine='tf', use a larger batch_size "
+                "(with scale_lr=True) for fewer synchronisations"
+            )
         num_workers = get("num_workers") or slot_count(spark)
         check_slots(spark, num_workers)
 
@@ -491,6 +503,7 @@ class KerasEstimator(Estimator, _EstimatorParams, MLReadable, MLWritable):
             deterministic=get("deterministic"),
             scale_lr=get("scale_lr"),
             warmup_epochs=get("warmup_epochs"),
+            backward_passes_per_step=get("backward_passes_per_step"),
             gradient_clipnorm=get("gradient_clipnorm"),
             callbacks=list(get("callbacks")),
             memory_budget_bytes=get("memory_budget_mb") * 2**20,

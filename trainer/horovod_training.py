@@ -90,7 +90,32 @@ def fuse_gradients(optimizer):
         return grads
 
     optimizer._allreduce_grads = allreduce_grads
+    helper = optimizer._agg_helper  # backward_passes_per_step > 1: it kept the unfused one
+    if helper is not None:  # Horovod's eager and graph helpers name it differently
+        eager = hasattr(helper, "allreduce_grads")
+        setattr(helper, "allreduce_grads" if eager else "_allreduce_grads", allreduce_grads)
     return optimizer
+
+
+def distributed_optimizer(optimizer, backward_passes_per_step: int = 1):
+    """``optimizer`` as a ``hvd.DistributedOptimizer`` with fused gradients.
+
+    With ``backward_passes_per_step`` k > 1, each rank adds up the gradients of k batches and
+    the ranks average them in one allreduce, then the optimizer takes one step with their
+    mean: the update of one batch k times as large, with k times fewer synchronisations (as
+    Horovod's ``TorchEstimator`` does). Sparse gradients are made dense, as adding them up
+    needs.
+    """
+    if backward_passes_per_step == 1:
+        return fuse_gradients(hvd.DistributedOptimizer(optimizer))
+    return fuse_gradients(
+        hvd.DistributedOptimizer(
+            optimizer,
+            backward_passes_per_step=backward_passes_per_step,
+            average_aggregated_gradients=True,
+            sparse_as_dense=True,
+        )
+    )
 
 
 def _fit(plan, ring, client, train_buf, val_buf) -> dict | None:
@@ -107,7 +132,7 @@ def _fit(plan, ring, client, train_buf, val_buf) -> dict | None:
     model = build_model(plan.model_source, plan.custom_objects)
     optimizer = _make_optimizer(plan, ring.size)
     model.compile(
-        optimizer=fuse_gradients(hvd.DistributedOptimizer(optimizer)),
+        optimizer=distributed_optimizer(optimizer, plan.backward_passes_per_step),
         loss=plan.loss,
         loss_weights=plan.loss_weights,
         metrics=list(plan.metrics),
