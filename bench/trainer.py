@@ -137,7 +137,7 @@ def _fit_numpy(
 def plain_fit(model_name: str, epochs: int, threads: int, rows: int = 4000) -> list[float]:
     """Baseline: ``model.fit`` on numpy in this process (run in a fresh subprocess), with the
     trainer's thread policy."""
-    configure_threads(threads, generator_fed=True)  # as a rank is
+    configure_threads(threads)  # as a rank is
     return _fit_numpy(model_name, epochs, rows=rows)
 
 

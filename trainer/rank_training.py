@@ -125,7 +125,7 @@ def start_rank(
     TensorFlow's generators: dropout and each rank's data order follow from the seed; the
     initial weights are rank 0's, which the engine broadcasts), deterministic ops if asked,
     then its partition read and reported to the driver. Returns (train, validation) rows."""
-    configure_threads(plan.threads_per_worker, ring.local_size, generator_fed=True)
+    configure_threads(plan.threads_per_worker, ring.local_size)
     pin_gpus(ring.local_rank)
     tf.keras.utils.set_random_seed(plan.seed + ring.rank)
     if plan.deterministic:
