@@ -63,6 +63,7 @@ from sparkzoo.datasets.transforms import (
     row_rng,
     strip_file_scheme,
 )
+from sparkzoo.image_schema import mode_dtype, opencv_mode
 
 if TYPE_CHECKING:
     from pyspark.sql import DataFrame, SparkSession
@@ -71,7 +72,7 @@ if TYPE_CHECKING:
 IMAGE_GLOB = "*.{jpg,jpeg,png,bmp,tif,tiff,webp,ppm,pgm,JPG,JPEG,PNG,BMP,TIF,TIFF,WEBP}"
 ON_ERROR = ("keep", "drop", "raise")
 COLORS = {"rgb": cv2.IMREAD_COLOR, "bgr": cv2.IMREAD_COLOR, "gray": cv2.IMREAD_GRAYSCALE}
-_DEPTHS = {np.dtype(np.uint8): 0, np.dtype(np.float32): 5}  # OpenCV CV_8U, CV_32F
+_PIXEL_TYPES = (np.dtype(np.uint8), np.dtype(np.float32))  # what an ImageSet stores
 # Output Arrow batches are cut at this many rows or bytes, whichever comes first, to bound the
 # memory of a Python worker (Spark hands over input batches of up to 10,000 rows).
 _CHUNK_ROWS = 64
@@ -97,20 +98,11 @@ class ImageDecodeError(ValueError):
     """A file is not a readable image, or a preprocessing step failed on it; names the file."""
 
 
-def opencv_mode(dtype: np.dtype, channels: int) -> int:
-    """OpenCV's type code for ``channels`` channels of ``dtype`` (``CV_8UC3`` = 16)."""
-    try:
-        return _DEPTHS[np.dtype(dtype)] + 8 * (channels - 1)
-    except KeyError:
-        raise ValueError(f"images must be uint8 or float32, got {np.dtype(dtype)}") from None
-
-
-def _mode_dtype(mode: int) -> np.dtype:
-    depth = mode % 8
-    for dtype, code in _DEPTHS.items():
-        if code == depth:
-            return dtype
-    raise ValueError(f"image mode {mode} is neither 8-bit nor 32-bit float")
+def _stored_mode(dtype: np.dtype, channels: int) -> int:
+    """The ``mode`` of an image an ImageSet stores: uint8 or float32 pixels only."""
+    if np.dtype(dtype) not in _PIXEL_TYPES:
+        raise ValueError(f"images must be uint8 or float32, got {np.dtype(dtype)}")
+    return opencv_mode(dtype, channels)
 
 
 def decode_image(data: bytes | memoryview | np.ndarray, color: str = "rgb") -> np.ndarray:
@@ -144,7 +136,7 @@ def image_to_struct(image: np.ndarray, origin: str, layout: str = "HWC") -> dict
         "height": height,
         "width": width,
         "nChannels": channels,
-        "mode": opencv_mode(image.dtype, channels),
+        "mode": _stored_mode(image.dtype, channels),
         "data": np.ascontiguousarray(image).tobytes(),
         "layout": layout,
     }
@@ -162,7 +154,10 @@ def struct_to_image(image: Any) -> np.ndarray:
     channels, height, width = get("nChannels"), get("height"), get("width")
     layout = get("layout") if "layout" in _keys(image) else "HWC"
     shape = (channels, height, width) if layout == "CHW" else (height, width, channels)
-    return np.frombuffer(get("data"), _mode_dtype(get("mode"))).reshape(shape)
+    dtype = mode_dtype(get("mode"))
+    if dtype is None:
+        raise ValueError(f"image mode {get('mode')}: not decoded, or not an OpenCV type")
+    return np.frombuffer(get("data"), dtype).reshape(shape)
 
 
 def _keys(image: Any) -> Sequence[str]:
@@ -415,7 +410,7 @@ def _image_structs(
             [s[2] for s in shapes],
         )
     modes = [
-        0 if image is None else opencv_mode(image.dtype, c)
+        0 if image is None else _stored_mode(image.dtype, c)
         for image, c in zip(images, channels, strict=True)
     ]
     data = _binary_array(images, missing)

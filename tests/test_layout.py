@@ -334,6 +334,8 @@ SHARED_HELPERS = {
     "map_batches": "trainer/inference.py",
     "configure_threads": "trainer/threads.py",
     "list_array": "sparkzoo/arrow.py",
+    "mode_dtype": "sparkzoo/image_schema.py",
+    "opencv_mode": "sparkzoo/image_schema.py",
 }
 
 

@@ -13,6 +13,7 @@ import pyarrow as pa
 import pytest
 
 from sparkzoo import fs
+from sparkzoo.image_schema import mode_dtype, opencv_mode
 from sparkzoo.trainer.checkpoint import CheckpointStore
 from sparkzoo.trainer.columns import (
     ColumnError,
@@ -374,3 +375,22 @@ def test_tracking_does_not_export_its_uri_to_later_processes(tmp_path, monkeypat
     monkeypatch.setenv("MLFLOW_TRACKING_URI", "sqlite:///elsewhere.db")
     RunTracker(uri, "units", "kept", {}).end()
     assert os.environ["MLFLOW_TRACKING_URI"] == "sqlite:///elsewhere.db"
+
+
+def test_opencv_modes_name_their_element_type_and_channels():
+    assert opencv_mode(np.uint8, 3) == 16 and opencv_mode(np.float32, 1) == 5  # CV_8UC3, CV_32F
+    for dtype in (
+        np.uint8,
+        np.int8,
+        np.uint16,
+        np.int16,
+        np.int32,
+        np.float32,
+        np.float64,
+        np.float16,
+    ):
+        for channels in (1, 3, 4):
+            assert mode_dtype(opencv_mode(dtype, channels)) == np.dtype(dtype)
+    assert mode_dtype(-1) is None  # Spark's image source: a file it could not decode
+    with pytest.raises(ValueError, match="OpenCV has no image type of int64"):
+        opencv_mode(np.int64, 3)

@@ -15,6 +15,8 @@ from dataclasses import dataclass
 import numpy as np
 import pyarrow as pa
 
+from sparkzoo.image_schema import IMAGE_FIELDS, OPENCV_DEPTHS, mode_dtype
+
 
 class ColumnError(ValueError):
     """A feature or label column is missing, of the wrong type or shape, or holds NaN."""
@@ -33,21 +35,6 @@ class ColumnSpec:
     @property
     def dtype(self) -> np.dtype:
         return np.dtype(np.int64 if self.integer else np.float32)
-
-
-# An image column: a struct of Spark's image schema (Spark's ``image`` source, sparkzoo's
-# ImageSet), pixels as bytes in ``data``, their type in ``mode`` (an OpenCV type code, whose
-# depth, ``mode % 8``, names the element type).
-IMAGE_FIELDS = ("height", "width", "nChannels", "mode", "data")
-_OPENCV_DEPTHS = {
-    0: np.uint8,
-    1: np.int8,
-    2: np.uint16,
-    3: np.int16,
-    4: np.int32,
-    5: np.float32,
-    6: np.float64,
-}
 
 
 def batch_to_arrays(batch: pa.RecordBatch, specs: list[ColumnSpec]) -> list[np.ndarray]:
@@ -105,14 +92,14 @@ def image_values(column: pa.Array | pa.ChunkedArray, spec: ColumnSpec) -> np.nda
         )
     depths = modes % 8
     mixed = np.flatnonzero(depths != depths[0])
-    if len(mixed) or int(depths[0]) not in _OPENCV_DEPTHS:
+    if len(mixed) or int(depths[0]) not in OPENCV_DEPTHS:
         at = int(mixed[0]) if len(mixed) else 0
         raise ColumnError(
             f"image column {spec.name!r}: image mode {int(modes[at])} at {origin(at)} "
             f"(first mode {int(modes[0])}); every image must have one element type of "
-            f"OpenCV's depths {sorted(_OPENCV_DEPTHS)}"
+            f"OpenCV's depths {sorted(OPENCV_DEPTHS)}"
         )
-    dtype = np.dtype(_OPENCV_DEPTHS[int(depths[0])])
+    dtype = OPENCV_DEPTHS[int(depths[0])]
     offset_type = np.int64 if pa.types.is_large_binary(data.type) else np.int32
     offsets = np.frombuffer(data.buffers()[1], offset_type)[data.offset : data.offset + rows + 1]
     wrong = np.flatnonzero(np.diff(offsets) != spec.size * dtype.itemsize)
@@ -134,12 +121,13 @@ def image_pixels(image) -> np.ndarray:
     (as ``mlflow.pyfunc.spark_udf`` passes a struct) or a Spark ``Row``."""
     image = image.asDict() if hasattr(image, "asDict") else image
     mode = int(image["mode"])
-    if mode < 0 or mode % 8 not in _OPENCV_DEPTHS:
+    dtype = mode_dtype(mode)
+    if dtype is None:
         raise ColumnError(
             f"image {image.get('origin', '')!r} has mode {mode}: not decoded, or not one of "
-            f"OpenCV's depths {sorted(_OPENCV_DEPTHS)}"
+            f"OpenCV's depths {sorted(OPENCV_DEPTHS)}"
         )
-    return np.frombuffer(image["data"], _OPENCV_DEPTHS[mode % 8])
+    return np.frombuffer(image["data"], dtype)
 
 
 def is_image_value(value) -> bool:
