@@ -332,31 +332,24 @@ def main(argv: list[str] | None = None) -> int:
             theirs = _timed(lambda: _horovod_spark_run(spark))
             runs["vs_horovod_spark_run"].append(ours / theirs)
 
-    emit("trainer_overhead", runs["trainer_overhead"], ">= 0.93", engine=engine)
-    emit("scaling_lenet", runs["scaling_lenet"], ">= 0.90", engine=engine)
-    emit("scaling_mlp", runs["scaling_mlp"], ">= 0.80", engine=engine)
-    emit("scaling_ceiling", runs["scaling_ceiling"], "(the machine's)", engine=engine)
+    def put(name: str, target: str) -> None:
+        emit(name, runs[name], target, engine=engine)
+
+    put("trainer_overhead", ">= 0.93")
+    put("scaling_lenet", ">= 0.90")
+    put("scaling_mlp", ">= 0.80")
+    put("scaling_ceiling", "(the machine's)")
     for model_name in ("lenet", "mlp"):
         _emit_vs_ceiling(f"scaling_{model_name}", runs, "scaling_ceiling", engine)
     if horovod:
-        emit(
-            "scaling_lenet_accumulated",
-            runs["scaling_lenet_accumulated"],
-            "(an option)",
-            engine=engine,
-        )
+        put("scaling_lenet_accumulated", "(an option)")
         _emit_vs_ceiling("scaling_lenet_accumulated", runs, "scaling_ceiling", engine)
     if args.resnet_rows:
-        emit("scaling_resnet", runs["scaling_resnet"], ">= 0.80", engine=engine)
-        emit(
-            "scaling_resnet_ceiling",
-            runs["scaling_resnet_ceiling"],
-            "(the machine's)",
-            engine=engine,
-        )
+        put("scaling_resnet", ">= 0.80")
+        put("scaling_resnet_ceiling", "(the machine's)")
         _emit_vs_ceiling("scaling_resnet", runs, "scaling_resnet_ceiling", engine)
     if horovod:
-        emit("feed", runs["feed"], ">= 0.95", engine=engine)
+        put("feed", ">= 0.95")
     emit(
         "startup_s",
         runs["startup_s"],
@@ -366,7 +359,7 @@ def main(argv: list[str] | None = None) -> int:
         phases={k: statistics.median(p[k] for p in phases) for k in phases[0]},
     )
     if horovod:
-        emit("vs_horovod_spark_run", runs["vs_horovod_spark_run"], "<= 0.5", engine=engine)
+        put("vs_horovod_spark_run", "<= 0.5")
     spark.stop()
     return 0
 
