@@ -15,7 +15,7 @@ from dataclasses import dataclass
 import numpy as np
 import pyarrow as pa
 
-from sparkzoo.image_schema import IMAGE_FIELDS, OPENCV_DEPTHS, mode_dtype
+from sparkzoo.image_schema import IMAGE_FIELDS, mode_dtype
 
 
 class ColumnError(ValueError):
@@ -92,14 +92,13 @@ def image_values(column: pa.Array | pa.ChunkedArray, spec: ColumnSpec) -> np.nda
         )
     depths = modes % 8
     mixed = np.flatnonzero(depths != depths[0])
-    if len(mixed) or int(depths[0]) not in OPENCV_DEPTHS:
-        at = int(mixed[0]) if len(mixed) else 0
+    if len(mixed):
+        at = int(mixed[0])
         raise ColumnError(
             f"image column {spec.name!r}: image mode {int(modes[at])} at {origin(at)} "
-            f"(first mode {int(modes[0])}); every image must have one element type of "
-            f"OpenCV's depths {sorted(OPENCV_DEPTHS)}"
+            f"(first mode {int(modes[0])}); every image must have one element type"
         )
-    dtype = OPENCV_DEPTHS[int(depths[0])]
+    dtype = mode_dtype(int(modes[0]))
     offset_type = np.int64 if pa.types.is_large_binary(data.type) else np.int32
     offsets = np.frombuffer(data.buffers()[1], offset_type)[data.offset : data.offset + rows + 1]
     wrong = np.flatnonzero(np.diff(offsets) != spec.size * dtype.itemsize)
@@ -124,8 +123,8 @@ def image_pixels(image) -> np.ndarray:
     dtype = mode_dtype(mode)
     if dtype is None:
         raise ColumnError(
-            f"image {image.get('origin', '')!r} has mode {mode}: not decoded, or not one of "
-            f"OpenCV's depths {sorted(OPENCV_DEPTHS)}"
+            f"image {image.get('origin', '')!r} was not decoded (mode {mode}): read images "
+            "with spark.read.format('image').option('dropInvalid', True), or filter them out"
         )
     return np.frombuffer(image["data"], dtype)
 

@@ -106,14 +106,12 @@ def distributed_optimizer(optimizer, backward_passes_per_step: int = 1):
     Horovod's ``TorchEstimator`` does). Sparse gradients are made dense, as adding them up
     needs.
     """
-    if backward_passes_per_step == 1:
-        return fuse_gradients(hvd.DistributedOptimizer(optimizer))
     return fuse_gradients(
         hvd.DistributedOptimizer(
             optimizer,
             backward_passes_per_step=backward_passes_per_step,
             average_aggregated_gradients=True,
-            sparse_as_dense=True,
+            sparse_as_dense=backward_passes_per_step > 1,
         )
     )
 
