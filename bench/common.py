@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import json
+import platform
 import statistics
 import sys
+from functools import cache
+from importlib import metadata
 
 from sparkzoo.records import loadavg
 
@@ -18,10 +21,28 @@ def emit(name: str, runs: list[float], target: str, unit: str = "ratio", **extra
         "target": target,
         "runs": [round(r, 4) for r in runs],
         "loadavg": loadavg(),
+        "stack": stack(),
         **extra,
     }
     print(json.dumps(figure), flush=True)
     return figure
+
+
+@cache
+def stack() -> dict[str, str]:
+    """The versions a figure was measured on: the two stacks differ (docs/trainer.md)."""
+    versions = {"python": platform.python_version()}
+    for name, distributions in (
+        ("spark", ["pyspark"]),
+        ("tensorflow", ["tensorflow", "tensorflow-cpu"]),
+    ):
+        for distribution in distributions:
+            try:
+                versions[name] = metadata.version(distribution)
+                break
+            except metadata.PackageNotFoundError:
+                continue
+    return versions
 
 
 def note(text: str) -> None:

@@ -244,7 +244,7 @@ def test_workers_reused_by_rings_of_another_size_still_allreduce(blobs):
         assert fitted.summary["num_workers"] == workers
 
 
-def _one_linear_update(spark, **params):
+def _one_linear_update(spark, rate=0.1, initializer="glorot_uniform", **params):
     """The weights of a linear model after one epoch on 32 rows: 2 ranks x 2 batches of 8,
     plain SGD, and the one step of plain Keras on all 32 rows at once."""
     import pandas as pd
@@ -257,14 +257,15 @@ def _one_linear_update(spark, **params):
 
     def linear():
         tf.keras.utils.set_random_seed(0)
-        return tf.keras.Sequential([tf.keras.Input((3,)), tf.keras.layers.Dense(1)])
+        dense = tf.keras.layers.Dense(1, kernel_initializer=initializer)
+        return tf.keras.Sequential([tf.keras.Input((3,)), dense])
 
     fitted = _estimator(
-        model=linear, optimizer=tf.keras.optimizers.SGD(0.1), loss="mse", metrics=[],
+        model=linear, optimizer=tf.keras.optimizers.SGD(rate), loss="mse", metrics=[],
         label_cols=["y"], batch_size=8, epochs=1, shuffle=False, scale_lr=False, **params,
     ).fit(df)  # fmt: skip
     one_step = linear()
-    one_step.compile(tf.keras.optimizers.SGD(0.1), "mse")
+    one_step.compile(tf.keras.optimizers.SGD(rate), "mse")
     one_step.train_on_batch(x, y[:, None])
     flat = lambda model: np.concatenate([w.ravel() for w in model.get_weights()])  # noqa: E731
     return flat(fitted.keras_model()), flat(one_step)
@@ -278,6 +279,37 @@ def test_backward_passes_per_step_makes_one_update_of_the_larger_batch(spark):
     np.testing.assert_allclose(accumulated, one_step, rtol=1e-5, atol=1e-6)
     every_batch, _ = _one_linear_update(spark)
     assert np.abs(every_batch - one_step).max() > 1e-2
+
+
+@pytest.mark.horovod
+def test_fp16_gradient_compression_allreduces_16_bit_gradients(spark):
+    import horovod.tensorflow.keras as hvd
+
+    # From zero weights, one SGD step at rate 1 leaves minus the averaged gradient: with fp16
+    # compression each weight is a 16-bit float, near the full-precision step; without, not.
+    def one_update(compression):
+        weights, one_step = _one_linear_update(
+            spark, rate=1.0, initializer="zeros", backward_passes_per_step=2,
+            gradient_compression=compression,
+        )  # fmt: skip
+        return weights, one_step, np.array_equal(weights.astype(np.float16), weights)
+
+    assert _estimator(gradient_compression=hvd.Compression.fp16).getGradientCompression() == "fp16"
+    compressed, one_step, compressed_is_16_bit = one_update(hvd.Compression.fp16)
+    assert compressed_is_16_bit
+    np.testing.assert_allclose(compressed, one_step, rtol=2e-3)
+    full, _, full_is_16_bit = one_update(None)
+    assert not full_is_16_bit
+    np.testing.assert_allclose(full, one_step, rtol=1e-5, atol=1e-6)
+
+
+def test_gradient_compression_needs_the_horovod_engine(blobs):
+    assert _estimator(gradient_compression="none").getGradientCompression() is None
+    assert _estimator().getGradientCompression() is None
+    with pytest.raises(ValueError, match="gradient_compression='fp16' needs the horovod engine"):
+        _estimator(engine="tf", gradient_compression="FP16").fit(blobs)
+    with pytest.raises(ValueError, match=r"gradient_compression.*'int8'"):
+        _estimator(gradient_compression="int8")
 
 
 def test_backward_passes_per_step_needs_the_horovod_engine(blobs):

@@ -25,6 +25,7 @@ from sparkzoo.trainer.params import (
     anything,
     at_least,
     column_names,
+    gradient_compression,
     model_source,
     one_of,
     optional,
@@ -160,6 +161,13 @@ class _EstimatorParams(NamedParamErrors):
         "as large, with that many times fewer synchronisations (horovod engine)",
         at_least(1),
     )
+    gradient_compression = typed_param(
+        "gradient_compression",
+        "'fp16' (or Horovod's hvd.Compression.fp16): gradients travel the allreduce as 16-bit "
+        "floats, half the bytes, at 16-bit precision; None (default): in full precision "
+        "(horovod engine)",
+        gradient_compression,
+    )
     gradient_clipnorm = typed_param(
         "gradient_clipnorm",
         "clip each gradient to this norm (None: off)",
@@ -237,7 +245,6 @@ HOROVOD_ONLY_PARAMS = {
     "mp_start_method": "ranks are Spark barrier tasks; there are no extra processes to start",
     "checkpoint_callback": "rank 0 checkpoints every epoch to <store>/<run_name>/checkpoints/ "
     "and a fit with the same store and run_name resumes",
-    "gradient_compression": "gradients are allreduced in full precision",
     "use_gpu": "each rank uses the GPU TensorFlow finds in its task",
     "run_id_prefix": "use run_name",
 }
@@ -273,6 +280,21 @@ def translate_params(params: dict[str, Any]) -> dict[str, Any]:
         else:
             translated[name] = value
     return translated
+
+
+def _refuse_horovod_only_values(get) -> None:
+    """The Params whose non-default values only the horovod engine has: what to do instead."""
+    if get("backward_passes_per_step") > 1:
+        raise ValueError(
+            f"backward_passes_per_step={get('backward_passes_per_step')} needs the horovod "
+            "engine (the classic stack); with engine='tf', use a larger batch_size "
+            "(with scale_lr=True) for fewer synchronisations"
+        )
+    if get("gradient_compression"):
+        raise ValueError(
+            f"gradient_compression={get('gradient_compression')!r} needs the horovod engine "
+            "(the classic stack); TensorFlow's collectives allreduce the gradients as they are"
+        )
 
 
 def _num_workers_of_backend(backend) -> int | None:
@@ -339,6 +361,7 @@ class KerasEstimator(Estimator, _EstimatorParams, MLReadable, MLWritable):
         scale_lr=True,
         warmup_epochs=0.0,
         backward_passes_per_step=1,
+        gradient_compression=None,
         gradient_clipnorm=None,
         max_retries=1,
         nan_policy="fail",
@@ -427,12 +450,8 @@ class KerasEstimator(Estimator, _EstimatorParams, MLReadable, MLWritable):
                 "KerasEstimator needs loss=... (or label_cols=[] for a model that "
                 "computes its own loss)"
             )
-        if resolve_engine(get("engine")) == "tf" and get("backward_passes_per_step") > 1:
-            raise ValueError(
-                f"backward_passes_per_step={get('backward_passes_per_step')} needs the horovod "
-                "engine (the classic stack); with engine='tf', use a larger batch_size "
-                "(with scale_lr=True) for fewer synchronisations"
-            )
+        if resolve_engine(get("engine")) == "tf":
+            _refuse_horovod_only_values(get)
         num_workers = get("num_workers") or slot_count(spark)
         check_slots(spark, num_workers)
 
@@ -504,6 +523,7 @@ class KerasEstimator(Estimator, _EstimatorParams, MLReadable, MLWritable):
             scale_lr=get("scale_lr"),
             warmup_epochs=get("warmup_epochs"),
             backward_passes_per_step=get("backward_passes_per_step"),
+            gradient_compression=get("gradient_compression"),
             gradient_clipnorm=get("gradient_clipnorm"),
             callbacks=list(get("callbacks")),
             memory_budget_bytes=get("memory_budget_mb") * 2**20,

@@ -139,6 +139,22 @@ def one_of(*choices: str) -> Converter:
     return convert
 
 
+# Horovod's gradient compressors (``hvd.Compression.none`` and ``.fp16``) by their class names.
+_HOROVOD_COMPRESSORS = {"NoneCompressor": None, "FP16Compressor": "fp16"}
+
+
+def gradient_compression(value) -> str | None:
+    """``'fp16'`` or ``None`` (no compression, Horovod's default), from those, ``'none'``, or
+    Horovod's ``hvd.Compression.fp16`` / ``.none``: kept by name, so the Param saves and loads
+    with the estimator."""
+    if isinstance(value, str) and value.lower() in ("none", "fp16"):
+        return None if value.lower() == "none" else "fp16"
+    name = getattr(value, "__name__", type(value).__name__)
+    if name in _HOROVOD_COMPRESSORS:
+        return _HOROVOD_COMPRESSORS[name]
+    raise ValueError(f"must be 'fp16', None or hvd.Compression.fp16 / .none, got {value!r}")
+
+
 def to_list(value) -> list:
     if value is None:
         return []

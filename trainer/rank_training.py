@@ -58,6 +58,7 @@ class TrainingPlan:
     scale_lr: bool = True
     warmup_epochs: float = 0.0
     backward_passes_per_step: int = 1  # batches whose gradients one allreduce averages
+    gradient_compression: str | None = None  # "fp16": gradients allreduced as 16-bit floats
     gradient_clipnorm: float | None = None
     callbacks: list = field(default_factory=list)
     memory_budget_bytes: int = 1 << 30
