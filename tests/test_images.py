@@ -363,6 +363,32 @@ def test_images_of_different_sizes_are_refused_before_training(spark, folder):
         prepare_columns(photos, ["image"], [])
 
 
+def test_nan_among_float_pixels_fails_before_training_or_is_dropped(spark):
+    from sparkzoo.trainer.columns import ColumnError, prepare_columns
+
+    def image(values, dtype, mode):  # 2 x 2, one channel
+        return ("mem", 2, 2, 1, mode, np.asarray(values, dtype).tobytes())
+
+    rows = [
+        (image([0.5, -1.0, 2.0, 3.0], np.float32, 5), 0),
+        (image([0.5, -1.0, 2.0, np.nan], np.float32, 5), 1),
+        (image([np.inf, -np.inf, 0.0, -0.0], np.float32, 5), 2),  # infinities: not NaN
+        (image([0.5, np.nan, 2.0, 3.0], np.float64, 6), 3),
+        (image([np.nan, 1.0, 2.0, 3.0], np.float16, 7), 4),
+        (image([255, 255, 255, 255], np.uint8, 0), 5),  # the bytes of a float32 NaN
+    ]
+    df = spark.createDataFrame(
+        rows,
+        "image struct<origin:string,height:int,width:int,nChannels:int,mode:int,data:binary>,"
+        " label int",
+    )
+    with pytest.raises(ColumnError, match=r"null or NaN values in 'image': 3 rows \(of 6\)"):
+        prepare_columns(df, ["image"], ["label"])
+    prepared = prepare_columns(df, ["image"], ["label"], nan_policy="drop")
+    assert prepared.dropped_rows == 3
+    assert sorted(r.label for r in prepared.df.select("label").collect()) == [0, 2, 5]
+
+
 @pytest.mark.hdfs
 def test_images_from_hdfs_with_labels_and_errors(spark, hdfs, folder):
     import uuid

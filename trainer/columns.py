@@ -127,14 +127,38 @@ def is_flat_array(df: DataFrame, name: str) -> bool:
     return isinstance(data_type, ArrayType) and _element_type(data_type)[1] == 1
 
 
+# A NaN among an image's float pixels, as a pattern over ``hex(data)``: one little-endian
+# value is a group of hex digits (low byte first), a NaN has every exponent bit set and a
+# mantissa that is not zero (all zero: an infinity, which the lookahead leaves out). Keyed by
+# OpenCV depth (``mode % 8``); the lazy prefix keeps the match on value boundaries.
+_NAN_PIXEL_PATTERNS = {
+    5: r"^(?:[0-9A-F]{8})*?(?!000080)[0-9A-F]{4}[89A-F][0-9A-F][7F]F",  # CV_32F
+    6: r"^(?:[0-9A-F]{16})*?(?!0{12}F0)[0-9A-F]{12}F[0-9A-F][7F]F",  # CV_64F
+    7: r"^(?:[0-9A-F]{4})*?(?!00[7F]C)[0-9A-F]{2}[7F][C-F]",  # CV_16F
+}
+
+
+def _nan_in_float_pixels(column):
+    """True for an image of float pixels with a NaN among them (integer images: false, and
+    their bytes are not read)."""
+    depth, pixels = column["mode"] % 8, F.hex(column["data"])
+    nan = {opencv_depth: pixels.rlike(p) for opencv_depth, p in _NAN_PIXEL_PATTERNS.items()}
+    return (
+        F.when(depth == 5, nan[5])
+        .when(depth == 6, nan[6])
+        .when(depth == 7, nan[7])
+        .otherwise(False)
+    )
+
+
 def bad_value_condition(name: str, kind: str):
     """A Spark condition true for rows whose column holds null or NaN (for an image: no
-    image or no pixels; NaN inside float pixels is not looked for)."""
+    image, no pixels, or a NaN among its float pixels)."""
     column = F.col(name)
     if kind == "scalar":
         return column.isNull() | F.isnan(column)
     if kind == "image":
-        return column.isNull() | column["data"].isNull()
+        return column.isNull() | column["data"].isNull() | _nan_in_float_pixels(column)
     return column.isNull() | F.exists(column, lambda x: x.isNull() | F.isnan(x))
 
 
