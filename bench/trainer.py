@@ -234,8 +234,9 @@ def _tiny_job():
 
 
 def _plain_stage_s(spark: SparkSession, times: int = 3) -> float:
-    """Seconds of a plain 2-task Python stage: the median of ``times`` (one slow stage made a
-    repeat's ``startup_s`` 0.03 s)."""
+    """Seconds of a plain 2-task Python stage: the median of ``times``. Right after a fit one
+    stage took 0.06 s or 0.7 s where the next took about 0.2 s; one slow stage had made a
+    repeat's ``startup_s`` 0.03 s."""
 
     def once() -> float:
         start = time.perf_counter()
@@ -307,6 +308,7 @@ def main(argv: list[str] | None = None) -> int:
         )
     }
     phases: list[dict] = []  # where each 2-worker LeNet-5 fit's start-up went
+    plain_stages: list[float] = []  # the plain 2-task stage each startup_s subtracts
     speeds: dict[str, list[tuple[float, float]]] = {}  # (1 worker, 2 workers) samples/s
     for repeat in range(args.repeats):
         note(f"repeat {repeat + 1}/{args.repeats}")
@@ -324,7 +326,8 @@ def main(argv: list[str] | None = None) -> int:
             if model_name == "lenet":
                 plain = alone
                 runs["trainer_overhead"].append(one / plain)
-                runs["startup_s"].append(summary["startup_s"] - _plain_stage_s(spark))
+                plain_stages.append(_plain_stage_s(spark))
+                runs["startup_s"].append(summary["startup_s"] - plain_stages[-1])
                 phases.append(summary["startup_phases"])
                 if horovod:
                     numpy_fed = steady(
@@ -370,6 +373,7 @@ def main(argv: list[str] | None = None) -> int:
         unit="s",
         engine=engine,
         phases={k: statistics.median(p[k] for p in phases) for k in phases[0]},
+        plain_stage_s=round(statistics.median(plain_stages), 4),
     )
     if horovod:
         put("vs_horovod_spark_run", "<= 0.5")
