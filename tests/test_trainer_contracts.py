@@ -195,12 +195,16 @@ def test_unfitted_pipeline_saves_and_loads_with_its_params(spark, tmp_path):
     import tensorflow as tf
     from pyspark.ml import Pipeline
 
-    estimator = _estimator(optimizer=tf.keras.optimizers.SGD(0.05), epochs=3, callbacks=[], seed=11)
+    estimator = _estimator(
+        optimizer=tf.keras.optimizers.SGD(0.05), epochs=3, callbacks=[], seed=11,
+        gradient_compression="fp16",
+    )  # fmt: skip
     path = str(tmp_path / "pipeline")
     Pipeline(stages=[estimator]).save(path)
     loaded = Pipeline.load(path).getStages()[0]
     assert isinstance(loaded, KerasEstimator) and loaded.uid == estimator.uid
     assert loaded.getEpochs() == 3 and loaded.getSeed() == 11
+    assert loaded.getGradientCompression() == "fp16"
     assert loaded.getModel()().count_params() == build_mlp().count_params()
     assert type(loaded.getOptimizer()).__name__ == "SGD"
     assert loaded.getOptimizer().get_config()["learning_rate"] == pytest.approx(0.05)
