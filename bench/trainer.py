@@ -17,8 +17,9 @@ times, median reported:
   sides (one allreduce per four batches), and ``scaling_lenet_accumulated_vs_ceiling``;
 - ``feed``: steady samples/s of the estimator (fed from its Spark partition) / the same model
   fitted by a ``HorovodRunner`` rank from an in-memory numpy array (same task, ring, threads);
-- ``startup_s``: seconds from ``fit()`` to the first training step, minus a plain 2-task stage,
-  with the median of its ``phases`` (``KerasEstimator``'s ``summary["startup_phases"]``);
+- ``startup_s``: seconds from ``fit()`` to the first training step, minus a plain 2-task stage
+  (the median of three: ``plain_stage_s``), with the median of its ``phases``
+  (``KerasEstimator``'s ``summary["startup_phases"]``);
 - ``vs_horovod_spark_run``: wall time of a tiny 2-rank job with ``HorovodRunner`` /
   ``horovod.spark.run``.
 
