@@ -16,11 +16,13 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+import numpy as np
 from pyspark.ml.functions import vector_to_array
 from pyspark.ml.linalg import VectorUDT
 from pyspark.sql import functions as F
 from pyspark.sql.types import ArrayType, BinaryType, StructType
 
+from sparkzoo.image_schema import OPENCV_DEPTHS
 from sparkzoo.trainer.arrays import (
     IMAGE_FIELDS,
     ColumnError,
@@ -129,12 +131,12 @@ def is_flat_array(df: DataFrame, name: str) -> bool:
 
 # A NaN among an image's float pixels, as a pattern over ``hex(data)``: one little-endian
 # value is a group of hex digits (low byte first), a NaN has every exponent bit set and a
-# mantissa that is not zero (all zero: an infinity, which the lookahead leaves out). Keyed by
-# OpenCV depth (``mode % 8``); the lazy prefix keeps the match on value boundaries.
-_NAN_PIXEL_PATTERNS = {
-    5: r"^(?:[0-9A-F]{8})*?(?!000080)[0-9A-F]{4}[89A-F][0-9A-F][7F]F",  # CV_32F
-    6: r"^(?:[0-9A-F]{16})*?(?!0{12}F0)[0-9A-F]{12}F[0-9A-F][7F]F",  # CV_64F
-    7: r"^(?:[0-9A-F]{4})*?(?!00[7F]C)[0-9A-F]{2}[7F][C-F]",  # CV_16F
+# mantissa that is not zero (all zero: an infinity, which the lookahead leaves out). The lazy
+# prefix keeps the match on value boundaries.
+_NAN_PATTERNS = {
+    np.dtype(np.float32): r"^(?:[0-9A-F]{8})*?(?!000080)[0-9A-F]{4}[89A-F][0-9A-F][7F]F",
+    np.dtype(np.float64): r"^(?:[0-9A-F]{16})*?(?!0{12}F0)[0-9A-F]{12}F[0-9A-F][7F]F",
+    np.dtype(np.float16): r"^(?:[0-9A-F]{4})*?(?!00[7F]C)[0-9A-F]{2}[7F][C-F]",
 }
 
 
@@ -142,13 +144,12 @@ def _nan_in_float_pixels(column):
     """True for an image of float pixels with a NaN among them (integer images: false, and
     their bytes are not read)."""
     depth, pixels = column["mode"] % 8, F.hex(column["data"])
-    nan = {opencv_depth: pixels.rlike(p) for opencv_depth, p in _NAN_PIXEL_PATTERNS.items()}
-    return (
-        F.when(depth == 5, nan[5])
-        .when(depth == 6, nan[6])
-        .when(depth == 7, nan[7])
-        .otherwise(False)
-    )
+    condition = None
+    for opencv_depth, dtype in OPENCV_DEPTHS.items():
+        if dtype in _NAN_PATTERNS:
+            case = (depth == opencv_depth, pixels.rlike(_NAN_PATTERNS[dtype]))
+            condition = F.when(*case) if condition is None else condition.when(*case)
+    return condition.otherwise(False)
 
 
 def bad_value_condition(name: str, kind: str):
