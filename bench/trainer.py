@@ -13,6 +13,8 @@ times, median reported:
   digits, upscaled), a model whose steps cost more than their allreduce, as a user's would;
   ``scaling_resnet_ceiling`` is ``scaling_ceiling`` for that model and those rows, and
   ``scaling_resnet_vs_ceiling`` the share of it the trainer reaches;
+- ``scaling_resnet_fp16``: ``scaling_resnet`` with ``gradient_compression="fp16"`` on the
+  two workers (the one-worker side has nothing to allreduce);
 - ``scaling_lenet_accumulated``: ``scaling_lenet`` with ``backward_passes_per_step=4`` on both
   sides (one allreduce per four batches), and ``scaling_lenet_accumulated_vs_ceiling``;
 - ``feed``: steady samples/s of the estimator (fed from its Spark partition) / the same model
@@ -190,6 +192,7 @@ def _estimator_speed(
     epochs: int,
     engine: str = "auto",
     backward_passes_per_step: int = 1,
+    gradient_compression: str | None = None,
 ):
     # Not at the top: see main.
     from sparkzoo.trainer import KerasEstimator
@@ -210,6 +213,7 @@ def _estimator_speed(
         verbose=0,
         engine=engine,
         backward_passes_per_step=backward_passes_per_step,
+        gradient_compression=gradient_compression,
     ).fit(df)
     return steady(fitted.summary["epoch_samples_per_s"]), fitted.summary
 
@@ -301,6 +305,7 @@ def main(argv: list[str] | None = None) -> int:
             "scaling_mlp",
             "scaling_resnet",
             "scaling_resnet_ceiling",
+            "scaling_resnet_fp16",
             "scaling_lenet_accumulated",
             "scaling_ceiling",
             "feed",
@@ -324,6 +329,10 @@ def main(argv: list[str] | None = None) -> int:
             two, summary = _estimator_speed(frame, model_name, 2, args.epochs, engine)
             runs[f"scaling_{model_name}"].append(two / (2 * one))
             speeds.setdefault(f"scaling_{model_name}", []).append((one, two))
+            if model_name == "resnet" and horovod:  # the same two workers, fp16 gradients
+                fp16, _ = _estimator_speed(frame, model_name, 2, args.epochs, engine, 1, "fp16")
+                runs["scaling_resnet_fp16"].append(fp16 / (2 * one))
+                speeds.setdefault("scaling_resnet_fp16", []).append((one, fp16))
             if model_name == "lenet":
                 plain = alone
                 runs["trainer_overhead"].append(one / plain)
@@ -365,6 +374,8 @@ def main(argv: list[str] | None = None) -> int:
         put("scaling_resnet", ">= 0.80")
         put("scaling_resnet_ceiling", "(the machine's)")
         _emit_vs_ceiling("scaling_resnet", runs, "scaling_resnet_ceiling", engine)
+        if horovod:
+            put("scaling_resnet_fp16", "(an option)")
     if horovod:
         put("feed", ">= 0.95")
     emit(
