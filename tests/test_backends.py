@@ -125,3 +125,54 @@ def test_keras_model_transforms_on_openvino_and_saves_its_backend(spark, tmp_pat
     assert (got["prediction"] == expected["prediction"]).all()
     model.save(str(tmp_path / "lenet"))
     assert KerasModel.load(str(tmp_path / "lenet")).getBackend() == "openvino"
+
+
+@pytest.mark.spark
+def test_quantized_keras_model_runs_8_bit_close_to_tensorflow_and_saves(spark, tmp_path):
+    from sparkzoo.trainer import KerasModel
+    from sparkzoo.trainer.arrays import ColumnSpec
+    from sparkzoo.trainer.backends import INT8, read_ir
+    from sparkzoo.trainer.rank_training import keras_model_bytes
+
+    x = _mnist_inputs(400)
+    rows = pd.DataFrame({"id": range(len(x)), "x": list(x.reshape(len(x), -1))})
+    frame = spark.createDataFrame(rows).repartition(2)
+    model = KerasModel(
+        keras_model_bytes(zoo_model("lenet5.mnist")),
+        [ColumnSpec("x", "array", 784, False)],
+        [(28, 28, 1)],
+        [(10,)],
+        ["scores"],
+        batch_size=64,
+        prediction_col="prediction",
+    )
+
+    def scored(m):
+        return m.transform(frame).select("id", "scores", "prediction").toPandas().sort_values("id")
+
+    with pytest.raises(ValueError, match="has not been quantised"):
+        scored(model.copy().setBackend(INT8))
+    with pytest.raises(ValueError, match="no rows"):
+        model.quantize(frame.limit(0))
+    with pytest.raises(ValueError, match="rows must be a positive integer"):
+        model.quantize(frame, rows=0)
+
+    quantised = model.quantize(frame.orderBy("id"), rows=100)
+    assert quantised is not model and model.getBackend() == "tensorflow"
+    assert model.int8_ir is None and quantised.getBackend() == INT8
+    ops = [op.get_type_name() for op in read_ir(quantised.int8_ir).get_ops()]
+    assert ops.count("FakeQuantize") >= 4  # the inputs of both convolutions and dense layers
+
+    expected, got = scored(model), scored(quantised)
+    scores = np.stack(got["scores"])
+    assert (got["prediction"].to_numpy() == expected["prediction"].to_numpy()).mean() >= 0.98
+    assert np.abs(scores - np.stack(expected["scores"])).max() <= 0.2
+    assert not np.allclose(scores, np.stack(expected["scores"]), atol=OPENVINO_TOLERANCE)
+
+    quantised.save(str(tmp_path / "int8"))
+    loaded = KerasModel.load(str(tmp_path / "int8"))
+    assert loaded.getBackend() == INT8 and loaded.int8_ir == quantised.int8_ir
+    assert np.array_equal(np.stack(scored(loaded)["scores"]), scores)
+    (tmp_path / "int8" / "model-int8.bin").write_bytes(b"not the weights")
+    with pytest.raises(ValueError, match=r"model-int8\.bin does not match the sha256"):
+        KerasModel.load(str(tmp_path / "int8"))

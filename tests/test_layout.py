@@ -136,8 +136,12 @@ LAZY_IMPORTS: dict[str, str] = {
     "models/detection/detector.py:MTCNNDetector.detect_batch": "executor: mtcnn (TensorFlow) "
     "loads where the pickled detector runs, a Spark task, on first use",
     # trainer/
-    "trainer/backends.py:OpenVinoModel.__init__": "optional dependency: OpenVINO (and TensorFlow's "
-    "graph freezing) load only in a Python worker that runs a model on it",
+    "trainer/backends.py:_openvino": "optional dependency: OpenVINO loads only where a model "
+    "runs on it (a Python worker) or is quantised (the driver)",
+    "trainer/backends.py:openvino_graph": "optional dependency: TensorFlow's graph freezing, "
+    "only where a model is converted for OpenVINO",
+    "trainer/backends.py:quantize_graph": "optional dependency: NNCF (seconds to import), only "
+    "on the driver of KerasModel.quantize",
     "trainer/estimator.py:engine_functions": "optional dependency: Horovod's training code, "
     "for engine='horovod' only (classic stack)",
     "trainer/horovod_ring.py:plan_ranks": "optional dependency: Horovod, after "

@@ -4,7 +4,12 @@
 - ``"openvino"``: the model's inference graph converted with ``openvino.convert_model`` and
   compiled for the CPU once per Python worker, in 32-bit floats (``INFERENCE_PRECISION_HINT
   f32``: on CPUs with bfloat16 units OpenVINO would otherwise compute in bfloat16 and move the
-  outputs by up to ~1e-1). Its outputs match TensorFlow's within :data:`OPENVINO_TOLERANCE`.
+  outputs by up to ~1e-1). Its outputs match TensorFlow's within :data:`OPENVINO_TOLERANCE`;
+- ``"openvino-int8"`` (:data:`INT8`, ``KerasModel`` only): the same graph quantised to 8-bit
+  integers by NNCF's post-training quantisation (:func:`quantize_graph`), calibrated on sample
+  rows, the rest of the graph in 32-bit floats. It needs those rows, so it is made by
+  ``KerasModel.quantize(calibration_df)``, not chosen by name alone. Its outputs are close to
+  TensorFlow's, not equal: docs/trainer.md gives the agreement measured on the zoo's models.
 
 The converted model is called like the Keras one: ``compiled(x, training=False)`` returns one
 numpy array, or a list for a model with several outputs, so :func:`sparkzoo.trainer.scoring.
@@ -14,15 +19,21 @@ Example::
 
     fast = compile_model(tf.keras.models.load_model(path), "openvino", threads=1)
     scores = fast(images, training=False)          # numpy, as model(images) would give
+
+    ir = ir_bytes(quantize_graph(model, [calibration_images]))   # 8 bits, a few seconds
+    faster = OpenVinoModel(model, threads=1, graph=read_ir(ir))
 """
 
 from __future__ import annotations
 
+import os
+import tempfile
 from typing import Any
 
 import numpy as np
 
 BACKENDS = ("tensorflow", "openvino")
+INT8 = "openvino-int8"  # KerasModel's backend once KerasModel.quantize has calibrated it
 OPENVINO_TOLERANCE = 1e-4  # largest |OpenVINO - TensorFlow| on the zoo's models, float32
 
 
@@ -46,40 +57,18 @@ class OpenVinoModel:
 
     The graph is traced with ``training=False`` (augmentation layers and dropout drop out) and
     a free batch dimension; ``input_shape``, ``output_shape`` and ``name`` are the Keras
-    model's, so code that reads them (a detector's anchors) works on either backend.
+    model's, so code that reads them (a detector's anchors) works on either backend. ``graph``:
+    an OpenVINO model made from ``model`` beforehand (:func:`quantize_graph`, :func:`read_ir`)
+    to compile instead of converting ``model`` again.
     """
 
-    def __init__(self, model: Any, threads: int | None = 1) -> None:
-        import openvino as ov
-        import tensorflow as tf
-        from tensorflow.python.framework.convert_to_constants import (
-            convert_variables_to_constants_v2,
-        )
-
-        specs = [
-            tf.TensorSpec((None, *tensor.shape[1:]), tensor.dtype, name=f"input_{i}")
-            for i, tensor in enumerate(model.inputs)
-        ]
-        single = len(specs) == 1
-
-        def forward(*xs):
-            return model(xs[0] if single else list(xs), training=False)
-
-        traced = tf.function(forward).get_concrete_function(*specs)
-        # A frozen graph: the weights as constants. Converting the traced function with its
-        # variables left OpenVINO to look their values up, and a second model in the same
-        # process sometimes got another model's weights.
-        frozen = convert_variables_to_constants_v2(traced)
-        graph = ov.convert_model(
-            frozen.graph.as_graph_def(),
-            input=[t.name for t in frozen.inputs],
-            output=[t.name for t in frozen.outputs],
-        )
+    def __init__(self, model: Any, threads: int | None = 1, graph: Any = None) -> None:
+        graph = openvino_graph(model) if graph is None else graph
         config = {"INFERENCE_PRECISION_HINT": "f32"}
         if threads:
             config["INFERENCE_NUM_THREADS"] = int(threads)
-        self._compiled = ov.Core().compile_model(graph, "CPU", config)
-        self._dtypes = [np.dtype(spec.dtype.as_numpy_dtype) for spec in specs]
+        self._compiled = _openvino().Core().compile_model(graph, "CPU", config)
+        self._dtypes = [np.dtype(port.get_element_type().to_dtype()) for port in graph.inputs]
         self._several = len(model.outputs) > 1
         self.input_shape = model.input_shape
         self.output_shape = model.output_shape
@@ -100,4 +89,86 @@ class OpenVinoModel:
         return f"OpenVinoModel({self.name!r})"
 
 
-__all__ = ["BACKENDS", "OPENVINO_TOLERANCE", "OpenVinoModel", "check_backend", "compile_model"]
+def _openvino() -> Any:
+    """The ``openvino`` module, imported on first use."""
+    import openvino
+
+    return openvino
+
+
+def openvino_graph(model: Any) -> Any:
+    """``model``'s inference graph as an ``openvino.Model``: traced with ``training=False``
+    and a free batch dimension, its weights frozen into constants."""
+    import tensorflow as tf
+    from tensorflow.python.framework.convert_to_constants import (
+        convert_variables_to_constants_v2,
+    )
+
+    specs = [
+        tf.TensorSpec((None, *tensor.shape[1:]), tensor.dtype, name=f"input_{i}")
+        for i, tensor in enumerate(model.inputs)
+    ]
+    single = len(specs) == 1
+
+    def forward(*xs):
+        return model(xs[0] if single else list(xs), training=False)
+
+    traced = tf.function(forward).get_concrete_function(*specs)
+    # A frozen graph: the weights as constants. Converting the traced function with its
+    # variables left OpenVINO to look their values up, and a second model in the same
+    # process sometimes got another model's weights.
+    frozen = convert_variables_to_constants_v2(traced)
+    return _openvino().convert_model(
+        frozen.graph.as_graph_def(),
+        input=[t.name for t in frozen.inputs],
+        output=[t.name for t in frozen.outputs],
+    )
+
+
+def quantize_graph(model: Any, inputs: list[np.ndarray]) -> Any:
+    """``model``'s OpenVINO graph quantised to 8-bit integers by NNCF's post-training
+    quantisation, calibrated on the rows of ``inputs`` (one array per model input, rows
+    first; NNCF's default is 300 rows). Weights and activations of the convolutions and
+    dense layers become 8-bit, with a fast bias correction; the rest stays in floats."""
+    import nncf
+
+    rows = len(inputs[0])
+    if rows == 0:
+        raise ValueError("quantize_graph needs at least one calibration row, got none")
+    items = [[x[i : i + 1] for x in inputs] for i in range(rows)]
+    return nncf.quantize(
+        openvino_graph(model),
+        nncf.Dataset(items, lambda item: item if len(item) > 1 else item[0]),
+        subset_size=rows,
+    )
+
+
+def ir_bytes(graph: Any) -> tuple[bytes, bytes]:
+    """An OpenVINO model as its IR: the ``.xml`` topology and the ``.bin`` weights, as bytes
+    (weights kept in 32 bits: OpenVINO would otherwise halve the float ones on saving)."""
+    with tempfile.TemporaryDirectory(prefix="sparkzoo-ir-") as folder:
+        xml = os.path.join(folder, "model.xml")
+        _openvino().save_model(graph, xml, compress_to_fp16=False)
+        with open(xml, "rb") as topology, open(xml[: -len(".xml")] + ".bin", "rb") as weights:
+            return topology.read(), weights.read()
+
+
+def read_ir(ir: tuple[bytes, bytes]) -> Any:
+    """The ``openvino.Model`` of :func:`ir_bytes`' output, read from memory."""
+    ov = _openvino()
+    xml, weights = ir
+    return ov.Core().read_model(xml, ov.Tensor(np.frombuffer(weights, np.uint8).copy()))
+
+
+__all__ = [
+    "BACKENDS",
+    "INT8",
+    "OPENVINO_TOLERANCE",
+    "OpenVinoModel",
+    "check_backend",
+    "compile_model",
+    "ir_bytes",
+    "openvino_graph",
+    "quantize_graph",
+    "read_ir",
+]

@@ -20,6 +20,7 @@ import cloudpickle
 import pyarrow as pa
 from pyspark import BarrierTaskContext
 
+from sparkzoo.arrow import collect_batches
 from sparkzoo.spark import executor_name, slot_count
 from sparkzoo.trainer.horovod_ring import RankInfo, horovod_ring, require_horovod
 from sparkzoo.trainer.relay import (
@@ -268,14 +269,6 @@ def run_barrier_stage(
 
 
 def _collect_payloads(stage: DataFrame) -> list[bytes]:
-    """The ``payload`` column of the result stage, collected as Arrow.
-
-    ``collect()`` would have the driver's JVM pickle each row, and its pickler writes a
-    binary value as a string and grows a buffer by doubling: a resnet18's 45 MB of weights
-    took several times that and ran the default 1 GB driver out of heap. Arrow hands the
-    bytes over as they are. ``toArrow`` is Spark 4's; Spark 3.5 has the same under
-    ``_collect_as_arrow`` (what its ``toPandas`` uses).
-    """
-    if hasattr(stage, "toArrow"):
-        return stage.toArrow().column("payload").to_pylist()
-    return [p for batch in stage._collect_as_arrow() for p in batch.column("payload").to_pylist()]
+    """The ``payload`` column of the result stage, collected as Arrow (a resnet18's weights
+    are 45 MB: :func:`sparkzoo.arrow.collect_batches` says why not ``collect()``)."""
+    return [p for batch in collect_batches(stage) for p in batch.column("payload").to_pylist()]

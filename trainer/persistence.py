@@ -8,6 +8,7 @@ A saved stage is a folder, on a local path or ``hdfs://``::
                           when it was given as a model rather than a function)
     params.pkl            an estimator's Param values that are not JSON (model-building
                           functions, optimizer and loss objects, callbacks), cloudpickled
+    model-int8.xml, .bin  a quantised model's OpenVINO IR (``KerasModel.quantize``), if any
 
 Everything is written to a local temporary folder first and copied to a temporary name beside
 the target, then renamed into place: a failed save leaves nothing behind, and an overwrite
@@ -35,6 +36,7 @@ from sparkzoo.trainer.rank_training import keras_model_bytes, load_keras_model
 METADATA_FILE = os.path.join("metadata", "part-00000")
 MODEL_FILE = "model.keras"
 PICKLED_PARAMS_FILE = "params.pkl"
+INT8_FILES = ("model-int8.xml", "model-int8.bin")  # KerasModel.int8_ir, when quantised
 LEGACY_METADATA_FILE = "metadata.json"  # KerasModel.save before it was a Spark ML stage
 
 
@@ -120,8 +122,12 @@ class _StageReader(MLReader):
 class ModelWriter(_StageWriter):
     def write_files(self, folder: str) -> tuple[dict, dict]:
         model = self.instance
-        with open(os.path.join(folder, MODEL_FILE), "wb") as handle:
-            handle.write(model.model_bytes)
+        files = {MODEL_FILE: model.model_bytes}
+        if model.int8_ir is not None:
+            files.update(zip(INT8_FILES, model.int8_ir, strict=True))
+        for name, content in files.items():
+            with open(os.path.join(folder, name), "wb") as handle:
+                handle.write(content)
         params = {p.name: model.getOrDefault(p) for p in model.params if model.isDefined(p)}
         return params, {"sparkzoo": model.save_metadata()}
 
@@ -147,6 +153,11 @@ class ModelReader(_StageReader):
             raise ValueError(f"{path}/{METADATA_FILE} has no 'sparkzoo' section")
         model_bytes = self._model_bytes(path, meta["sha256"])
         model = self.cls.from_saved(model_bytes, meta, metadata["paramMap"], self._custom_objects)
+        if meta.get("int8_sha256"):
+            model.int8_ir = tuple(
+                _checked_bytes(path, name, digest)
+                for name, digest in zip(INT8_FILES, meta["int8_sha256"], strict=True)
+            )
         return model._resetUid(metadata["uid"])
 
     def _load_legacy(self, path: str):
@@ -157,13 +168,19 @@ class ModelReader(_StageReader):
 
     @staticmethod
     def _model_bytes(path: str, sha256: str) -> bytes:
-        file = fs.join(path, MODEL_FILE)
-        if not fs.exists(file):
-            raise FileNotFoundError(f"{path} has no {MODEL_FILE}")
-        model_bytes = fs.read_bytes(file)
-        if hashlib.sha256(model_bytes).hexdigest() != sha256:
-            raise ValueError(f"{file} does not match the sha256 in its metadata")
-        return model_bytes
+        return _checked_bytes(path, MODEL_FILE, sha256)
+
+
+def _checked_bytes(path: str, name: str, sha256: str) -> bytes:
+    """The file ``name`` of the saved stage at ``path``, checked against its metadata's
+    sha256."""
+    file = fs.join(path, name)
+    if not fs.exists(file):
+        raise FileNotFoundError(f"{path} has no {name}")
+    content = fs.read_bytes(file)
+    if hashlib.sha256(content).hexdigest() != sha256:
+        raise ValueError(f"{file} does not match the sha256 in its metadata")
+    return content
 
 
 def _keras_kind(value) -> str | None:
