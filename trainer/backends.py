@@ -26,7 +26,9 @@ Example::
 
 from __future__ import annotations
 
+import contextlib
 import os
+import sys
 import tempfile
 from typing import Any
 
@@ -136,11 +138,15 @@ def quantize_graph(model: Any, inputs: list[np.ndarray]) -> Any:
     if rows == 0:
         raise ValueError("quantize_graph needs at least one calibration row, got none")
     items = [[x[i : i + 1] for x in inputs] for i in range(rows)]
-    return nncf.quantize(
-        openvino_graph(model),
-        nncf.Dataset(items, lambda item: item if len(item) > 1 else item[0]),
-        subset_size=rows,
-    )
+    graph = openvino_graph(model)
+    # NNCF draws its progress bars on stdout, which is a program's output (a bench's JSON
+    # lines, a pipe): progress goes to stderr, as a log does
+    with contextlib.redirect_stdout(sys.stderr):
+        return nncf.quantize(
+            graph,
+            nncf.Dataset(items, lambda item: item if len(item) > 1 else item[0]),
+            subset_size=rows,
+        )
 
 
 def ir_bytes(graph: Any) -> tuple[bytes, bytes]:
