@@ -39,10 +39,11 @@ INT8 = "openvino-int8"  # KerasModel's backend once KerasModel.quantize has cali
 OPENVINO_TOLERANCE = 1e-4  # largest |OpenVINO - TensorFlow| on the zoo's models, float32
 
 
-def check_backend(backend: str) -> str:
-    """``backend`` when it is one of :data:`BACKENDS`, else a ValueError naming both."""
-    if backend not in BACKENDS:
-        raise ValueError(f"backend {backend!r} unknown; choose one of {list(BACKENDS)}")
+def check_backend(backend: str, choices: tuple[str, ...] = BACKENDS) -> str:
+    """``backend`` when it is one of ``choices`` (:data:`BACKENDS`), else a ValueError naming
+    them."""
+    if backend not in choices:
+        raise ValueError(f"backend {backend!r} unknown; choose one of {list(choices)}")
     return backend
 
 
@@ -86,6 +87,14 @@ class OpenVinoModel:
         # next call overwrites
         outputs = [np.array(result[port], copy=True) for port in self._compiled.outputs]
         return outputs if self._several else outputs[0]
+
+    def runtime_precisions(self) -> set[str]:
+        """The element types OpenVINO runs the compiled graph's operations in: ``{"f32",
+        "i32"}`` for a float model; ``"i8"`` and ``"u8"`` among them once quantised."""
+        return {
+            op.get_rt_info()["runtimePrecision"].astype(str)
+            for op in self._compiled.get_runtime_model().get_ops()
+        }
 
     def __repr__(self) -> str:
         return f"OpenVinoModel({self.name!r})"

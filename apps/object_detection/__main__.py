@@ -99,10 +99,11 @@ def _add_pipeline_flags(command: argparse.ArgumentParser) -> None:
     )
     command.add_argument(
         "--backend",
-        choices=("tensorflow", "openvino"),
+        choices=("tensorflow", "openvino", "openvino-int8"),
         default="tensorflow",
-        help="the engine that runs the detector and the embedders: TensorFlow, or the models "
-        "compiled by OpenVINO for the CPU (default tensorflow)",
+        help="the engine that runs the detector and the embedders: TensorFlow, the models "
+        "compiled by OpenVINO for the CPU, or those quantised to 8-bit integers, each "
+        "calibrated on 300 rows of its training data (default tensorflow)",
     )
 
 

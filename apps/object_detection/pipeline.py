@@ -70,6 +70,8 @@ from sparkzoo.datasets.images import (
     struct_to_image,
 )
 from sparkzoo.datasets.index import duplicate_pairs, nearest, nearest_rows
+from sparkzoo.datasets.loaders import mnist, mnist_split_rows
+from sparkzoo.datasets.synthetic import detection_scenes
 from sparkzoo.models.deepbit import pca_sign_hash
 from sparkzoo.models.detection import (
     Detections,
@@ -78,10 +80,17 @@ from sparkzoo.models.detection import (
     mean_average_precision,
 )
 from sparkzoo.models.detection.draw import draw_rows
-from sparkzoo.models.registry import apply_preprocessing
+from sparkzoo.models.registry import apply_preprocessing, card, preprocessor
 from sparkzoo.models.registry import get as zoo_model
 from sparkzoo.models.retrieval import cosine_distance, hamming_distance, leave_one_out_map
-from sparkzoo.trainer.backends import check_backend, compile_model
+from sparkzoo.trainer.backends import (
+    BACKENDS,
+    INT8,
+    OpenVinoModel,
+    check_backend,
+    compile_model,
+    quantize_graph,
+)
 from sparkzoo.trainer.inference import map_batches, worker_model
 
 if TYPE_CHECKING:
@@ -92,6 +101,7 @@ DETECTORS = ("ssd_lite.scenes", "yolo.scenes", "haar.face", "mtcnn.face")
 CODE_MODELS = ("deepbit.mnist",)
 VECTOR_MODELS = ("lenet5.mnist",)
 VECTOR_LAYER = "fc2"  # LeNet-5's 84-wide penultimate layer
+CALIBRATION_ROWS = 300  # per model, for backend "openvino-int8" (NNCF's default)
 # VOC evaluation keeps low-scoring boxes (as the detector cards' map50 does): the Spark job
 # writes every box at or above this score and flags the kept ones.
 EVAL_SCORE_THRESHOLD = 0.05
@@ -129,9 +139,10 @@ class PipelineConfig:
     ``score_threshold``), ``"all"`` every object at or above ``score_threshold``.
     ``code_model``/``vector_model``: zoo tags of the embedders, or None to skip one.
     ``threads``: TensorFlow threads per Python worker (Spark runs one worker per task slot).
-    ``backend``: ``"tensorflow"``, or ``"openvino"`` to run the detector and the embedders
-    compiled by OpenVINO (``sparkzoo.trainer.backends``; the packaged face detectors keep
-    their own engines).
+    ``backend``: ``"tensorflow"``, ``"openvino"`` to run the detector and the embedders
+    compiled by OpenVINO (``sparkzoo.trainer.backends``), or ``"openvino-int8"`` to run them
+    quantised to 8-bit integers, each calibrated on :func:`calibration_inputs` (the packaged
+    face detectors keep their own engines).
 
     Example::
 
@@ -160,7 +171,7 @@ class PipelineConfig:
             raise ValueError(f"vector_model {self.vector_model!r} unknown; choose {VECTOR_MODELS}")
         if self.batch_size < 1 or self.threads < 1:
             raise ValueError("batch_size and threads must be >= 1")
-        check_backend(self.backend)
+        check_backend(self.backend, (*BACKENDS, INT8))
 
     @property
     def min_score(self) -> float:
@@ -186,16 +197,45 @@ def load_models(config: PipelineConfig) -> tuple[Any, Any, Any]:
         detector = load_detector(
             config.detector, score_threshold=config.min_score, batch_size=config.batch_size
         )
-        detector.model = compile_model(detector.model, config.backend, config.threads)
+        detector.model = _engine(detector.model, config.detector, config)
     coder = zoo_model(config.code_model) if config.code_model else None
     if coder is not None:
-        coder = compile_model(coder, config.backend, config.threads)
+        coder = _engine(coder, config.code_model, config)
     vectoriser = None
     if config.vector_model:
         net = zoo_model(config.vector_model)
         vectoriser = tf.keras.Model(net.input, net.get_layer(VECTOR_LAYER).output)
-        vectoriser = compile_model(vectoriser, config.backend, config.threads)
+        vectoriser = _engine(vectoriser, config.vector_model, config)
     return detector, coder, vectoriser
+
+
+def _engine(model: Any, tag: str, config: PipelineConfig) -> Any:
+    """Zoo model ``tag`` (or a part of it taking the same input) on ``config.backend``."""
+    if config.backend != INT8:
+        return compile_model(model, config.backend, config.threads)
+    graph = quantize_graph(model, [calibration_inputs(tag)])
+    return OpenVinoModel(model, config.threads, graph=graph)
+
+
+def calibration_inputs(tag: str, rows: int = CALIBRATION_ROWS) -> np.ndarray:
+    """What zoo model ``tag`` is calibrated on for 8 bits (``backend="openvino-int8"``):
+    ``rows`` of the kind of data it was trained on, preprocessed as its card says. Composed
+    training scenes (``subset="train"``) for the scene detectors; training digits of
+    ``mnist_split`` for the digit embedders, whose inputs are MNIST-style patches. Fixed rows,
+    so every Python worker quantises a model the same way.
+
+    Example::
+
+        calibration_inputs("ssd_lite.scenes").shape       # (300, 96, 96, 3), scaled
+    """
+    shape = tuple(card(tag).input["shape"])
+    if tag in DETECTORS:
+        raw = np.stack(detection_scenes(rows, image_size=shape[:2], seed=0).images)
+    else:
+        train_rows, _ = mnist_split_rows()
+        digits = mnist(normalize=False)["pixels"].iloc[train_rows[:rows]]
+        raw = np.stack(digits.to_numpy()).reshape(-1, *shape)
+    return preprocessor(tag)(raw.astype(np.float32))
 
 
 def worker_models(config: PipelineConfig) -> tuple[Any, Any, Any]:
