@@ -20,6 +20,23 @@ def _mnist_inputs(rows: int) -> np.ndarray:
     return preprocessor("lenet5.mnist")(pixels.reshape(-1, 28, 28, 1))
 
 
+def _lenet_keras_model():
+    """The zoo's LeNet-5 as a KerasModel reading column ``x`` (784 scaled pixels)."""
+    from sparkzoo.trainer import KerasModel
+    from sparkzoo.trainer.arrays import ColumnSpec
+    from sparkzoo.trainer.rank_training import keras_model_bytes
+
+    return KerasModel(
+        keras_model_bytes(zoo_model("lenet5.mnist")),
+        [ColumnSpec("x", "array", 784, False)],
+        [(28, 28, 1)],
+        [(10,)],
+        ["scores"],
+        batch_size=64,
+        prediction_col="prediction",
+    )
+
+
 def test_tensorflow_is_the_model_itself_and_unknown_backends_are_named():
     model = zoo_model("lenet5.mnist")
     assert compile_model(model, "tensorflow") is model
@@ -117,21 +134,10 @@ def test_the_detection_pipeline_on_8_bits_keeps_its_map():
 @pytest.mark.spark
 def test_keras_model_transforms_on_openvino_and_saves_its_backend(spark, tmp_path):
     from sparkzoo.trainer import KerasModel
-    from sparkzoo.trainer.arrays import ColumnSpec
-    from sparkzoo.trainer.rank_training import keras_model_bytes
 
     x = _mnist_inputs(300)
     frame = spark.createDataFrame(pd.DataFrame({"x": list(x.reshape(len(x), -1))})).repartition(2)
-    net = zoo_model("lenet5.mnist")
-    model = KerasModel(
-        keras_model_bytes(net),
-        [ColumnSpec("x", "array", 784, False)],
-        [(28, 28, 1)],
-        [(10,)],
-        ["scores"],
-        batch_size=64,
-        prediction_col="prediction",
-    )
+    model = _lenet_keras_model()
     assert model.getBackend() == "tensorflow"
     with pytest.raises(ValueError, match="backend"):
         model.setBackend("tensorrt")
@@ -154,22 +160,12 @@ def test_keras_model_transforms_on_openvino_and_saves_its_backend(spark, tmp_pat
 @pytest.mark.spark
 def test_quantized_keras_model_runs_8_bit_close_to_tensorflow_and_saves(spark, tmp_path):
     from sparkzoo.trainer import KerasModel
-    from sparkzoo.trainer.arrays import ColumnSpec
     from sparkzoo.trainer.backends import INT8, read_ir
-    from sparkzoo.trainer.rank_training import keras_model_bytes
 
     x = _mnist_inputs(400)
     rows = pd.DataFrame({"id": range(len(x)), "x": list(x.reshape(len(x), -1))})
     frame = spark.createDataFrame(rows).repartition(2)
-    model = KerasModel(
-        keras_model_bytes(zoo_model("lenet5.mnist")),
-        [ColumnSpec("x", "array", 784, False)],
-        [(28, 28, 1)],
-        [(10,)],
-        ["scores"],
-        batch_size=64,
-        prediction_col="prediction",
-    )
+    model = _lenet_keras_model()
 
     def scored(m):
         return m.transform(frame).select("id", "scores", "prediction").toPandas().sort_values("id")
