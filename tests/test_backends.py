@@ -10,7 +10,12 @@ import pytest
 
 from sparkzoo.models.registry import get as zoo_model
 from sparkzoo.models.registry import preprocessor
-from sparkzoo.trainer.backends import OPENVINO_TOLERANCE, OpenVinoModel, compile_model
+from sparkzoo.trainer.backends import (
+    OPENVINO_TOLERANCE,
+    OpenVinoModel,
+    TensorFlowModel,
+    compile_model,
+)
 
 
 def _mnist_inputs(rows: int) -> np.ndarray:
@@ -37,9 +42,12 @@ def _lenet_keras_model():
     )
 
 
-def test_tensorflow_is_the_model_itself_and_unknown_backends_are_named():
+def test_tensorflow_runs_the_traced_model_and_unknown_backends_are_named():
     model = zoo_model("lenet5.mnist")
-    assert compile_model(model, "tensorflow") is model
+    traced = compile_model(model, "tensorflow")
+    assert isinstance(traced, TensorFlowModel) and traced.input_shape == model.input_shape
+    x = _mnist_inputs(5)
+    assert np.abs(traced(x) - np.asarray(model(x, training=False))).max() <= 1e-5
     with pytest.raises(ValueError, match=r"backend 'onnx' unknown.*'openvino'"):
         compile_model(model, "onnx")
 
@@ -56,6 +64,8 @@ def test_openvino_agrees_with_tensorflow_on_zoo_models(name):
         x = preprocessor(name)(scenes.astype(np.float32))
     compiled = compile_model(model, "openvino")
     assert isinstance(compiled, OpenVinoModel)
+    # pinned, the single-thread engines of two Spark Python workers would share one core
+    assert compiled._compiled.get_property("ENABLE_CPU_PINNING") is False
     assert compiled.input_shape == model.input_shape and compiled.name == model.name
     expected = np.asarray(model(x, training=False))
     results = [compiled(x[:rows], training=False) for rows in (len(x), 1, 2)]
@@ -68,7 +78,8 @@ def test_openvino_agrees_with_tensorflow_on_zoo_models(name):
         assert (got.argmax(1) == expected[:1].argmax(1)).all()
 
 
-def test_openvino_keeps_the_order_of_several_inputs_and_outputs():
+@pytest.mark.parametrize("backend", ["tensorflow", "openvino"])
+def test_backends_keep_the_order_of_several_inputs_and_outputs(backend):
     import tensorflow as tf
 
     a = tf.keras.Input((3,), name="a")
@@ -78,12 +89,15 @@ def test_openvino_keeps_the_order_of_several_inputs_and_outputs():
     xa = np.random.RandomState(0).rand(6, 3).astype(np.float32)
     xb = np.random.RandomState(1).rand(6, 2).astype(np.float32)
     expected = [np.asarray(o) for o in model([xa, xb], training=False)]
-    got = compile_model(model, "openvino")([xa, xb])
+    compiled = compile_model(model, backend)
+    got = compiled([xa, xb])
     assert [g.shape for g in got] == [(6, 1), (6, 4)]
+    assert [type(g) for g in got] == [np.ndarray, np.ndarray]
     for g, e in zip(got, expected, strict=True):
         assert np.abs(g - e).max() <= OPENVINO_TOLERANCE
+    assert [g.shape for g in compiled([xa[:1], xb[:1]])] == [(1, 1), (1, 4)]  # any batch
     with pytest.raises(ValueError, match="takes 2 inputs, got 1"):
-        compile_model(model, "openvino")(xa)
+        compiled(xa)
 
 
 def test_the_detection_pipeline_finds_the_same_objects_on_openvino():

@@ -140,6 +140,9 @@ LAZY_IMPORTS: dict[str, str] = {
     "runs on it (a Python worker) or is quantised (the driver)",
     "trainer/backends.py:openvino_graph": "optional dependency: TensorFlow's graph freezing, "
     "only where a model is converted for OpenVINO",
+    "trainer/backends.py:inference_function": "package boundary: the backends module is "
+    "imported with the object-detection app's settings and KerasModel's Params, TensorFlow "
+    "only where a model is traced",
     "trainer/backends.py:quantize_graph": "optional dependency: NNCF (seconds to import), only "
     "on the driver of KerasModel.quantize",
     "trainer/estimator.py:engine_functions": "optional dependency: Horovod's training code, "
