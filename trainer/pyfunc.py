@@ -39,6 +39,7 @@ from mlflow.types.schema import AnyType, Array, ColSpec, Schema
 from sparkzoo import models
 from sparkzoo.models.registry import apply_preprocessing
 from sparkzoo.trainer.arrays import ColumnSpec, fit_to_shapes, image_pixels, is_image_value
+from sparkzoo.trainer.backends import compile_model
 from sparkzoo.trainer.rank_training import keras_model_bytes, load_keras_model
 from sparkzoo.trainer.scoring import classify, run_model
 
@@ -92,10 +93,21 @@ class KerasPyfuncModel(mlflow.pyfunc.PythonModel):
         # a request, MLflow's checks take longer than LeNet-5 does.
         self.typed_arrays = typed_arrays
         self.keras_model = None
+        self._engine = None  # keras_model's traced inference graph (:meth:`_traced`)
+
+    def __getstate__(self) -> dict:
+        return {**self.__dict__, "_engine": None}  # a traced graph does not pickle
 
     def load_context(self, context) -> None:
         with open(context.artifacts[ARTIFACT], "rb") as handle:
             self.keras_model = load_keras_model(handle.read(), self.custom_objects)
+
+    def _traced(self):
+        """``keras_model`` as the tensorflow backend runs it (``sparkzoo.trainer.backends``):
+        its graph, traced on the first call; Keras called eagerly runs layer by layer."""
+        if self._engine is None or self._engine.model is not self.keras_model:
+            self._engine = compile_model(self.keras_model)
+        return self._engine
 
     def predict(self, context, model_input: pd.DataFrame, params: dict | None = None):
         if not isinstance(model_input, pd.DataFrame):
@@ -120,7 +132,7 @@ class KerasPyfuncModel(mlflow.pyfunc.PythonModel):
         except ValueError as exc:
             raise MlflowException(str(exc), error_code=INVALID_PARAMETER_VALUE) from None
         try:
-            outputs = run_model(self.keras_model, xs, self.batch_size, len(self.output_cols))
+            outputs = run_model(self._traced(), xs, self.batch_size, len(self.output_cols))
         except tf.errors.InvalidArgumentError as exc:  # e.g. an id past an embedding's end
             raise MlflowException(
                 f"the model cannot score these {names} values: {exc.message.splitlines()[0]}",
