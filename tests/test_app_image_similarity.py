@@ -48,7 +48,7 @@ def test_fine_tuned_weights_change_the_vectors():
     pixels, _ = _digits(4)
     base = P.Embedder()
     vector_model, _ = base.models()
-    weights = [w * 0.5 for w in vector_model.get_weights()]
+    weights = [w * 0.5 for w in vector_model.model.get_weights()]
     tuned = base.with_weights(weights)
     assert tuned.key != base.key
     halved, _ = P.embed_pixels(pixels, tuned)

@@ -96,6 +96,10 @@ def test_backends_keep_the_order_of_several_inputs_and_outputs(backend):
     for g, e in zip(got, expected, strict=True):
         assert np.abs(g - e).max() <= OPENVINO_TOLERANCE
     assert [g.shape for g in compiled([xa[:1], xb[:1]])] == [(1, 1), (1, 4)]  # any batch
+    by_name = compiled({"b": xb, "a": xa})  # as Keras takes a dict: by input name
+    assert all(np.array_equal(n, g) for n, g in zip(by_name, got, strict=True))
+    with pytest.raises(ValueError, match=r"inputs \['b'\] are missing"):
+        compiled({"a": xa})
     with pytest.raises(ValueError, match="takes 2 inputs, got 1"):
         compiled(xa)
 

@@ -62,12 +62,14 @@ def compile_model(model: Any, backend: str = "tensorflow", threads: int | None =
 
 class CompiledModel:
     """A Keras model's inference pass on some engine, called as the model is:
-    ``compiled(x)`` or ``compiled([x1, x2])`` gives numpy (a list for several outputs).
+    ``compiled(x)``, ``compiled([x1, x2])`` or ``compiled({"user": u, "item": i})`` (by input
+    name) gives numpy (a list for several outputs).
     ``input_shape``, ``output_shape`` and ``name`` are the Keras model's, so code that reads
     them (a detector's anchors) works on any backend. Subclasses run :meth:`_run`."""
 
     def __init__(self, model: Any, dtypes: list[np.dtype]) -> None:
         self._dtypes = dtypes
+        self._input_names = list(model.input_names)
         self._several = len(model.outputs) > 1
         self.input_shape = model.input_shape
         self.output_shape = model.output_shape
@@ -77,6 +79,11 @@ class CompiledModel:
         raise NotImplementedError
 
     def __call__(self, inputs: Any, training: bool = False) -> Any:
+        if isinstance(inputs, dict):  # by input name, as Keras takes a dict
+            missing = [name for name in self._input_names if name not in inputs]
+            if missing:
+                raise ValueError(f"the model's inputs {missing} are missing from {list(inputs)}")
+            inputs = [inputs[name] for name in self._input_names]
         xs = inputs if isinstance(inputs, (list, tuple)) else [inputs]
         if len(xs) != len(self._dtypes):
             raise ValueError(f"the model takes {len(self._dtypes)} inputs, got {len(xs)}")

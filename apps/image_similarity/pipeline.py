@@ -57,6 +57,7 @@ from sparkzoo.models.registry import get as zoo_model
 from sparkzoo.models.retrieval import cosine_distance, hamming_distance, map_at_k
 from sparkzoo.models.transfer import cut, new_head
 from sparkzoo.trainer import KerasEstimator
+from sparkzoo.trainer.backends import compile_model
 from sparkzoo.trainer.inference import map_batches, worker_model
 
 if TYPE_CHECKING:
@@ -187,16 +188,18 @@ class Embedder:
         )
 
     def load(self) -> tuple[Any, Any]:
-        """(vector model, code model), built now."""
+        """(vector model, code model), built now, as the tensorflow backend runs them: their
+        traced graphs (``sparkzoo.trainer.backends.TensorFlowModel``; ``.model`` is the Keras
+        model)."""
         vectors = cut(zoo_model(self.vector_tag), self.cut_at)
         if self.weights is not None:
             values = self.weights.value if hasattr(self.weights, "value") else self.weights
             vectors.set_weights(list(values))
-        return vectors, zoo_model(self.code_tag)
+        return compile_model(vectors), compile_model(zoo_model(self.code_tag))
 
     def models(self) -> tuple[Any, Any]:
-        """(vector model, code model), built once per Python worker (the inference layer's
-        cache)."""
+        """(vector model, code model) as :meth:`load` gives them, built once per Python worker
+        (the inference layer's cache)."""
         return worker_model(self.key, self.load)
 
 
@@ -224,10 +227,8 @@ def embed_pixels(
     vectors, codes = [], []
     for start in range(0, len(pixels), embedder.batch_size):
         part = pixels[start : start + embedder.batch_size]
-        vectors.append(
-            vector_model(_preprocessed(embedder.vector_tag, part), training=False).numpy()
-        )
-        activations = code_model(_preprocessed(embedder.code_tag, part), training=False).numpy()
+        vectors.append(np.asarray(vector_model(_preprocessed(embedder.vector_tag, part))))
+        activations = np.asarray(code_model(_preprocessed(embedder.code_tag, part)))
         codes.append(np.packbits(activations > 0.5, axis=1))
     if not vectors:
         return np.zeros((0, vector_model.output_shape[-1]), np.float32), np.zeros((0, 0), np.uint8)

@@ -51,6 +51,7 @@ from sparkzoo.models.recipes.ncf_ml100k import (
 from sparkzoo.models.recommendation import hit_ratio_at_k, ndcg_at_k, positive_ranks
 from sparkzoo.models.registry import get as zoo_model
 from sparkzoo.trainer import KerasEstimator
+from sparkzoo.trainer.backends import compile_model
 from sparkzoo.trainer.inference import map_batches
 
 if TYPE_CHECKING:
@@ -391,10 +392,11 @@ RECOMMENDATIONS_SCHEMA = pa.schema(
 
 
 def scoring_model(spec: dict[str, Any]):
-    """The model of a :func:`recommend` payload, rebuilt from its family, config and weights."""
+    """The model of a :func:`recommend` payload, rebuilt from its family, config and weights,
+    as the tensorflow backend runs it (its traced graph: ``sparkzoo.trainer.backends``)."""
     model = build_model(spec["model"], spec["config"])
     model.set_weights(spec["weights"])
-    return model
+    return compile_model(model)
 
 
 def top_k_batch(model, users: np.ndarray, spec: dict[str, Any], k: int) -> dict[str, np.ndarray]:
