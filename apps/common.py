@@ -292,7 +292,10 @@ def _run_command(
         args = parser.parse_args(argv)
     except SystemExit as exc:  # --help, or a usage error argparse has printed
         return _exit_status(exc)
-    owned = _active_spark() is None
+    # The app owns Spark only if this process had no SparkContext before it: a notebook's or a
+    # test session's stays up. (The JVM's "active session" is per thread and was seen empty
+    # while a context existed, so it cannot decide this.)
+    owned = _spark_context() is None
     try:
         check_paths(args)
         code = commands[args.command](args)
@@ -300,9 +303,8 @@ def _run_command(
         print(f"{parser.prog} {args.command}: error: {exc}", file=sys.stderr)
         return 2
     finally:
-        active = _active_spark()
-        if owned and active is not None:
-            active.stop()
+        if owned and _spark_context() is not None:
+            _stop_spark()
     return 0 if code is None else int(code)
 
 
@@ -313,13 +315,21 @@ def _exit_status(exc: SystemExit) -> int:
     return 1
 
 
-def _active_spark():
-    """The active SparkSession, or None (without importing pyspark when nothing has)."""
-    if "pyspark.sql" not in sys.modules:
+def _spark_context():
+    """This process's SparkContext, or None (without importing pyspark when nothing has)."""
+    if "pyspark" not in sys.modules:
         return None
+    from pyspark import SparkContext
+
+    return SparkContext._active_spark_context
+
+
+def _stop_spark() -> None:
+    """Stop the SparkSession of this process's running SparkContext (``getOrCreate`` returns
+    that session; it creates nothing while a context runs)."""
     from pyspark.sql import SparkSession
 
-    return SparkSession.getActiveSession()
+    SparkSession.builder.getOrCreate().stop()
 
 
 def _end_spark_submit(code: int) -> None:

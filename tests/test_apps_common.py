@@ -123,6 +123,26 @@ def test_run_app_exit_statuses_and_messages(tmp_path, capsys):
     assert run_app(demo_parser(), commands, ["--help"]) == 0
 
 
+@pytest.mark.spark
+def test_run_app_stops_only_the_spark_it_started(spark, tmp_path):
+    from pyspark import SparkContext
+    from pyspark.sql import SparkSession
+
+    def fit(args):  # what an app's command does: take the running session, or start one
+        # (createDataFrame makes its session the JVM's active one again)
+        rows = SparkSession.builder.getOrCreate().createDataFrame([(1,), (2,)], "x int")
+        return int(rows.count() != 2)
+
+    commands = {"fit": fit, "apply": lambda args: None}
+    # The JVM's "active session" is per thread: seen empty while this process's context ran,
+    # it made an app stop the test session. A context running before the app is not its own.
+    spark._jvm.SparkSession.clearActiveSession()
+    assert SparkSession.getActiveSession() is None
+    assert run_app(demo_parser(), commands, ["--output", str(tmp_path / "a")]) == 0
+    assert SparkContext._active_spark_context is spark.sparkContext
+    assert spark.range(2).count() == 2
+
+
 def test_run_app_reports_the_apps_own_errors_and_raises_the_rest(tmp_path, capsys):
     class DemoError(Exception):
         pass

@@ -196,7 +196,8 @@ APPS_LAZY_IMPORTS: dict[str, str] = {
     },
     "apps/object_detection/__main__.py:stream": _HELP_BOUNDARY,
     "apps/anomaly_detection/__main__.py:stream": _HELP_BOUNDARY,
-    "apps/common.py:_active_spark": _NO_PYSPARK_FOR_HELP,
+    "apps/common.py:_spark_context": _NO_PYSPARK_FOR_HELP,
+    "apps/common.py:_stop_spark": _NO_PYSPARK_FOR_HELP,
     "apps/common.py:_end_spark_submit": _NO_PYSPARK_FOR_HELP,
     "apps/common.py:start_spark": _NO_PYSPARK_FOR_HELP,
     "apps/common.py:run_notebook": "package boundary: nbclient and nbformat load when a "
