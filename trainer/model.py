@@ -69,7 +69,8 @@ class _ModelParams(NamedParamErrors):
     batch_size = typed_param("batch_size", "rows per model call in transform", at_least(1))
     backend = typed_param(
         "backend",
-        "the engine that runs the model in transform: 'tensorflow' (the Keras model), "
+        "the engine that runs the model in transform: 'tensorflow' (the Keras model's traced "
+        "graph), "
         "'openvino' (the model compiled by OpenVINO for the CPU, once per Python worker) or "
         "'openvino-int8' (the 8-bit model made by quantize(calibration_df))",
         one_of(*BACKENDS, INT8),
@@ -224,7 +225,7 @@ class KerasModel(Transformer, _ModelParams, MLReadable, MLWritable):
                     "calibration_df) makes; this KerasModel has not been quantised: call "
                     "quantize, or choose backend 'tensorflow' or 'openvino'"
                 )
-            ir_digest = hashlib.sha256(b"".join(self.int8_ir)).hexdigest()
+            ir_digest = ":".join(self._int8_sha256())
             ir, key = self._broadcast(sc, self.int8_ir, ir_digest), f"{key}:{ir_digest}"
 
             def load():
@@ -313,6 +314,11 @@ class KerasModel(Transformer, _ModelParams, MLReadable, MLWritable):
         quantised.int8_ir = ir_bytes(quantize_graph(self.keras_model(), inputs))
         return quantised._set(backend=INT8)
 
+    def _int8_sha256(self) -> list[str]:
+        """The sha256 of each part of :attr:`int8_ir` (.xml, .bin): its identity in the
+        executors' model cache and in the saved metadata."""
+        return [hashlib.sha256(part).hexdigest() for part in self.int8_ir]
+
     # ---- persistence -------------------------------------------------------------------------
     def write(self) -> ModelWriter:
         """A Spark ML writer: ``write().save(path)``, ``write().overwrite().save(path)``."""
@@ -340,9 +346,7 @@ class KerasModel(Transformer, _ModelParams, MLReadable, MLWritable):
             "run_id": self.run_id,
             "history": self.history,
             "sha256": self._digest,
-            "int8_sha256": None
-            if self.int8_ir is None
-            else [hashlib.sha256(part).hexdigest() for part in self.int8_ir],
+            "int8_sha256": self._int8_sha256() if self.int8_ir is not None else None,
         }
 
     @classmethod
