@@ -12,8 +12,8 @@ import argparse
 import time
 
 import numpy as np
-import tensorflow as tf
 
+from sparkzoo import keras2 as keras
 from sparkzoo.datasets.loaders import mnist_split
 from sparkzoo.models.lenet import lenet5
 from sparkzoo.spark import init_spark
@@ -35,7 +35,7 @@ def train_and_evaluate(
     train, test = mnist_frames(spark)
     estimator = KerasEstimator(
         model=lambda: lenet5((28, 28, 1), 10, dropout=0.25, random_shift=0.1),
-        optimizer=tf.keras.optimizers.Adam(1e-3),
+        optimizer=keras.optimizers.Adam(1e-3),
         loss="sparse_categorical_crossentropy",
         metrics=["accuracy"],
         feature_cols=["pixels"],

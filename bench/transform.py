@@ -45,9 +45,9 @@ import time
 
 import numpy as np
 import pandas as pd
-import tensorflow as tf
 from pyspark.sql import functions as F
 
+from sparkzoo import keras2 as keras
 from sparkzoo.bench.common import emit, note
 from sparkzoo.datasets.loaders import mnist, mnist_split_rows
 from sparkzoo.datasets.synthetic import detection_scenes
@@ -83,10 +83,10 @@ def keras_model(kind: str):
     preprocessing, net = card(name).preprocessing, zoo_model(name)
     if set(preprocessing) != {"scale"}:
         raise ValueError(f"{name}: only a card's 'scale' is built in here, not {preprocessing}")
-    return tf.keras.Sequential(
+    return keras.Sequential(
         [
-            tf.keras.Input(net.input_shape[1:]),
-            tf.keras.layers.Rescaling(preprocessing["scale"]),
+            keras.Input(net.input_shape[1:]),
+            keras.layers.Rescaling(preprocessing["scale"]),
             net,
         ]
     )

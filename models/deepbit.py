@@ -33,6 +33,7 @@ from typing import Any
 import numpy as np
 import tensorflow as tf
 
+from sparkzoo import keras2 as keras
 from sparkzoo.models.objectives import ObjectivesModel
 from sparkzoo.models.registry import image_classification_example, register
 from sparkzoo.models.transfer import build_backbone, cut, default_cut, flat_features, freeze
@@ -125,7 +126,7 @@ def rotate_images(images: tf.Tensor, angles: tf.Tensor) -> tf.Tensor:
     )
 
 
-@tf.keras.saving.register_keras_serializable(package="sparkzoo")
+@keras.saving.register_keras_serializable(package="sparkzoo")
 class DeepBitModel(ObjectivesModel):
     """A functional ``image -> codes`` model whose ``fit`` trains the DeepBit objectives.
 
@@ -215,7 +216,7 @@ class DeepBitModel(ObjectivesModel):
 def deepbit(
     input_shape: tuple[int | None, ...] | None = (28, 28, 1),
     bits: int = 32,
-    backbone: str | tf.keras.Model = "lenet5",
+    backbone: str | keras.Model = "lenet5",
     backbone_config: dict | None = None,
     cut_at: str | None = None,
     freeze_to: str | None = None,
@@ -249,7 +250,7 @@ def deepbit(
     if freeze_to:
         freeze(base, up_to=freeze_to)
     features = flat_features(cut(base, cut_at).output, name="features_pool")
-    codes = tf.keras.layers.Dense(bits, activation="sigmoid", name="codes")(features)
+    codes = keras.layers.Dense(bits, activation="sigmoid", name="codes")(features)
     return DeepBitModel(
         base.inputs,
         codes,
@@ -262,7 +263,7 @@ def deepbit(
 
 
 def binary_codes(
-    model: tf.keras.Model, x: Any, packed: bool = False, batch_size: int = 256
+    model: keras.Model, x: Any, packed: bool = False, batch_size: int = 256
 ) -> np.ndarray:
     """The binary code of each input: ``(n, bits)`` uint8 0/1 (activation > 0.5), or with
     ``packed=True`` eight bits per byte, ``(n, ceil(bits / 8))`` (``np.packbits``).

@@ -15,6 +15,7 @@ from collections.abc import Sequence
 
 import tensorflow as tf
 
+from sparkzoo import keras2 as keras
 from sparkzoo.models.registry import image_classification_example, register
 from sparkzoo.models.transfer import classifier_head, image_input
 
@@ -38,14 +39,14 @@ def _conv(
     x: tf.Tensor, filters: int, kernel: int, name: str, strides: int = 1, batch_norm: bool = False
 ) -> tf.Tensor:
     if not batch_norm:
-        return tf.keras.layers.Conv2D(
+        return keras.layers.Conv2D(
             filters, kernel, strides=strides, padding="same", activation="relu", name=name
         )(x)
-    x = tf.keras.layers.Conv2D(
+    x = keras.layers.Conv2D(
         filters, kernel, strides=strides, padding="same", use_bias=False, name=name
     )(x)
-    x = tf.keras.layers.BatchNormalization(name=f"{name}_bn")(x)
-    return tf.keras.layers.ReLU(name=f"{name}_relu")(x)
+    x = keras.layers.BatchNormalization(name=f"{name}_bn")(x)
+    return keras.layers.ReLU(name=f"{name}_relu")(x)
 
 
 def inception_module(
@@ -63,9 +64,9 @@ def inception_module(
     b3 = _conv(b3, n3, 3, f"{name}_3x3", batch_norm=batch_norm)
     b5 = _conv(x, r5, 1, f"{name}_5x5_reduce", batch_norm=batch_norm)
     b5 = _conv(b5, n5, 5, f"{name}_5x5", batch_norm=batch_norm)
-    bp = tf.keras.layers.MaxPooling2D(3, strides=1, padding="same", name=f"{name}_pool")(x)
+    bp = keras.layers.MaxPooling2D(3, strides=1, padding="same", name=f"{name}_pool")(x)
     bp = _conv(bp, pool_proj, 1, f"{name}_pool_proj", batch_norm=batch_norm)
-    return tf.keras.layers.Concatenate(name=output_name or name)([b1, b3, b5, bp])
+    return keras.layers.Concatenate(name=output_name or name)([b1, b3, b5, bp])
 
 
 @register(
@@ -86,7 +87,7 @@ def inception_v1(
     dropout: float = 0.4,
     classifier_activation: str | None = "softmax",
     name: str = "inception_v1",
-) -> tf.keras.Model:
+) -> keras.Model:
     """Inception-v1 (GoogLeNet) image classifier for any input size (at least 32x32) and
     class count.
 
@@ -113,15 +114,15 @@ def inception_v1(
 
     inputs = image_input(input_shape, MINIMUM_SIZE, name)
     x = _conv(inputs, scaled(64), 7, "stem_conv1", strides=2, batch_norm=batch_norm)
-    x = tf.keras.layers.MaxPooling2D(3, strides=2, padding="same", name="stem_pool1")(x)
+    x = keras.layers.MaxPooling2D(3, strides=2, padding="same", name="stem_pool1")(x)
     x = _conv(x, scaled(64), 1, "stem_conv2_reduce", batch_norm=batch_norm)
     x = _conv(x, scaled(192), 3, "stem_conv2", batch_norm=batch_norm)
-    x = tf.keras.layers.MaxPooling2D(3, strides=2, padding="same", name="stem")(x)
+    x = keras.layers.MaxPooling2D(3, strides=2, padding="same", name="stem")(x)
     for stage, count in zip((3, 4, 5), blocks, strict=True):
         if stage > 3:
-            x = tf.keras.layers.MaxPooling2D(
-                3, strides=2, padding="same", name=f"stage{stage}_pool"
-            )(x)
+            x = keras.layers.MaxPooling2D(3, strides=2, padding="same", name=f"stage{stage}_pool")(
+                x
+            )
         for i in range(count):
             module = f"{stage}{'abcde'[i]}"
             x = inception_module(
@@ -132,4 +133,4 @@ def inception_v1(
                 output_name=f"stage{stage}" if i == count - 1 else None,
             )
     outputs = classifier_head(x, num_classes, dropout=dropout, activation=classifier_activation)
-    return tf.keras.Model(inputs, outputs, name=name)
+    return keras.Model(inputs, outputs, name=name)

@@ -2,8 +2,7 @@
 
 from __future__ import annotations
 
-import tensorflow as tf
-
+from sparkzoo import keras2 as keras
 from sparkzoo.models.registry import image_classification_example, register
 
 
@@ -21,7 +20,7 @@ def lenet5(
     dropout: float = 0.0,
     random_shift: float = 0.0,
     name: str = "lenet5",
-) -> tf.keras.Model:
+) -> keras.Model:
     """LeNet-5 for small grey images: two conv/pool stages, then 120-84-``num_classes`` dense.
 
     ``dropout`` drops inputs to each dense layer while training; ``random_shift`` moves each
@@ -32,22 +31,22 @@ def lenet5(
 
         model = lenet5((28, 28, 1), 10)   # MNIST
     """
-    inputs = tf.keras.Input(input_shape, name="image")
+    inputs = keras.Input(input_shape, name="image")
     x = inputs
     if random_shift:
-        x = tf.keras.layers.RandomTranslation(
+        x = keras.layers.RandomTranslation(
             random_shift, random_shift, fill_mode="constant", name="random_shift"
         )(x)
-    x = tf.keras.layers.Conv2D(6, 5, padding="same", activation="relu", name="conv1")(x)
-    x = tf.keras.layers.MaxPooling2D(2, name="pool1")(x)
-    x = tf.keras.layers.Conv2D(16, 5, activation="relu", name="conv2")(x)
-    x = tf.keras.layers.MaxPooling2D(2, name="pool2")(x)
-    x = tf.keras.layers.Flatten(name="flatten")(x)
+    x = keras.layers.Conv2D(6, 5, padding="same", activation="relu", name="conv1")(x)
+    x = keras.layers.MaxPooling2D(2, name="pool1")(x)
+    x = keras.layers.Conv2D(16, 5, activation="relu", name="conv2")(x)
+    x = keras.layers.MaxPooling2D(2, name="pool2")(x)
+    x = keras.layers.Flatten(name="flatten")(x)
     for units, layer_name in ((120, "fc1"), (84, "fc2")):
         if dropout:
-            x = tf.keras.layers.Dropout(dropout, name=f"{layer_name}_dropout")(x)
-        x = tf.keras.layers.Dense(units, activation="relu", name=layer_name)(x)
+            x = keras.layers.Dropout(dropout, name=f"{layer_name}_dropout")(x)
+        x = keras.layers.Dense(units, activation="relu", name=layer_name)(x)
     if dropout:
-        x = tf.keras.layers.Dropout(dropout, name="predictions_dropout")(x)
-    outputs = tf.keras.layers.Dense(num_classes, activation="softmax", name="predictions")(x)
-    return tf.keras.Model(inputs, outputs, name=name)
+        x = keras.layers.Dropout(dropout, name="predictions_dropout")(x)
+    outputs = keras.layers.Dense(num_classes, activation="softmax", name="predictions")(x)
+    return keras.Model(inputs, outputs, name=name)

@@ -12,6 +12,7 @@ from collections.abc import Sequence
 
 import tensorflow as tf
 
+from sparkzoo import keras2 as keras
 from sparkzoo.models.registry import image_classification_example, register
 from sparkzoo.models.transfer import classifier_head, image_input
 
@@ -50,22 +51,22 @@ def inverted_residual(
     residual = strides == 1 and in_channels == filters
     y = x
     if expansion != 1:
-        y = tf.keras.layers.Conv2D(
-            in_channels * expansion, 1, use_bias=False, name=f"{name}_expand"
-        )(y)
-        y = tf.keras.layers.BatchNormalization(name=f"{name}_expand_bn")(y)
-        y = tf.keras.layers.ReLU(6.0, name=f"{name}_expand_relu")(y)
-    y = tf.keras.layers.DepthwiseConv2D(
+        y = keras.layers.Conv2D(in_channels * expansion, 1, use_bias=False, name=f"{name}_expand")(
+            y
+        )
+        y = keras.layers.BatchNormalization(name=f"{name}_expand_bn")(y)
+        y = keras.layers.ReLU(6.0, name=f"{name}_expand_relu")(y)
+    y = keras.layers.DepthwiseConv2D(
         3, strides=strides, padding="same", use_bias=False, name=f"{name}_depthwise"
     )(y)
-    y = tf.keras.layers.BatchNormalization(name=f"{name}_depthwise_bn")(y)
-    y = tf.keras.layers.ReLU(6.0, name=f"{name}_depthwise_relu")(y)
-    y = tf.keras.layers.Conv2D(filters, 1, use_bias=False, name=f"{name}_project")(y)
+    y = keras.layers.BatchNormalization(name=f"{name}_depthwise_bn")(y)
+    y = keras.layers.ReLU(6.0, name=f"{name}_depthwise_relu")(y)
+    y = keras.layers.Conv2D(filters, 1, use_bias=False, name=f"{name}_project")(y)
     # No activation after the projection: the paper's "linear bottleneck".
     bn_name = f"{name}_project_bn" if residual or output_name is None else output_name
-    y = tf.keras.layers.BatchNormalization(name=bn_name)(y)
+    y = keras.layers.BatchNormalization(name=bn_name)(y)
     if residual:
-        y = tf.keras.layers.Add(name=output_name or f"{name}_add")([x, y])
+        y = keras.layers.Add(name=output_name or f"{name}_add")([x, y])
     return y
 
 
@@ -93,7 +94,7 @@ def mobilenet_v2(
     dropout: float = 0.2,
     classifier_activation: str | None = "softmax",
     name: str = "mobilenet_v2",
-) -> tf.keras.Model:
+) -> keras.Model:
     """MobileNetV2 image classifier for any input size (at least 32x32) and class count.
 
     ``alpha`` is the paper's width multiplier (channel counts are rounded to multiples of 8).
@@ -112,7 +113,7 @@ def mobilenet_v2(
     if len(blocks) != len(INVERTED_RESIDUAL_SETTINGS) or min(blocks) < 1:
         raise ValueError(f"mobilenet_v2 takes seven positive block counts, got {blocks}")
     inputs = image_input(input_shape, MINIMUM_SIZE, name)
-    x = tf.keras.layers.Conv2D(
+    x = keras.layers.Conv2D(
         make_divisible(32 * alpha),
         3,
         strides=2,
@@ -120,8 +121,8 @@ def mobilenet_v2(
         use_bias=False,
         name="stem_conv",
     )(inputs)
-    x = tf.keras.layers.BatchNormalization(name="stem_bn")(x)
-    x = tf.keras.layers.ReLU(6.0, name="stem")(x)
+    x = keras.layers.BatchNormalization(name="stem_bn")(x)
+    x = keras.layers.ReLU(6.0, name="stem")(x)
     # Stage k ends at the last block of the last settings row with that stage number.
     last_row = {stage: i for i, (*_, stage) in enumerate(INVERTED_RESIDUAL_SETTINGS)}
     block_in_stage: dict[int, int] = {}
@@ -142,8 +143,8 @@ def mobilenet_v2(
             )
     if last_channels is None:
         last_channels = make_divisible(1280 * alpha) if alpha > 1.0 else 1280
-    x = tf.keras.layers.Conv2D(last_channels, 1, use_bias=False, name="top_conv")(x)
-    x = tf.keras.layers.BatchNormalization(name="top_bn")(x)
-    x = tf.keras.layers.ReLU(6.0, name="top")(x)
+    x = keras.layers.Conv2D(last_channels, 1, use_bias=False, name="top_conv")(x)
+    x = keras.layers.BatchNormalization(name="top_bn")(x)
+    x = keras.layers.ReLU(6.0, name="top")(x)
     outputs = classifier_head(x, num_classes, dropout=dropout, activation=classifier_activation)
-    return tf.keras.Model(inputs, outputs, name=name)
+    return keras.Model(inputs, outputs, name=name)

@@ -13,6 +13,8 @@ from typing import Any
 
 import tensorflow as tf
 
+from sparkzoo import keras2 as keras
+
 
 class _Trackers:
     """The per-term ``Mean`` metrics, in a plain object that Keras' attribute tracking does not
@@ -22,10 +24,10 @@ class _Trackers:
     would then run alone)."""
 
     def __init__(self, names: tuple[str, ...]):
-        self.by_name = {key: tf.keras.metrics.Mean(name=key) for key in names}
+        self.by_name = {key: keras.metrics.Mean(name=key) for key in names}
 
 
-class ObjectivesModel(tf.keras.Model):
+class ObjectivesModel(keras.Model):
     """A functional model whose ``fit`` minimises ``objectives(inputs, training)["loss"]`` and
     logs every term named in ``TERMS`` (``loss`` among them), averaged over each epoch.
 
@@ -60,7 +62,7 @@ class ObjectivesModel(tf.keras.Model):
         return {key: tracker.result() for key, tracker in self._terms.by_name.items()}
 
     def train_step(self, data: Any) -> dict[str, tf.Tensor]:
-        inputs, _, _ = tf.keras.utils.unpack_x_y_sample_weight(data)
+        inputs, _, _ = keras.utils.unpack_x_y_sample_weight(data)
         with tf.GradientTape() as tape:
             terms = self._loss_terms(inputs, training=True)
             # A strategy sums the replicas' gradients: scaled so that the sum is their mean,
@@ -73,5 +75,5 @@ class ObjectivesModel(tf.keras.Model):
         return self._record(terms)
 
     def test_step(self, data: Any) -> dict[str, tf.Tensor]:
-        inputs, _, _ = tf.keras.utils.unpack_x_y_sample_weight(data)
+        inputs, _, _ = keras.utils.unpack_x_y_sample_weight(data)
         return self._record(self._loss_terms(inputs, training=False))

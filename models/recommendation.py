@@ -25,8 +25,8 @@ from collections.abc import Mapping, Sequence
 
 import numpy as np
 import pandas as pd
-import tensorflow as tf
 
+from sparkzoo import keras2 as keras
 from sparkzoo.models.registry import register
 
 # ---- NeuMF ------------------------------------------------------------------------------
@@ -54,7 +54,7 @@ def ncf(
     l2: float = 0.0,
     dropout: float = 0.0,
     name: str = "ncf",
-) -> tf.keras.Model:
+) -> keras.Model:
     """NeuMF: GMF and MLP branches with separate embeddings, concatenated into a sigmoid score.
 
     Inputs are two integer columns, ``user_id`` in ``[0, num_users)`` and ``item_id`` in
@@ -78,42 +78,42 @@ def ncf(
         )
     if not mlp_layers or mlp_layers[0] < 2:
         raise ValueError(f"mlp_layers must start with a size >= 2, got {mlp_layers}")
-    regularizer = tf.keras.regularizers.l2(l2) if l2 else None
-    user = tf.keras.Input((1,), dtype="int64", name="user_id")
-    item = tf.keras.Input((1,), dtype="int64", name="item_id")
+    regularizer = keras.regularizers.l2(l2) if l2 else None
+    user = keras.Input((1,), dtype="int64", name="user_id")
+    item = keras.Input((1,), dtype="int64", name="item_id")
 
     def embed(ids, count: int, size: int, layer_name: str):
-        vectors = tf.keras.layers.Embedding(
+        vectors = keras.layers.Embedding(
             count,
             size,
-            embeddings_initializer=tf.keras.initializers.RandomNormal(stddev=0.01),
+            embeddings_initializer=keras.initializers.RandomNormal(stddev=0.01),
             embeddings_regularizer=regularizer,
             name=layer_name,
         )(ids)
-        return tf.keras.layers.Flatten(name=f"{layer_name}_flat")(vectors)
+        return keras.layers.Flatten(name=f"{layer_name}_flat")(vectors)
 
-    gmf = tf.keras.layers.Multiply(name="gmf")(
+    gmf = keras.layers.Multiply(name="gmf")(
         [
             embed(user, num_users, factors, "gmf_user_embedding"),
             embed(item, num_items, factors, "gmf_item_embedding"),
         ]
     )
     half = mlp_layers[0] // 2
-    x = tf.keras.layers.Concatenate(name="mlp_concat")(
+    x = keras.layers.Concatenate(name="mlp_concat")(
         [
             embed(user, num_users, half, "mlp_user_embedding"),
             embed(item, num_items, half, "mlp_item_embedding"),
         ]
     )
     for i, units in enumerate(mlp_layers[1:]):
-        x = tf.keras.layers.Dense(units, activation="relu", name=f"mlp{i + 1}")(x)
+        x = keras.layers.Dense(units, activation="relu", name=f"mlp{i + 1}")(x)
         if dropout:
-            x = tf.keras.layers.Dropout(dropout, name=f"mlp{i + 1}_dropout")(x)
-    x = tf.keras.layers.Concatenate(name="neumf")([gmf, x])
-    output = tf.keras.layers.Dense(
+            x = keras.layers.Dropout(dropout, name=f"mlp{i + 1}_dropout")(x)
+    x = keras.layers.Concatenate(name="neumf")([gmf, x])
+    output = keras.layers.Dense(
         1, activation="sigmoid", kernel_initializer="lecun_uniform", name="score"
     )(x)
-    return tf.keras.Model([user, item], output, name=name)
+    return keras.Model([user, item], output, name=name)
 
 
 # ---- Wide & Deep ------------------------------------------------------------------------
@@ -165,7 +165,7 @@ def wide_deep(
     dropout: float = 0.0,
     num_classes: int = 2,
     name: str = "wide_deep",
-) -> tf.keras.Model:
+) -> keras.Model:
     """Wide & Deep: a linear model over sparse and crossed ids plus an MLP over embeddings.
 
     ``categorical`` maps each categorical column to its vocabulary size (ids in
@@ -203,48 +203,46 @@ def wide_deep(
     if num_classes < 2:
         raise ValueError(f"num_classes must be >= 2, got {num_classes}")
 
-    cat_inputs = {c: tf.keras.Input((1,), dtype="int64", name=c) for c in categorical}
-    num_inputs = {c: tf.keras.Input((1,), dtype="float32", name=c) for c in continuous}
+    cat_inputs = {c: keras.Input((1,), dtype="int64", name=c) for c in categorical}
+    num_inputs = {c: keras.Input((1,), dtype="float32", name=c) for c in continuous}
     logits = 1 if num_classes == 2 else num_classes
 
     # Wide: one weight per id (an embedding of width `logits` is a linear layer over one-hot
     # ids without building the one-hot matrix), for every column and every crossed group.
     wide_terms = []
     for column, vocab in categorical.items():
-        weights = tf.keras.layers.Embedding(vocab, logits, name=f"wide_{column}")(
-            cat_inputs[column]
-        )
-        wide_terms.append(tf.keras.layers.Flatten(name=f"wide_{column}_flat")(weights))
+        weights = keras.layers.Embedding(vocab, logits, name=f"wide_{column}")(cat_inputs[column])
+        wide_terms.append(keras.layers.Flatten(name=f"wide_{column}_flat")(weights))
     for group in crossed:
         label = "_x_".join(group)
-        ids = tf.keras.layers.HashedCrossing(cross_buckets, name=f"cross_{label}")(
+        ids = keras.layers.HashedCrossing(cross_buckets, name=f"cross_{label}")(
             tuple(cat_inputs[c] for c in group)
         )
-        weights = tf.keras.layers.Embedding(cross_buckets, logits, name=f"wide_{label}")(ids)
-        wide_terms.append(tf.keras.layers.Flatten(name=f"wide_{label}_flat")(weights))
+        weights = keras.layers.Embedding(cross_buckets, logits, name=f"wide_{label}")(ids)
+        wide_terms.append(keras.layers.Flatten(name=f"wide_{label}_flat")(weights))
 
     # Deep: dense embeddings of the categorical ids next to the continuous values.
     deep_terms = []
     for column, vocab in categorical.items():
-        vectors = tf.keras.layers.Embedding(vocab, embedding_dim, name=f"deep_{column}")(
+        vectors = keras.layers.Embedding(vocab, embedding_dim, name=f"deep_{column}")(
             cat_inputs[column]
         )
-        deep_terms.append(tf.keras.layers.Flatten(name=f"deep_{column}_flat")(vectors))
+        deep_terms.append(keras.layers.Flatten(name=f"deep_{column}_flat")(vectors))
     deep_terms += list(num_inputs.values())
     x = (
-        tf.keras.layers.Concatenate(name="deep_concat")(deep_terms)
+        keras.layers.Concatenate(name="deep_concat")(deep_terms)
         if len(deep_terms) > 1
         else deep_terms[0]
     )
     for i, units in enumerate(hidden):
-        x = tf.keras.layers.Dense(int(units), activation="relu", name=f"deep{i + 1}")(x)
+        x = keras.layers.Dense(int(units), activation="relu", name=f"deep{i + 1}")(x)
         if dropout:
-            x = tf.keras.layers.Dropout(dropout, name=f"deep{i + 1}_dropout")(x)
-    terms = [tf.keras.layers.Dense(logits, name="deep_logit")(x), *wide_terms]
-    logit = tf.keras.layers.Add(name="wide_plus_deep")(terms) if len(terms) > 1 else terms[0]
+            x = keras.layers.Dropout(dropout, name=f"deep{i + 1}_dropout")(x)
+    terms = [keras.layers.Dense(logits, name="deep_logit")(x), *wide_terms]
+    logit = keras.layers.Add(name="wide_plus_deep")(terms) if len(terms) > 1 else terms[0]
     activation = "sigmoid" if num_classes == 2 else "softmax"
-    output = tf.keras.layers.Activation(activation, name="probability")(logit)
-    return tf.keras.Model([*cat_inputs.values(), *num_inputs.values()], output, name=name)
+    output = keras.layers.Activation(activation, name="probability")(logit)
+    return keras.Model([*cat_inputs.values(), *num_inputs.values()], output, name=name)
 
 
 # ---- the leave-last-out ranking protocol -------------------------------------------------
@@ -386,7 +384,7 @@ def ranking_candidates(
 
 
 def score_candidates(
-    model: tf.keras.Model, users: np.ndarray, candidates: np.ndarray, batch_size: int = 4096
+    model: keras.Model, users: np.ndarray, candidates: np.ndarray, batch_size: int = 4096
 ) -> np.ndarray:
     """Scores ``(users, candidates)`` of a (user_id, item_id) model such as :func:`ncf`.
 

@@ -24,12 +24,16 @@ import fnmatch
 import hashlib
 import inspect
 import json
+import sys
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+
+from sparkzoo import keras2 as keras
+from sparkzoo import stack
 
 PRETRAINED_DIR = Path(__file__).resolve().parent / "pretrained"
 
@@ -78,9 +82,7 @@ class Family:
 
 
 def _is_keras_loss(obj: Any) -> bool:
-    import tensorflow as tf
-
-    return isinstance(obj, tf.keras.losses.Loss)
+    return isinstance(obj, keras.losses.Loss)
 
 
 @dataclass(frozen=True)
@@ -152,7 +154,7 @@ def register(
     metrics: tuple = (),
     summary: str | None = None,
 ) -> Callable:
-    """Decorator: register a builder ``fn(**config) -> tf.keras.Model`` as family ``name``.
+    """Decorator: register a builder ``fn(**config) -> keras.Model`` as family ``name``.
 
     ``tiny`` is a configuration small enough to build and fit in a fraction of a second;
     ``example`` makes a matching batch; ``loss`` is what the family trains with (a Keras loss,
@@ -194,6 +196,9 @@ def register_packaged(name: str, loader: Callable[[], Any], card: ModelCard) -> 
 def _ensure_loaded() -> None:
     # Family modules register themselves on import; importing the zoo's modules here (and
     # not in sparkzoo/models/__init__) keeps `import sparkzoo.models` free of TensorFlow.
+    if "sparkzoo.models._families" not in sys.modules:
+        # Before TensorFlow loads: a mix of versions that cannot work is refused with its fix.
+        stack.check("sparkzoo.models")
     from sparkzoo.models import _families  # noqa: F401
 
 

@@ -12,6 +12,7 @@ from collections.abc import Sequence
 
 import tensorflow as tf
 
+from sparkzoo import keras2 as keras
 from sparkzoo.models.registry import image_classification_example, register
 from sparkzoo.models.transfer import classifier_head, image_input
 
@@ -23,11 +24,11 @@ MINIMUM_SIZE = 32  # the total stride
 def _conv_bn(
     x: tf.Tensor, filters: int, kernel: int, strides: int, name: str, relu: bool = True
 ) -> tf.Tensor:
-    x = tf.keras.layers.Conv2D(
+    x = keras.layers.Conv2D(
         filters, kernel, strides=strides, padding="same", use_bias=False, name=f"{name}_conv"
     )(x)
-    x = tf.keras.layers.BatchNormalization(epsilon=1.001e-5, name=f"{name}_bn")(x)
-    return tf.keras.layers.ReLU(name=f"{name}_relu")(x) if relu else x
+    x = keras.layers.BatchNormalization(epsilon=1.001e-5, name=f"{name}_bn")(x)
+    return keras.layers.ReLU(name=f"{name}_relu")(x) if relu else x
 
 
 def residual_block(
@@ -53,8 +54,8 @@ def residual_block(
     else:
         y = _conv_bn(x, filters, 3, strides, f"{name}_1")
         y = _conv_bn(y, filters, 3, 1, f"{name}_2", relu=False)
-    y = tf.keras.layers.Add(name=f"{name}_add")([shortcut, y])
-    return tf.keras.layers.ReLU(name=output_name or f"{name}_out")(y)
+    y = keras.layers.Add(name=f"{name}_add")([shortcut, y])
+    return keras.layers.ReLU(name=output_name or f"{name}_out")(y)
 
 
 def resnet(
@@ -66,7 +67,7 @@ def resnet(
     dropout: float = 0.0,
     classifier_activation: str | None = "softmax",
     name: str = "resnet",
-) -> tf.keras.Model:
+) -> keras.Model:
     """A ResNet with ``blocks`` residual blocks in each of its four stages.
 
     Example::
@@ -80,7 +81,7 @@ def resnet(
         raise ValueError(f"{name} width must be positive, got {width}")
     inputs = image_input(input_shape, MINIMUM_SIZE, name)
     x = _conv_bn(inputs, max(1, round(64 * width)), 7, 2, "stem")
-    x = tf.keras.layers.MaxPooling2D(3, strides=2, padding="same", name="stem")(x)
+    x = keras.layers.MaxPooling2D(3, strides=2, padding="same", name="stem")(x)
     for stage, (count, filters) in enumerate(zip(blocks, STAGE_FILTERS, strict=True), start=2):
         filters = max(1, round(filters * width))
         for block in range(1, count + 1):
@@ -93,7 +94,7 @@ def resnet(
                 output_name=f"stage{stage}" if block == count else None,
             )
     outputs = classifier_head(x, num_classes, dropout=dropout, activation=classifier_activation)
-    return tf.keras.Model(inputs, outputs, name=name)
+    return keras.Model(inputs, outputs, name=name)
 
 
 @register(
@@ -113,7 +114,7 @@ def resnet18(
     dropout: float = 0.0,
     classifier_activation: str | None = "softmax",
     name: str = "resnet18",
-) -> tf.keras.Model:
+) -> keras.Model:
     """ResNet-18 (basic blocks, 2-2-2-2) for any input size (at least 32x32) and class count.
 
     ``width`` multiplies every filter count (``width=1/16`` is a tiny ResNet-18 of ~45 K
@@ -146,7 +147,7 @@ def resnet50(
     dropout: float = 0.0,
     classifier_activation: str | None = "softmax",
     name: str = "resnet50",
-) -> tf.keras.Model:
+) -> keras.Model:
     """ResNet-50 (bottleneck blocks, 3-4-6-3) for any input size (at least 32x32) and class
     count.
 

@@ -27,11 +27,11 @@ import weakref
 from collections.abc import Sequence
 
 import numpy as np
-import tensorflow as tf
 
+from sparkzoo import keras2 as keras
 from sparkzoo.models.registry import register
 
-_CELLS = {"lstm": tf.keras.layers.LSTM, "gru": tf.keras.layers.GRU}
+_CELLS = {"lstm": keras.layers.LSTM, "gru": keras.layers.GRU}
 _ATTENTION = (None, "luong", "bahdanau")
 
 
@@ -72,7 +72,7 @@ def seq2seq(
     target_len: int | None = None,
     dropout: float = 0.0,
     name: str = "seq2seq",
-) -> tf.keras.Model:
+) -> keras.Model:
     """Encoder-decoder over token ids (LSTM or GRU, optional Luong or Bahdanau attention).
 
     Inputs: ``source_ids`` ``(source_len,)`` and ``decoder_input_ids`` ``(target_len,)``,
@@ -99,16 +99,16 @@ def seq2seq(
             f"source_vocab={source_vocab}, target_vocab={target_vocab}"
         )
     rnn = _CELLS[cell]
-    source = tf.keras.Input((source_len,), dtype="int64", name="source_ids")
-    decoder_input = tf.keras.Input((target_len,), dtype="int64", name="decoder_input_ids")
+    source = keras.Input((source_len,), dtype="int64", name="source_ids")
+    decoder_input = keras.Input((target_len,), dtype="int64", name="decoder_input_ids")
 
-    x = tf.keras.layers.Embedding(
+    x = keras.layers.Embedding(
         source_vocab, embedding_dim, mask_zero=True, name="source_embedding"
     )(source)
     encoded, *states = rnn(
         units, return_sequences=True, return_state=True, dropout=dropout, name="encoder"
     )(x)
-    y = tf.keras.layers.Embedding(
+    y = keras.layers.Embedding(
         target_vocab, embedding_dim, mask_zero=True, name="target_embedding"
     )(decoder_input)
     decoded, *_ = rnn(
@@ -116,18 +116,18 @@ def seq2seq(
     )(y, initial_state=states)
     if attention:
         context = _attention_layer(attention)([decoded, encoded])
-        joined = tf.keras.layers.Concatenate(name="attention_concat")([decoded, context])
-        decoded = tf.keras.layers.Dense(units, activation="tanh", name="attention_vector")(joined)
+        joined = keras.layers.Concatenate(name="attention_concat")([decoded, context])
+        decoded = keras.layers.Dense(units, activation="tanh", name="attention_vector")(joined)
     if dropout:
-        decoded = tf.keras.layers.Dropout(dropout, name="output_dropout")(decoded)
-    outputs = tf.keras.layers.Dense(target_vocab, activation="softmax", name="next_token")(decoded)
-    return tf.keras.Model([source, decoder_input], outputs, name=name)
+        decoded = keras.layers.Dropout(dropout, name="output_dropout")(decoded)
+    outputs = keras.layers.Dense(target_vocab, activation="softmax", name="next_token")(decoded)
+    return keras.Model([source, decoder_input], outputs, name=name)
 
 
-def _attention_layer(kind: str) -> tf.keras.layers.Layer:
+def _attention_layer(kind: str) -> keras.layers.Layer:
     if kind == "luong":
-        return tf.keras.layers.Attention(use_scale=True, name="attention")
-    return tf.keras.layers.AdditiveAttention(name="attention")
+        return keras.layers.Attention(use_scale=True, name="attention")
+    return keras.layers.AdditiveAttention(name="attention")
 
 
 def teacher_forcing(
@@ -178,7 +178,7 @@ def pad_ids(sequences: Sequence[Sequence[int]], length: int) -> np.ndarray:
 class _Decoder:
     """An encoder model and a one-step decoder model sharing the trained model's layers."""
 
-    def __init__(self, model: tf.keras.Model):
+    def __init__(self, model: keras.Model):
         names = {layer.name for layer in model.layers}
         required = {"source_embedding", "encoder", "target_embedding", "decoder", "next_token"}
         missing = sorted(required - names)
@@ -189,14 +189,14 @@ class _Decoder:
         self.source_len = model.inputs[0].shape[1]
         self.target_len = model.inputs[1].shape[1]
         encoder = model.get_layer("encoder")
-        self.encoder = tf.keras.Model(model.inputs[0], encoder.output, name="seq2seq_encoder")
+        self.encoder = keras.Model(model.inputs[0], encoder.output, name="seq2seq_encoder")
         self.num_states = len(encoder.output) - 1
         units = encoder.cell.units if hasattr(encoder, "cell") else encoder.units
 
-        token = tf.keras.Input((1,), dtype="int64", name="token")
-        encoded = tf.keras.Input((self.source_len, units), name="encoded")
-        source_mask = tf.keras.Input((self.source_len,), dtype="bool", name="source_mask")
-        states = [tf.keras.Input((units,), name=f"state{i}") for i in range(self.num_states)]
+        token = keras.Input((1,), dtype="int64", name="token")
+        encoded = keras.Input((self.source_len, units), name="encoded")
+        source_mask = keras.Input((self.source_len,), dtype="bool", name="source_mask")
+        states = [keras.Input((units,), name=f"state{i}") for i in range(self.num_states)]
         y = model.get_layer("target_embedding")(token)
         decoded, *new_states = model.get_layer("decoder")(y, initial_state=states)
         if "attention" in names:
@@ -204,7 +204,7 @@ class _Decoder:
             joined = model.get_layer("attention_concat")([decoded, context])
             decoded = model.get_layer("attention_vector")(joined)
         probabilities = model.get_layer("next_token")(decoded)
-        self.step = tf.keras.Model(
+        self.step = keras.Model(
             [token, encoded, source_mask, *states],
             [probabilities, *new_states],
             name="seq2seq_step",
@@ -239,7 +239,7 @@ class _Decoder:
 _DECODERS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 
 
-def _decoder(model: tf.keras.Model) -> _Decoder:
+def _decoder(model: keras.Model) -> _Decoder:
     # Building the step model costs more than a decoding step; build it once per model.
     if model not in _DECODERS:
         _DECODERS[model] = _Decoder(model)
@@ -253,7 +253,7 @@ def _default_max_len(decoder: _Decoder, max_len: int | None) -> int:
 
 
 def greedy_decode(
-    model: tf.keras.Model,
+    model: keras.Model,
     source_ids,
     start_id: int,
     end_id: int,
@@ -287,7 +287,7 @@ def greedy_decode(
 
 
 def beam_decode(
-    model: tf.keras.Model,
+    model: keras.Model,
     source_ids,
     beam_width: int = 4,
     start_id: int = 1,

@@ -16,12 +16,13 @@ from typing import Any
 import numpy as np
 import tensorflow as tf
 
+from sparkzoo import keras2 as keras
 from sparkzoo.models.registry import register
 from sparkzoo.models.transfer import build_backbone, cut, default_cut, flat_features, freeze
 
 
-@tf.keras.saving.register_keras_serializable(package="sparkzoo")
-class AbsoluteDifference(tf.keras.layers.Layer):
+@keras.saving.register_keras_serializable(package="sparkzoo")
+class AbsoluteDifference(keras.layers.Layer):
     """``|a - b|`` element-wise, for a pair of tensors of the same shape."""
 
     def call(self, inputs: Sequence[tf.Tensor]) -> tf.Tensor:
@@ -51,14 +52,14 @@ def siamese_pair_example(config: dict, n: int, rng: np.random.Generator):
 )
 def siamese(
     input_shape: tuple[int | None, ...] | None = None,
-    backbone: str | tf.keras.Model = "resnet18",
+    backbone: str | keras.Model = "resnet18",
     backbone_config: dict | None = None,
     cut_at: str | None = None,
     embedding_dim: int | None = 128,
     freeze_to: str | None = None,
     hidden: Sequence[int] = (),
     name: str = "siamese",
-) -> tf.keras.Model:
+) -> keras.Model:
     """A Siamese similarity model: shared backbone -> ``|f(a) - f(b)|`` -> match probability.
 
     ``backbone`` is a zoo name (a family, built with ``backbone_config`` at ``input_shape``,
@@ -83,20 +84,20 @@ def siamese(
         freeze(base, up_to=freeze_to)
     features = flat_features(cut(base, cut_at).output, name="embedding_pool")
     if embedding_dim:
-        features = tf.keras.layers.Dense(embedding_dim, name="embedding")(features)
-    encoder = tf.keras.Model(base.inputs, features, name="encoder")
+        features = keras.layers.Dense(embedding_dim, name="embedding")(features)
+    encoder = keras.Model(base.inputs, features, name="encoder")
 
     shape = tuple(base.input_shape[1:])
-    a = tf.keras.Input(shape, name="a")
-    b = tf.keras.Input(shape, name="b")
+    a = keras.Input(shape, name="a")
+    b = keras.Input(shape, name="b")
     x = AbsoluteDifference(name="distance")([encoder(a), encoder(b)])
     for i, units in enumerate(hidden, start=1):
-        x = tf.keras.layers.Dense(units, activation="relu", name=f"fc{i}")(x)
-    outputs = tf.keras.layers.Dense(1, activation="sigmoid", name="similarity")(x)
-    return tf.keras.Model([a, b], outputs, name=name)
+        x = keras.layers.Dense(units, activation="relu", name=f"fc{i}")(x)
+    outputs = keras.layers.Dense(1, activation="sigmoid", name="similarity")(x)
+    return keras.Model([a, b], outputs, name=name)
 
 
-def similarity(model: tf.keras.Model, a: Any, b: Any, batch_size: int = 256) -> np.ndarray:
+def similarity(model: keras.Model, a: Any, b: Any, batch_size: int = 256) -> np.ndarray:
     """The match probability of each pair ``(a[i], b[i])``, shape ``(n,)``.
 
     Example::

@@ -19,13 +19,14 @@ from collections.abc import Sequence
 import numpy as np
 import tensorflow as tf
 
+from sparkzoo import keras2 as keras
 from sparkzoo.models.registry import register
 
 _LOSSES = ("bce", "focal")
 
 
-@tf.keras.saving.register_keras_serializable(package="sparkzoo")
-class FocalLoss(tf.keras.losses.Loss):
+@keras.saving.register_keras_serializable(package="sparkzoo")
+class FocalLoss(keras.losses.Loss):
     """Focal loss ``-alpha_t (1 - p_t) ** gamma * log(p_t)``, binary or sparse categorical.
 
     The kind follows the predictions: one column (a sigmoid) is binary with 0/1 labels; more
@@ -57,7 +58,7 @@ class FocalLoss(tf.keras.losses.Loss):
 
     def call(self, y_true, y_pred):
         y_pred = tf.convert_to_tensor(y_pred)
-        eps = tf.keras.backend.epsilon()
+        eps = keras.backend.epsilon()
         if y_pred.shape[-1] == 1:
             y_true = tf.reshape(tf.cast(y_true, y_pred.dtype), tf.shape(y_pred))
             p = tf.sigmoid(y_pred) if self.from_logits else y_pred
@@ -148,7 +149,7 @@ def tabular_mlp(
     focal_gamma: float = 2.0,
     focal_alpha: float | None = None,
     name: str = "tabular_mlp",
-) -> tf.keras.Model:
+) -> keras.Model:
     """Feed-forward classifier for a vector of ``input_dim`` numeric features.
 
     Each hidden layer is Dense -> (BatchNorm) -> ReLU -> (Dropout). Two classes give one
@@ -164,19 +165,19 @@ def tabular_mlp(
         raise ValueError(f"loss must be one of {_LOSSES}, got {loss!r}")
     if num_classes < 2:
         raise ValueError(f"num_classes must be >= 2, got {num_classes}")
-    inputs = tf.keras.Input((input_dim,), name="features")
+    inputs = keras.Input((input_dim,), name="features")
     x = inputs
     for i, units in enumerate(hidden):
-        x = tf.keras.layers.Dense(int(units), use_bias=not batch_norm, name=f"dense{i + 1}")(x)
+        x = keras.layers.Dense(int(units), use_bias=not batch_norm, name=f"dense{i + 1}")(x)
         if batch_norm:
-            x = tf.keras.layers.BatchNormalization(name=f"batch_norm{i + 1}")(x)
-        x = tf.keras.layers.Activation("relu", name=f"relu{i + 1}")(x)
+            x = keras.layers.BatchNormalization(name=f"batch_norm{i + 1}")(x)
+        x = keras.layers.Activation("relu", name=f"relu{i + 1}")(x)
         if dropout:
-            x = tf.keras.layers.Dropout(dropout, name=f"dropout{i + 1}")(x)
+            x = keras.layers.Dropout(dropout, name=f"dropout{i + 1}")(x)
     binary = num_classes == 2
-    outputs = tf.keras.layers.Dense(
+    outputs = keras.layers.Dense(
         1 if binary else num_classes,
         activation="sigmoid" if binary else "softmax",
         name="probability",
     )(x)
-    return tf.keras.Model(inputs, outputs, name=name)
+    return keras.Model(inputs, outputs, name=name)

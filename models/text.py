@@ -1,7 +1,7 @@
 """Text classifiers over token ids: Kim's CNN and a recurrent classifier (LSTM, GRU, Bi-LSTM).
 
 Both take ``(seq_len,)`` integer ids with ``0`` as padding (a tokenizer or
-``tf.keras.layers.TextVectorization`` makes them) and return class probabilities.
+``keras.layers.TextVectorization`` makes them) and return class probabilities.
 
 Example::
 
@@ -15,8 +15,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import numpy as np
-import tensorflow as tf
 
+from sparkzoo import keras2 as keras
 from sparkzoo.models.registry import register
 
 
@@ -44,7 +44,7 @@ def text_cnn(
     dropout: float = 0.5,
     l2: float = 0.0,
     name: str = "text_cnn",
-) -> tf.keras.Model:
+) -> keras.Model:
     """Kim (2014) CNN: embedding -> parallel Conv1D of several widths -> max over time -> softmax.
 
     One ReLU ``Conv1D`` of ``filters`` maps per width in ``kernel_sizes``, each max-pooled over
@@ -62,22 +62,22 @@ def text_cnn(
         raise ValueError(
             f"kernel width {max(kernel_sizes)} is longer than the sequence ({seq_len} ids)"
         )
-    inputs = tf.keras.Input((seq_len,), dtype="int64", name="token_ids")
-    x = tf.keras.layers.Embedding(vocab_size, embedding_dim, name="embedding")(inputs)
+    inputs = keras.Input((seq_len,), dtype="int64", name="token_ids")
+    x = keras.layers.Embedding(vocab_size, embedding_dim, name="embedding")(inputs)
     pooled = []
     for width in kernel_sizes:
-        features = tf.keras.layers.Conv1D(filters, width, activation="relu", name=f"conv{width}")(x)
-        pooled.append(tf.keras.layers.GlobalMaxPooling1D(name=f"max_over_time{width}")(features))
-    x = pooled[0] if len(pooled) == 1 else tf.keras.layers.Concatenate(name="features")(pooled)
+        features = keras.layers.Conv1D(filters, width, activation="relu", name=f"conv{width}")(x)
+        pooled.append(keras.layers.GlobalMaxPooling1D(name=f"max_over_time{width}")(features))
+    x = pooled[0] if len(pooled) == 1 else keras.layers.Concatenate(name="features")(pooled)
     if dropout:
-        x = tf.keras.layers.Dropout(dropout, name="dropout")(x)
-    outputs = tf.keras.layers.Dense(
+        x = keras.layers.Dropout(dropout, name="dropout")(x)
+    outputs = keras.layers.Dense(
         num_classes,
         activation="softmax",
-        kernel_regularizer=tf.keras.regularizers.l2(l2) if l2 else None,
+        kernel_regularizer=keras.regularizers.l2(l2) if l2 else None,
         name="predictions",
     )(x)
-    return tf.keras.Model(inputs, outputs, name=name)
+    return keras.Model(inputs, outputs, name=name)
 
 
 _RNN_CELLS = ("lstm", "gru", "bilstm", "bigru")
@@ -101,7 +101,7 @@ def text_rnn(
     hidden: int = 0,
     dropout: float = 0.3,
     name: str = "text_rnn",
-) -> tf.keras.Model:
+) -> keras.Model:
     """Recurrent text classifier: embedding -> LSTM, GRU or bidirectional LSTM/GRU -> dense.
 
     ``cell`` is ``"lstm"``, ``"gru"``, ``"bilstm"`` or ``"bigru"``; padding (id 0) is masked, so
@@ -114,18 +114,16 @@ def text_rnn(
     """
     if cell not in _RNN_CELLS:
         raise ValueError(f"cell must be one of {_RNN_CELLS}, got {cell!r}")
-    inputs = tf.keras.Input((seq_len,), dtype="int64", name="token_ids")
-    x = tf.keras.layers.Embedding(vocab_size, embedding_dim, mask_zero=True, name="embedding")(
-        inputs
-    )
-    kind = tf.keras.layers.GRU if cell.endswith("gru") else tf.keras.layers.LSTM
+    inputs = keras.Input((seq_len,), dtype="int64", name="token_ids")
+    x = keras.layers.Embedding(vocab_size, embedding_dim, mask_zero=True, name="embedding")(inputs)
+    kind = keras.layers.GRU if cell.endswith("gru") else keras.layers.LSTM
     if cell.startswith("bi"):
-        x = tf.keras.layers.Bidirectional(kind(units, name=cell[2:]), name=cell)(x)
+        x = keras.layers.Bidirectional(kind(units, name=cell[2:]), name=cell)(x)
     else:
         x = kind(units, name=cell)(x)
     if dropout:
-        x = tf.keras.layers.Dropout(dropout, name="dropout")(x)
+        x = keras.layers.Dropout(dropout, name="dropout")(x)
     if hidden:
-        x = tf.keras.layers.Dense(hidden, activation="relu", name="hidden")(x)
-    outputs = tf.keras.layers.Dense(num_classes, activation="softmax", name="predictions")(x)
-    return tf.keras.Model(inputs, outputs, name=name)
+        x = keras.layers.Dense(hidden, activation="relu", name="hidden")(x)
+    outputs = keras.layers.Dense(num_classes, activation="softmax", name="predictions")(x)
+    return keras.Model(inputs, outputs, name=name)

@@ -21,8 +21,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import numpy as np
-import tensorflow as tf
 
+from sparkzoo import keras2 as keras
 from sparkzoo.models.registry import register
 
 
@@ -88,7 +88,7 @@ def lstm_forecaster(
     dropout: float = 0.2,
     output_features: int | None = None,
     name: str = "lstm_forecaster",
-) -> tf.keras.Model:
+) -> keras.Model:
     """Stacked LSTM that maps a window ``(window, features)`` to the next ``horizon`` values.
 
     Each LSTM layer of ``units`` feeds the next (all but the last return sequences); dropout
@@ -102,16 +102,16 @@ def lstm_forecaster(
     """
     units = _positive_ints(units, "units")
     outputs_per_step = output_features or features
-    inputs = tf.keras.Input((window, features), name="window")
+    inputs = keras.Input((window, features), name="window")
     x = inputs
     for i, size in enumerate(units):
         last = i == len(units) - 1
-        x = tf.keras.layers.LSTM(size, return_sequences=not last, name=f"lstm{i + 1}")(x)
+        x = keras.layers.LSTM(size, return_sequences=not last, name=f"lstm{i + 1}")(x)
         if dropout:
-            x = tf.keras.layers.Dropout(dropout, name=f"dropout{i + 1}")(x)
-    x = tf.keras.layers.Dense(horizon * outputs_per_step, name="forecast")(x)
-    outputs = tf.keras.layers.Reshape((horizon, outputs_per_step), name="horizon")(x)
-    return tf.keras.Model(inputs, outputs, name=name)
+            x = keras.layers.Dropout(dropout, name=f"dropout{i + 1}")(x)
+    x = keras.layers.Dense(horizon * outputs_per_step, name="forecast")(x)
+    outputs = keras.layers.Reshape((horizon, outputs_per_step), name="horizon")(x)
+    return keras.Model(inputs, outputs, name=name)
 
 
 @register(
@@ -128,7 +128,7 @@ def lstm_autoencoder(
     units: Sequence[int] = (64, 32),
     dropout: float = 0.0,
     name: str = "lstm_autoencoder",
-) -> tf.keras.Model:
+) -> keras.Model:
     """LSTM autoencoder: encoder LSTMs -> RepeatVector -> decoder LSTMs -> TimeDistributed Dense.
 
     The encoder's LSTMs have ``units`` (the last one is the bottleneck: one vector per
@@ -142,26 +142,24 @@ def lstm_autoencoder(
         model.compile("adam", "mse"); model.fit(x, x, epochs=10)
     """
     units = _positive_ints(units, "units")
-    inputs = tf.keras.Input((window, features), name="window")
+    inputs = keras.Input((window, features), name="window")
     x = inputs
     for i, size in enumerate(units):
         last = i == len(units) - 1
-        x = tf.keras.layers.LSTM(size, return_sequences=not last, name=f"encoder{i + 1}")(x)
+        x = keras.layers.LSTM(size, return_sequences=not last, name=f"encoder{i + 1}")(x)
         if dropout:
-            x = tf.keras.layers.Dropout(dropout, name=f"encoder_dropout{i + 1}")(x)
-    x = tf.keras.layers.RepeatVector(window, name="repeat")(x)
+            x = keras.layers.Dropout(dropout, name=f"encoder_dropout{i + 1}")(x)
+    x = keras.layers.RepeatVector(window, name="repeat")(x)
     for i, size in enumerate(reversed(units)):
-        x = tf.keras.layers.LSTM(size, return_sequences=True, name=f"decoder{i + 1}")(x)
+        x = keras.layers.LSTM(size, return_sequences=True, name=f"decoder{i + 1}")(x)
         if dropout:
-            x = tf.keras.layers.Dropout(dropout, name=f"decoder_dropout{i + 1}")(x)
-    outputs = tf.keras.layers.TimeDistributed(
-        tf.keras.layers.Dense(features), name="reconstruction"
-    )(x)
-    return tf.keras.Model(inputs, outputs, name=name)
+            x = keras.layers.Dropout(dropout, name=f"decoder_dropout{i + 1}")(x)
+    outputs = keras.layers.TimeDistributed(keras.layers.Dense(features), name="reconstruction")(x)
+    return keras.Model(inputs, outputs, name=name)
 
 
 def prediction_errors(
-    model: tf.keras.Model,
+    model: keras.Model,
     windows: np.ndarray,
     targets: np.ndarray,
     metric: str = "mse",
@@ -181,7 +179,7 @@ def prediction_errors(
 
 
 def reconstruction_errors(
-    model: tf.keras.Model, windows: np.ndarray, metric: str = "mse", batch_size: int = 256
+    model: keras.Model, windows: np.ndarray, metric: str = "mse", batch_size: int = 256
 ) -> np.ndarray:
     """One error per window: how badly ``model`` (an autoencoder) reconstructs it.
 

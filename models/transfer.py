@@ -28,16 +28,17 @@ from typing import Any
 
 import tensorflow as tf
 
+from sparkzoo import keras2 as keras
 from sparkzoo.models.hub import fetch
 from sparkzoo.models.registry import get, load_verified_weights
 
 
-def layer_names(model: tf.keras.Model) -> list[str]:
+def layer_names(model: keras.Model) -> list[str]:
     """The names of ``model``'s layers, in the model's order."""
     return [layer.name for layer in model.layers]
 
 
-def _get_layer(model: tf.keras.Model, layer_name: str) -> tf.keras.layers.Layer:
+def _get_layer(model: keras.Model, layer_name: str) -> keras.layers.Layer:
     names = layer_names(model)
     if layer_name not in names:
         raise ValueError(
@@ -46,7 +47,7 @@ def _get_layer(model: tf.keras.Model, layer_name: str) -> tf.keras.layers.Layer:
     return model.get_layer(layer_name)
 
 
-def cut(model: tf.keras.Model, layer_name: str, name: str | None = None) -> tf.keras.Model:
+def cut(model: keras.Model, layer_name: str, name: str | None = None) -> keras.Model:
     """A model with ``model``'s inputs whose output is the output of layer ``layer_name``.
 
     The new model shares its layers (and so its weights) with ``model``.
@@ -56,10 +57,10 @@ def cut(model: tf.keras.Model, layer_name: str, name: str | None = None) -> tf.k
         features = cut(models.get("vgg", depth=16), "stage4")   # stride-16 feature maps
     """
     layer = _get_layer(model, layer_name)
-    return tf.keras.Model(model.inputs, layer.output, name=name or f"{model.name}_{layer_name}")
+    return keras.Model(model.inputs, layer.output, name=name or f"{model.name}_{layer_name}")
 
 
-def _ancestors(model: tf.keras.Model, layer_name: str) -> list[tf.keras.layers.Layer]:
+def _ancestors(model: keras.Model, layer_name: str) -> list[keras.layers.Layer]:
     # The layers a functional model needs to compute `layer_name` are exactly the layers of
     # the model cut there; for a Sequential model that is every layer up to it.
     layer = _get_layer(model, layer_name)
@@ -71,7 +72,7 @@ def _ancestors(model: tf.keras.Model, layer_name: str) -> list[tf.keras.layers.L
     return [x for x in model.layers if id(x) in needed]
 
 
-def freeze(model: tf.keras.Model, up_to: str, inclusive: bool = True) -> int:
+def freeze(model: keras.Model, up_to: str, inclusive: bool = True) -> int:
     """Make every layer from the inputs up to layer ``up_to`` untrainable; return how many.
 
     "Up to" means the layers that compute ``up_to``'s output (its ancestors), so parallel
@@ -86,7 +87,7 @@ def freeze(model: tf.keras.Model, up_to: str, inclusive: bool = True) -> int:
     target = _get_layer(model, up_to)
     frozen = 0
     for layer in _ancestors(model, up_to):
-        if isinstance(layer, tf.keras.layers.InputLayer):
+        if isinstance(layer, keras.layers.InputLayer):
             continue
         if layer is target and not inclusive:
             continue
@@ -96,7 +97,7 @@ def freeze(model: tf.keras.Model, up_to: str, inclusive: bool = True) -> int:
     return frozen
 
 
-def unfreeze(model: tf.keras.Model) -> int:
+def unfreeze(model: keras.Model) -> int:
     """Make every layer trainable again; return how many changed."""
     changed = 0
     for layer in model.layers:
@@ -106,7 +107,7 @@ def unfreeze(model: tf.keras.Model) -> int:
     return changed
 
 
-def default_cut(model: tf.keras.Model) -> str:
+def default_cut(model: keras.Model) -> str:
     """The layer a new head goes on when none is named: the input of the last layer, skipping
     dropout (``pool`` for the zoo's classifiers, ``fc2`` for VGG and LeNet-5).
 
@@ -129,7 +130,7 @@ def default_cut(model: tf.keras.Model) -> str:
         if isinstance(inbound, (list, tuple)) or id(inbound) not in by_output:
             break
         source = by_output[id(inbound)]
-        if not isinstance(source, tf.keras.layers.Dropout):
+        if not isinstance(source, keras.layers.Dropout):
             return source.name
         layer = source
     raise ValueError(
@@ -139,10 +140,10 @@ def default_cut(model: tf.keras.Model) -> str:
 
 
 def build_backbone(
-    backbone: str | tf.keras.Model,
+    backbone: str | keras.Model,
     input_shape: Sequence[int | None] | None = None,
     config: dict | None = None,
-) -> tf.keras.Model:
+) -> keras.Model:
     """A model to build on: ``backbone`` itself if it is a Keras model, else the zoo model of
     that name (a family built with ``config`` at ``input_shape``, or a pretrained tag, whose
     input shape is fixed by its weights). ``input_shape=None`` keeps the model's own.
@@ -152,7 +153,7 @@ def build_backbone(
         base = build_backbone("resnet18", (64, 64, 3), {"width": 0.5})
         base = build_backbone("lenet5.mnist")             # shipped weights
     """
-    if isinstance(backbone, tf.keras.Model):
+    if isinstance(backbone, keras.Model):
         if input_shape is not None and tuple(backbone.input_shape[1:]) != tuple(input_shape):
             raise ValueError(
                 f"backbone {backbone.name} takes input_shape {tuple(backbone.input_shape[1:])}, "
@@ -181,14 +182,14 @@ def flat_features(x: tf.Tensor, name: str = "pool", pooling: str = "avg") -> tf.
     """
     if len(x.shape) == 4:
         pool_class = {
-            "avg": tf.keras.layers.GlobalAveragePooling2D,
-            "max": tf.keras.layers.GlobalMaxPooling2D,
+            "avg": keras.layers.GlobalAveragePooling2D,
+            "max": keras.layers.GlobalMaxPooling2D,
         }
         if pooling not in pool_class:
             raise ValueError(f"pooling must be 'avg' or 'max', got {pooling!r}")
         return pool_class[pooling](name=name)(x)
     if len(x.shape) != 2:
-        return tf.keras.layers.Flatten(name=name)(x)
+        return keras.layers.Flatten(name=name)(x)
     return x
 
 
@@ -213,16 +214,14 @@ def classifier_head(
     x = flat_features(x, f"{prefix}pool", pooling)
     for i, units in enumerate(hidden, start=1):
         if dropout and i > 1:  # dropout follows each hidden layer, as in VGG and AlexNet
-            x = tf.keras.layers.Dropout(dropout, name=f"{prefix}fc{i - 1}_dropout")(x)
-        x = tf.keras.layers.Dense(units, activation="relu", name=f"{prefix}fc{i}")(x)
+            x = keras.layers.Dropout(dropout, name=f"{prefix}fc{i - 1}_dropout")(x)
+        x = keras.layers.Dense(units, activation="relu", name=f"{prefix}fc{i}")(x)
     if dropout:
-        x = tf.keras.layers.Dropout(dropout, name=f"{prefix}dropout")(x)
-    return tf.keras.layers.Dense(num_classes, activation=activation, name=f"{prefix}predictions")(x)
+        x = keras.layers.Dropout(dropout, name=f"{prefix}dropout")(x)
+    return keras.layers.Dense(num_classes, activation=activation, name=f"{prefix}predictions")(x)
 
 
-def image_input(
-    input_shape: Sequence[int | None], minimum: int, family: str
-) -> tf.keras.layers.Layer:
+def image_input(input_shape: Sequence[int | None], minimum: int, family: str) -> keras.layers.Layer:
     """The ``image`` input of a classifier, after checking ``input_shape`` is (H, W, C) with
     H and W at least ``minimum`` (``None`` means any size, checked when the model runs).
 
@@ -239,11 +238,11 @@ def image_input(
             f"{family} needs images of at least {minimum}x{minimum} pixels (its total stride), "
             f"got input_shape {shape}"
         )
-    return tf.keras.Input(shape, name="image")
+    return keras.Input(shape, name="image")
 
 
 def new_head(
-    model: tf.keras.Model,
+    model: keras.Model,
     num_classes: int,
     cut_at: str | None = None,
     freeze_to: str | None = None,
@@ -251,7 +250,7 @@ def new_head(
     dropout: float = 0.0,
     activation: str | None = "softmax",
     name: str | None = None,
-) -> tf.keras.Model:
+) -> keras.Model:
     """``model`` cut at ``cut_at`` (default :func:`default_cut`), globally pooled if the cut is
     spatial, with a new dense head of ``num_classes``; layers up to ``freeze_to`` frozen.
 
@@ -275,12 +274,12 @@ def new_head(
         activation=activation,
         prefix="head_",
     )
-    return tf.keras.Model(model.inputs, outputs, name=name or f"{model.name}_{num_classes}")
+    return keras.Model(model.inputs, outputs, name=name or f"{model.name}_{num_classes}")
 
 
 def load_weights(
-    model: tf.keras.Model, uri: str | Path, sha256: str | None = None, **fetch_options: Any
-) -> tf.keras.Model:
+    model: keras.Model, uri: str | Path, sha256: str | None = None, **fetch_options: Any
+) -> keras.Model:
     """Load weights into ``model`` from a local path, ``hdfs://`` URI or ``https://`` URL.
 
     Remote files are fetched (and cached) by :func:`sparkzoo.models.hub.fetch`, which checks

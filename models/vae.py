@@ -15,7 +15,7 @@ and :func:`pca_reconstruction_mse`, the baseline of the same latent size.
 Example::
 
     vae = models.get("vae", latent_dim=2)
-    vae.compile(tf.keras.optimizers.Adam(1e-3))   # the loss is built in
+    vae.compile(keras.optimizers.Adam(1e-3))   # the loss is built in
     vae.fit(images, epochs=10)                    # images in [0, 1], (n, 28, 28, 1)
     z = encode(vae, images)                       # (n, 2)
     evaluate(vae, held_out)                       # {'elbo': -140.2, ...}
@@ -29,6 +29,7 @@ from typing import Any
 import numpy as np
 import tensorflow as tf
 
+from sparkzoo import keras2 as keras
 from sparkzoo.models.objectives import ObjectivesModel
 from sparkzoo.models.registry import image_classification_example, register
 
@@ -58,7 +59,7 @@ def kl_divergence(z_mean: tf.Tensor, z_log_var: tf.Tensor) -> tf.Tensor:
     return -0.5 * tf.reduce_sum(1.0 + z_log_var - tf.square(z_mean) - tf.exp(z_log_var), axis=1)
 
 
-@tf.keras.saving.register_keras_serializable(package="sparkzoo")
+@keras.saving.register_keras_serializable(package="sparkzoo")
 class VAEModel(ObjectivesModel):
     """A functional ``image -> reconstruction`` model (through its nested ``encoder`` and
     ``decoder``) whose ``fit`` minimises the negative ELBO.
@@ -96,11 +97,11 @@ class VAEModel(ObjectivesModel):
         self.track_terms()
 
     @property
-    def encoder(self) -> tf.keras.Model:
+    def encoder(self) -> keras.Model:
         return self.get_layer("encoder")
 
     @property
-    def decoder(self) -> tf.keras.Model:
+    def decoder(self) -> keras.Model:
         return self.get_layer("decoder")
 
     def get_config(self) -> dict:
@@ -172,9 +173,9 @@ def vae(
         )
     if latent_dim < 1:
         raise ValueError(f"vae needs latent_dim >= 1, got {latent_dim}")
-    layers = tf.keras.layers
+    layers = keras.layers
 
-    image = tf.keras.Input((height, width, channels), name="image")
+    image = keras.Input((height, width, channels), name="image")
     x = image
     for i, count in enumerate(filters):
         x = layers.Conv2D(count, 3, strides=2, padding="same", activation="relu",
@@ -183,9 +184,9 @@ def vae(
     x = layers.Dense(dense_units, activation="relu", name="encoder_dense")(x)
     z_mean = layers.Dense(latent_dim, name="z_mean")(x)
     z_log_var = layers.Dense(latent_dim, name="z_log_var")(x)
-    encoder = tf.keras.Model(image, [z_mean, z_log_var], name="encoder")
+    encoder = keras.Model(image, [z_mean, z_log_var], name="encoder")
 
-    latent = tf.keras.Input((latent_dim,), name="latent")
+    latent = keras.Input((latent_dim,), name="latent")
     small = (height // stride, width // stride, filters[-1])
     y = layers.Dense(int(np.prod(small)), activation="relu", name="decoder_dense")(latent)
     y = layers.Reshape(small, name="decoder_reshape")(y)
@@ -195,9 +196,9 @@ def vae(
     probabilities = layers.Conv2DTranspose(
         channels, 3, padding="same", activation="sigmoid", name="probabilities"
     )(y)
-    decoder = tf.keras.Model(latent, probabilities, name="decoder")
+    decoder = keras.Model(latent, probabilities, name="decoder")
 
-    inputs = tf.keras.Input((height, width, channels), name="image")
+    inputs = keras.Input((height, width, channels), name="image")
     mean, _ = encoder(inputs)
     return VAEModel(inputs, decoder(mean), beta=beta, name=name)
 

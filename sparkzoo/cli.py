@@ -8,13 +8,14 @@ import os
 import sys
 from pathlib import Path
 
+from sparkzoo.extras import MissingExtraError, require
 from sparkzoo.info import as_dicts, collect, format_report
 from sparkzoo.models import UnknownModelError
 from sparkzoo.models import cli as models_cli
 from sparkzoo.services import cluster, hdfs
 from sparkzoo.services.cluster import DEFAULT_DIR
 from sparkzoo.services.hdfs import DEFAULT_DIR as HDFS_DIR
-from sparkzoo.trainer.horovod_ring import HorovodMissingError, require_horovod
+from sparkzoo.stack import StackError
 
 
 def cmd_info(args: argparse.Namespace) -> int:
@@ -27,6 +28,7 @@ def cmd_info(args: argparse.Namespace) -> int:
 def cmd_check(args: argparse.Namespace) -> int:
     """Start Spark, bring a Horovod ring up in a barrier stage and allreduce a tensor."""
     from sparkzoo.spark import init_spark
+    from sparkzoo.trainer.horovod_ring import HorovodMissingError, require_horovod
     from sparkzoo.trainer.selftest import allreduce_check
 
     try:
@@ -68,6 +70,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
 def cmd_serve(args: argparse.Namespace) -> int:
     """A zoo model, the object-detection pipeline or an MLflow model behind MLflow's scoring
     server, until Ctrl-C or SIGTERM."""
+    require("serve", "sparkzoo serve")
     from sparkzoo import serving
 
     try:
@@ -194,7 +197,11 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # TensorFlow's C++ start-up chatter
     args = build_parser().parse_args(argv)
-    return args.func(args)
+    try:
+        return args.func(args)
+    except (StackError, MissingExtraError) as exc:  # what to install or fix, not a traceback
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
 
 
 if __name__ == "__main__":

@@ -34,6 +34,8 @@ import uuid
 from typing import IO, Any
 from urllib.parse import urlparse
 
+from sparkzoo import extras
+
 # How long a NameNode may take to accept a connection before the call fails.
 CONNECT_TIMEOUT_S = 5.0
 # hdfs-native's own defaults retry a refused connection for about three minutes (15
@@ -111,8 +113,7 @@ def _hdfs(uri: str, label: str | None = None) -> tuple[Any, str]:
                     raise _unreachable(named, address, "unknown host") from None
             except OSError as exc:
                 raise _unreachable(named, address, exc.strerror or exc) from None
-        from hdfs_native import Client
-
+        Client = extras.import_module("hdfs_native", "hdfs", f"reading {named}").Client
         url = f"hdfs://{parsed.netloc}" if parsed.netloc else None  # None: fs.defaultFS
         client = Client(url, _HDFS_CLIENT_CONFIG)
         _first_answer(client, named, parsed.netloc or "fs.defaultFS")
@@ -294,8 +295,7 @@ def _create(uri: str, label: str | None = None) -> Any:
     """A plain (not atomic) writer for a new file at ``uri``, creating its parents; errors
     name ``label`` or else ``uri``."""
     if is_hdfs(uri):
-        from hdfs_native import WriteOptions
-
+        WriteOptions = extras.import_module("hdfs_native", "hdfs", f"writing {uri}").WriteOptions
         client, path = _hdfs(uri, label)
         with _HdfsErrors(label or uri):
             return client.create(path, WriteOptions(overwrite=True, create_parent=True))

@@ -14,6 +14,8 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import sparkzoo
+from sparkzoo import extras
+from sparkzoo import stack as versions
 
 
 @dataclass(frozen=True)
@@ -211,8 +213,12 @@ def _java(stack: Stack) -> Component:
     return comp
 
 
-def _package(name: str, dist: str, module: str, stack: Stack) -> Component:
+def _package(
+    name: str, dist: str, module: str, stack: Stack, extra: str | None = None
+) -> Component:
     version = _dist_version(dist)
+    if version is None and extra is not None:  # optional: name the extra that brings it
+        return Component(name, None, f'pip install "sparkzoo[{extra}]"', absent_ok=True)
     if version is None:
         return Component(name, None, problem=f"{dist} is not installed; {stack.fix}")
     try:
@@ -239,10 +245,12 @@ def collect() -> list[Component]:
         _engine(horovod),
         _package("PySpark", "pyspark", "pyspark", stack),
         _java(stack),
-        _package("MLflow", "mlflow", "mlflow", stack),
-        _package("OpenCV", "opencv-python-headless", "cv2", stack),
+        _package("MLflow", "mlflow-skinny", "mlflow", stack, extra="mlflow"),
+        _package("OpenCV", "opencv-python-headless", "cv2", stack, extra="apps"),
         _package("NumPy", "numpy", "numpy", stack),
         _package("PyArrow", "pyarrow", "pyarrow", stack),
+        _versions(),
+        _extras(stack),
     ]
     pyspark = next(c for c in components if c.name == "PySpark")
     if pyspark.ok and not (pyspark.version or "").startswith(stack.pyspark):
@@ -250,6 +258,24 @@ def collect() -> list[Component]:
             f"sparkzoo's {stack.name} stack needs pyspark {stack.pyspark}x; {stack.fix}"
         )
     return components
+
+
+def _versions() -> Component:
+    """Whether the installed versions fit together (sparkzoo/stack.py), each misfit's fix."""
+    found = versions.problems()
+    if not found:
+        return Component("Versions", "compatible", "TensorFlow, PySpark, Horovod, NumPy, pyarrow")
+    return Component("Versions", "INCOMPATIBLE", problem="; ".join(found))
+
+
+def _extras(stack: Stack) -> Component:
+    """Which of sparkzoo's extras are installed (docs/install.md); Horovod only counts on the
+    classic stack."""
+    names = [n for n in extras.EXTRAS if not (n == "horovod" and stack is CURRENT)]
+    have = [name for name in names if not extras.missing(name)]
+    lack = [name for name in names if name not in have]
+    detail = f"not installed: {', '.join(lack)}" if lack else "all installed"
+    return Component("Extras", ", ".join(have) or "none", detail)
 
 
 def format_report(components: list[Component]) -> str:

@@ -112,10 +112,13 @@ LAZY_IMPORTS: dict[str, str] = {
     "subcommand runs, not for `sparkzoo --help`",
     "sparkzoo/cli.py:cmd_serve": "package boundary: MLflow, TensorFlow and the served model's "
     "code load when the subcommand runs, not for `sparkzoo --help`",
-    "sparkzoo/fs.py:_hdfs": "optional dependency: hdfs-native for hdfs:// paths only; "
-    "`import sparkzoo.fs` stays light (test_fs.py)",
-    "sparkzoo/fs.py:_create": "optional dependency: hdfs-native for hdfs:// paths only; "
-    "`import sparkzoo.fs` stays light (test_fs.py)",
+    "sparkzoo/keras2.py:module": "package boundary: TensorFlow loads with the first Keras "
+    "attribute used, not with `import sparkzoo.keras2`",
+    "trainer/estimator.py:KerasEstimator._start_tracking": "optional dependency: MLflow (the "
+    "[mlflow] extra) loads only when a run is tracked",
+    "trainer/pyfunc.py:_add_tensorflow_flavour": "optional dependency: importing "
+    "mlflow.tensorflow makes TensorFlow resolve tf.keras for the whole process; only when a "
+    "model is saved",
     "sparkzoo/info.py:_tensorflow": "optional dependency: probes TensorFlow (an extra) and "
     "reports it missing or broken instead of raising",
     "sparkzoo/info.py:_horovod": "optional dependency: probes Horovod's TensorFlow extension "
@@ -123,8 +126,6 @@ LAZY_IMPORTS: dict[str, str] = {
     # models/
     "models/registry.py:_ensure_loaded": "package boundary: the family modules (TensorFlow) "
     "load on the first registry call, not with `import sparkzoo.models`",
-    "models/registry.py:_is_keras_loss": "package boundary: the registry is what `import "
-    "sparkzoo.models` loads; this runs once a family has loaded TensorFlow",
     "models/deepbit.py:pca_sign_hash": "optional dependency: scikit-learn (~1 s) for this "
     "baseline only; every rank that builds a zoo model imports all family modules",
     "models/vae.py:pca_reconstruction_mse": "optional dependency: scikit-learn (~1 s) for this "
@@ -136,15 +137,11 @@ LAZY_IMPORTS: dict[str, str] = {
     "models/detection/detector.py:MTCNNDetector.detect_batch": "executor: mtcnn (TensorFlow) "
     "loads where the pickled detector runs, a Spark task, on first use",
     # trainer/
-    "trainer/backends.py:_openvino": "optional dependency: OpenVINO loads only where a model "
-    "runs on it (a Python worker) or is quantised (the driver)",
     "trainer/backends.py:openvino_graph": "optional dependency: TensorFlow's graph freezing, "
     "only where a model is converted for OpenVINO",
     "trainer/backends.py:inference_function": "package boundary: the backends module is "
     "imported with the object-detection app's settings and KerasModel's Params, TensorFlow "
     "only where a model is traced",
-    "trainer/backends.py:quantize_graph": "optional dependency: NNCF (seconds to import), only "
-    "on the driver of KerasModel.quantize",
     "trainer/estimator.py:engine_functions": "optional dependency: Horovod's training code, "
     "for engine='horovod' only (classic stack)",
     "trainer/horovod_ring.py:plan_ranks": "optional dependency: Horovod, after "

@@ -19,7 +19,12 @@ ranks import only the modules they need.
 
 from __future__ import annotations
 
+from sparkzoo import stack
 from sparkzoo.lazy import lazy_exports
+
+# TensorFlow, PySpark, Horovod, NumPy and pyarrow come from the user's cluster: refuse, with the
+# fix, a mix of versions that cannot work (sparkzoo/stack.py), before any of them is imported.
+stack.check("sparkzoo.trainer")
 
 _EXPORTS: dict[str, str] = {
     "HorovodRunner": "runner",
@@ -33,6 +38,14 @@ _EXPORTS: dict[str, str] = {
 }
 
 
-__getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)
+# Names that run Spark jobs or are Spark ML stages need PySpark: the cluster's own, or the
+# [spark] extra's.
+_NEEDS = dict.fromkeys(
+    ("HorovodRunner", "KerasEstimator", "KerasModel", "MirroredStrategyRunner", "RankFailedError",
+     "TrainingFailedError"),
+    "spark",
+)  # fmt: skip
+
+__getattr__, __dir__ = lazy_exports(__name__, _EXPORTS, _NEEDS)
 
 __all__ = sorted(_EXPORTS)

@@ -20,7 +20,7 @@ the detectors run any backend unchanged.
 
 Example::
 
-    fast = compile_model(tf.keras.models.load_model(path), "openvino", threads=1)
+    fast = compile_model(keras.models.load_model(path), "openvino", threads=1)
     scores = fast(images, training=False)          # numpy, as model(images) would give
 
     ir = ir_bytes(quantize_graph(model, [calibration_images]))   # 8 bits, a few seconds
@@ -37,6 +37,8 @@ from typing import Any
 
 import numpy as np
 
+from sparkzoo import extras
+
 BACKENDS = ("tensorflow", "openvino")
 INT8 = "openvino-int8"  # KerasModel's backend once KerasModel.quantize has calibrated it
 OPENVINO_TOLERANCE = 1e-4  # largest |OpenVINO - TensorFlow| on the zoo's models, float32
@@ -51,7 +53,7 @@ def check_backend(backend: str, choices: tuple[str, ...] = BACKENDS) -> str:
 
 
 def compile_model(model: Any, backend: str = "tensorflow", threads: int | None = 1) -> Any:
-    """``model`` (a ``tf.keras.Model``) ready to run on ``backend``: a :class:`TensorFlowModel`
+    """``model`` (a ``keras.Model``) ready to run on ``backend``: a :class:`TensorFlowModel`
     for ``"tensorflow"`` (TensorFlow's threads are the process's, set by
     ``sparkzoo.trainer.threads``), an :class:`OpenVinoModel` on ``threads`` CPU threads for
     ``"openvino"``."""
@@ -148,10 +150,8 @@ class OpenVinoModel(CompiledModel):
 
 
 def _openvino() -> Any:
-    """The ``openvino`` module, imported on first use."""
-    import openvino
-
-    return openvino
+    """The ``openvino`` module, imported on first use (the [openvino] extra)."""
+    return extras.import_module("openvino", "openvino", "the openvino backends")
 
 
 def inference_function(model: Any) -> Any:
@@ -195,8 +195,7 @@ def quantize_graph(model: Any, inputs: list[np.ndarray]) -> Any:
     quantisation, calibrated on the rows of ``inputs`` (one array per model input, rows
     first; NNCF's default is 300 rows). Weights and activations of the convolutions and
     dense layers become 8-bit, with a fast bias correction; the rest stays in floats."""
-    import nncf
-
+    nncf = extras.import_module("nncf", "openvino", "8-bit quantisation (KerasModel.quantize)")
     rows = len(inputs[0])
     if rows == 0:
         raise ValueError("quantize_graph needs at least one calibration row, got none")

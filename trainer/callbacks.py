@@ -4,12 +4,11 @@ from __future__ import annotations
 
 import time
 
-import tensorflow as tf
-
+from sparkzoo import keras2 as keras
 from sparkzoo.trainer.relay import log_to_driver
 
 
-class LogCallback(tf.keras.callbacks.Callback):
+class LogCallback(keras.callbacks.Callback):
     """Streams a rank's epoch logs (and, with ``per_batch_log``, batch logs) to the driver
     through :func:`log_to_driver`: what ``HorovodRunner(driver_log_verbosity=
     "log_callback_only")`` shows (Databricks' ``sparkdl.horovod.tensorflow.keras.LogCallback``).

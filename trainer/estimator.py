@@ -3,19 +3,20 @@
 from __future__ import annotations
 
 import importlib.util
+import logging
 import shutil
 import sys
 import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, ClassVar
 
-import tensorflow as tf
 from pyspark.ml import Estimator
 from pyspark.ml.util import MLReadable, MLWritable
 from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
 
-from sparkzoo import fs
+from sparkzoo import extras, fs
+from sparkzoo import keras2 as keras
 from sparkzoo.spark import in_background, slot_count
 from sparkzoo.trainer.columns import check_shapes, prepare_columns
 from sparkzoo.trainer.launcher import RankFailedError, check_slots, run_ranks
@@ -46,10 +47,11 @@ from sparkzoo.trainer.rank_training import TrainingPlan, keras_model_bytes
 from sparkzoo.trainer.relay import Message, print_output
 from sparkzoo.trainer.tf_launcher import run_tf_ranks
 from sparkzoo.trainer.tf_training import train_rank as tf_train_rank
-from sparkzoo.trainer.tracking import RunTracker
 
 if TYPE_CHECKING:
     from pyspark.sql import SparkSession
+
+logger = logging.getLogger(__name__)
 
 _VALIDATION_COLUMN = "__sparkzoo_is_validation"
 
@@ -329,7 +331,7 @@ class KerasEstimator(Estimator, _EstimatorParams, MLReadable, MLWritable):
 
     Example::
 
-        est = KerasEstimator(model=build_lenet, optimizer=tf.keras.optimizers.Adam(1e-3),
+        est = KerasEstimator(model=build_lenet, optimizer=keras.optimizers.Adam(1e-3),
                              loss="sparse_categorical_crossentropy", metrics=["accuracy"],
                              feature_cols=["pixels"], label_cols=["label"],
                              batch_size=64, epochs=5, num_workers=2, validation=0.1,
@@ -468,7 +470,7 @@ class KerasEstimator(Estimator, _EstimatorParams, MLReadable, MLWritable):
             indicator,
             weight_col=get("sample_weight_col"),
         )
-        model = source if isinstance(source, tf.keras.Model) else source()
+        model = source if isinstance(source, keras.Model) else source()
         built = time.perf_counter()
         input_shapes = [tuple(t.shape[1:]) for t in model.inputs]
         output_shapes = [tuple(t.shape[1:]) for t in model.outputs]
@@ -497,7 +499,7 @@ class KerasEstimator(Estimator, _EstimatorParams, MLReadable, MLWritable):
 
         plan = TrainingPlan(
             model_source=source
-            if not isinstance(source, tf.keras.Model)
+            if not isinstance(source, keras.Model)
             else keras_model_bytes(source),
             optimizer=_optimizer_config(get("optimizer")),
             loss=get("loss"),
@@ -594,6 +596,14 @@ class KerasEstimator(Estimator, _EstimatorParams, MLReadable, MLWritable):
     def _start_tracking(self, run_name: str, num_workers: int, rows: int, train_rows: int):
         if not self.get("log_to_mlflow"):
             return None
+        if extras.missing("mlflow"):
+            if self.isSet("log_to_mlflow"):  # asked for by name: say what is missing
+                extras.require("mlflow", "KerasEstimator(log_to_mlflow=True)")
+            # The default without MLflow installed (a lean `pip install sparkzoo`): no run.
+            logger.info("MLflow is not installed: the run is not tracked (sparkzoo[mlflow])")
+            return None
+        from sparkzoo.trainer.tracking import RunTracker  # MLflow loads only when it tracks
+
         logged = {
             p.name: self.getOrDefault(p)
             for p in self.params
@@ -735,4 +745,4 @@ def _optimizer_config(optimizer: Any) -> Any:
     """A picklable form of the optimizer: its name, or Keras' serialized config."""
     if isinstance(optimizer, (str, dict)):
         return optimizer
-    return tf.keras.optimizers.serialize(optimizer)
+    return keras.optimizers.serialize(optimizer)

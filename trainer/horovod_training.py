@@ -17,6 +17,7 @@ import horovod.tensorflow as hvd_tf
 import horovod.tensorflow.keras as hvd
 import tensorflow as tf
 
+from sparkzoo import keras2 as keras
 from sparkzoo.trainer.checkpoint import CheckpointStore
 from sparkzoo.trainer.feed import steps_for
 from sparkzoo.trainer.rank_training import (
@@ -35,7 +36,7 @@ def train_rank(plan: TrainingPlan, batches, ring, client) -> dict | None:
     tf.get_logger().setLevel("ERROR")
     # Layer and variable names must match across ranks (Horovod pairs tensors by name), but a
     # reused Python worker has counted up Keras' name counters in earlier tasks.
-    tf.keras.backend.clear_session()
+    keras.backend.clear_session()
     train_buf, val_buf = start_rank(plan, ring, batches, client)
     try:
         counts = tf.constant([train_buf.rows, val_buf.rows if plan.indicator else 1], tf.int64)
@@ -179,7 +180,7 @@ def _fit(plan, ring, client, train_buf, val_buf) -> dict | None:
     if plan.warmup_epochs > 0:
         callbacks.append(
             hvd.callbacks.LearningRateWarmupCallback(
-                initial_lr=float(tf.keras.backend.get_value(model.optimizer.learning_rate)),
+                initial_lr=float(keras.backend.get_value(model.optimizer.learning_rate)),
                 warmup_epochs=plan.warmup_epochs,
                 steps_per_epoch=steps,
                 verbose=0,

@@ -19,7 +19,7 @@ Example::
     def score(model, inputs):                      # numpy in, numpy out
         return {"score": model(inputs["x"], training=False).numpy()[:, 0]}
 
-    scored = map_batches(df, lambda: tf.keras.models.load_model(path), score,
+    scored = map_batches(df, lambda: keras.models.load_model(path), score,
                          pa.schema([("score", pa.float32())]), key=path)
 """
 

@@ -90,7 +90,7 @@ class KerasModel(Transformer, _ModelParams, MLReadable, MLWritable):
     Returned by :meth:`KerasEstimator.fit`. A Spark ML stage: ``write().save(path)`` (or
     ``save(path)``) and ``KerasModel.load(path)``, for a local path or an ``hdfs://`` URI, inside
     a ``PipelineModel`` too. Accessors in Spark's and Horovod's naming: ``setOutputCols``,
-    ``getModel()`` (the ``tf.keras.Model``), ``getHistory()``, ``getFeatureColumns()``, ...
+    ``getModel()`` (the ``keras.Model``), ``getHistory()``, ``getFeatureColumns()``, ...
     """
 
     def __init__(
@@ -159,12 +159,12 @@ class KerasModel(Transformer, _ModelParams, MLReadable, MLWritable):
         return self._broadcasts[key]
 
     def keras_model(self):
-        """The trained model as a ``tf.keras.Model`` on the driver."""
+        """The trained model as a ``keras.Model`` on the driver."""
         return load_keras_model(self.model_bytes, self.custom_objects)
 
     # Horovod's KerasModel accessors.
     def getModel(self):
-        """The trained ``tf.keras.Model`` (loaded on the driver)."""
+        """The trained ``keras.Model`` (loaded on the driver)."""
         return self.keras_model()
 
     def getHistory(self) -> dict[str, list[float]]:

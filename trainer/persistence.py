@@ -27,10 +27,10 @@ from typing import Any
 
 import cloudpickle
 import pyspark
-import tensorflow as tf
 from pyspark.ml.util import MLReader, MLWriter
 
 from sparkzoo import fs
+from sparkzoo import keras2 as keras
 from sparkzoo.trainer.rank_training import keras_model_bytes, load_keras_model
 
 METADATA_FILE = os.path.join("metadata", "part-00000")
@@ -186,9 +186,9 @@ def _checked_bytes(path: str, name: str, sha256: str) -> bytes:
 def _keras_kind(value) -> str | None:
     """``optimizers``/``losses``/``metrics`` for a Keras object of that kind, else None."""
     for kind, base in (
-        ("optimizers", tf.keras.optimizers.Optimizer),
-        ("losses", tf.keras.losses.Loss),
-        ("metrics", tf.keras.metrics.Metric),
+        ("optimizers", keras.optimizers.Optimizer),
+        ("losses", keras.losses.Loss),
+        ("metrics", keras.metrics.Metric),
     ):
         if isinstance(value, base):
             return kind
@@ -210,12 +210,12 @@ class EstimatorWriter(_StageWriter):
                     "validation to a fraction (or None) before saving"
                 )
             kind = _keras_kind(value)
-            if param.name == "model" and isinstance(value, tf.keras.Model):
+            if param.name == "model" and isinstance(value, keras.Model):
                 with open(os.path.join(folder, MODEL_FILE), "wb") as handle:
                     handle.write(keras_model_bytes(value))
             elif kind is not None:  # Keras objects hold weak references: save their config
                 keras_params[param.name] = kind
-                json_params[param.name] = getattr(tf.keras, kind).serialize(value)
+                json_params[param.name] = getattr(keras, kind).serialize(value)
             elif _is_json(value):
                 json_params[param.name] = value
             else:
@@ -238,7 +238,7 @@ class EstimatorReader(_StageReader):
         params = dict(metadata["paramMap"])
         if metadata.get("kerasParams"):
             for name, kind in metadata["kerasParams"].items():
-                params[name] = getattr(tf.keras, kind).deserialize(params[name])
+                params[name] = getattr(keras, kind).deserialize(params[name])
         if metadata.get("pickledParams"):
             params |= cloudpickle.loads(fs.read_bytes(fs.join(path, PICKLED_PARAMS_FILE)))
         model_file = fs.join(path, MODEL_FILE)

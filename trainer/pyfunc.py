@@ -21,8 +21,10 @@ from __future__ import annotations
 
 import contextlib
 import importlib.metadata
+import logging
 import math
 import os
+import shutil
 import tempfile
 from collections.abc import Iterator
 from typing import Any
@@ -32,10 +34,12 @@ import numpy as np
 import pandas as pd
 import tensorflow as tf
 from mlflow.exceptions import MlflowException
-from mlflow.models import ModelSignature
+from mlflow.models import Model, ModelSignature
+from mlflow.models.model import MLMODEL_FILE_NAME
 from mlflow.protos.databricks_pb2 import INVALID_PARAMETER_VALUE
 from mlflow.types.schema import AnyType, Array, ColSpec, Schema
 
+from sparkzoo import keras2 as keras
 from sparkzoo import models
 from sparkzoo.models.registry import apply_preprocessing
 from sparkzoo.trainer.arrays import ColumnSpec, fit_to_shapes, image_pixels, is_image_value
@@ -269,7 +273,7 @@ def pip_requirements() -> list[str]:
     """What serving the model needs: this TensorFlow (and tf_keras, whose Keras 2 API the
     current stack uses: a fresh process would otherwise get Keras 3), MLflow and sparkzoo."""
     requirements = [f"tensorflow=={tf.__version__}", f"mlflow=={mlflow.__version__}", "sparkzoo"]
-    if tf.keras.__name__.startswith("tf_keras"):
+    if keras.is_tf_keras():
         requirements.append(f"tf_keras=={importlib.metadata.version('tf_keras')}")
     return requirements
 
@@ -284,25 +288,122 @@ def _keras_artifact(model_bytes: bytes) -> Iterator[dict[str, str]]:
         yield {ARTIFACT: path}
 
 
+class _Flavours:
+    """MLflow's flavour protocol (``Model.log`` calls ``save_model``) for one model folder with
+    two flavours: the signature-aware pyfunc (:class:`KerasPyfuncModel`: ``pyfunc.load_model``,
+    ``spark_udf``, the scoring server) and MLflow's own ``tensorflow`` flavour, so that
+    ``mlflow.tensorflow.load_model(uri)`` returns the Keras model, as MLflow's docs promise."""
+
+    __name__ = "tensorflow"  # the flavour MLflow records for the logged model
+
+    @staticmethod
+    def save_model(
+        path: str,
+        mlflow_model,
+        python_model: KerasPyfuncModel,
+        model_bytes: bytes,
+        **options,
+    ) -> None:
+        with _keras_artifact(model_bytes) as artifacts:
+            mlflow.pyfunc.save_model(
+                path,
+                mlflow_model=mlflow_model,
+                python_model=python_model,
+                artifacts=artifacts,
+                signature=python_model.signature(),
+                # Named here: MLflow's own inference of the requirements takes seconds.
+                pip_requirements=pip_requirements(),
+                **options,
+            )
+        _add_tensorflow_flavour(path, mlflow_model, python_model, model_bytes)
+
+
+def _add_tensorflow_flavour(
+    path: str, mlflow_model, python_model: KerasPyfuncModel, model_bytes: bytes
+) -> None:
+    """Write the Keras model into ``path`` as ``mlflow.tensorflow.save_model`` does (its
+    ``data/`` folder: the model, its Keras module, format and custom objects) and add the
+    ``tensorflow`` flavour to ``mlflow_model``'s MLmodel file. MLflow writes the files itself,
+    into a scratch folder, so their layout is always the one its ``load_model`` reads."""
+    import mlflow.tensorflow
+
+    keras_model = load_keras_model(model_bytes, python_model.custom_objects)
+    # TensorFlow < 2.16 would write a SavedModel (seconds to trace); HDF5 is one quick file.
+    # From 2.16, MLflow writes the native .keras file.
+    legacy = tuple(int(p) for p in tf.__version__.split(".")[:2]) < (2, 16)
+    with (
+        tempfile.TemporaryDirectory(prefix="sparkzoo-tf-flavour-") as temp,
+        _quiet(
+            "mlflow.tensorflow"  # its warning of no signature: the pyfunc flavour has one
+        ),
+    ):
+        scratch = os.path.join(temp, "model")
+        mlflow.tensorflow.save_model(
+            keras_model,
+            scratch,
+            custom_objects=python_model.custom_objects or None,
+            pip_requirements=pip_requirements(),
+            keras_model_kwargs={"save_format": "h5"} if legacy else None,
+        )
+        flavour = Model.load(scratch).flavors[mlflow.tensorflow.FLAVOR_NAME]
+        data = os.path.join(path, flavour["data"])
+        os.replace(os.path.join(scratch, flavour["data"]), data)
+    if keras.is_tf_keras():
+        # MLflow records `tensorflow.keras`, which a fresh process on TensorFlow >= 2.16 takes
+        # for Keras 3 unless TF_USE_LEGACY_KERAS=1: name the Keras 2 package the model is for.
+        flavour["keras_module"] = "tf_keras"
+        with open(os.path.join(data, "keras_module.txt"), "w") as handle:
+            handle.write("tf_keras")
+    mlflow_model.add_flavor(mlflow.tensorflow.FLAVOR_NAME, **flavour)
+    mlflow_model.save(os.path.join(path, MLMODEL_FILE_NAME))
+
+
+@contextlib.contextmanager
+def _quiet(logger: str) -> Iterator[None]:
+    """Only errors from ``logger`` while the block runs."""
+    log = logging.getLogger(logger)
+    level = log.level
+    log.setLevel(logging.ERROR)
+    try:
+        yield
+    finally:
+        log.setLevel(level)
+
+
 def _store(
     python_model: KerasPyfuncModel, model_bytes: bytes, path: str | None = None, **options
 ) -> str:
-    """Save ``python_model`` with its Keras file, signature and requirements in the new folder
-    ``path`` (returned), or, without ``path``, log it to the active MLflow run (its model URI
-    returned). ``options`` go to MLflow (``name``, ``registered_model_name``, ``metadata``...)."""
-    with _keras_artifact(model_bytes) as artifacts:
-        arguments = {
-            "python_model": python_model,
-            "artifacts": artifacts,
-            "signature": python_model.signature(),
-            # Named here: MLflow's own inference of the requirements takes seconds.
-            "pip_requirements": pip_requirements(),
-            **options,
-        }
-        if path is not None:
-            mlflow.pyfunc.save_model(path, **arguments)
-            return path
-        return mlflow.pyfunc.log_model(**arguments).model_uri
+    """Save ``python_model`` with its Keras file, signature and requirements, in both flavours
+    (:class:`_Flavours`), in the new folder ``path`` (returned), or, without ``path``, log it
+    to the active MLflow run (its model URI returned). ``options`` go to MLflow (``name``,
+    ``registered_model_name``, ``metadata``...)."""
+    if path is not None:
+        if os.path.exists(path):
+            raise MlflowException(
+                f"{path} already exists: save a model into a new folder",
+                error_code=INVALID_PARAMETER_VALUE,
+            )
+        metadata = options.pop("metadata", None)
+        mlflow_model = Model(metadata=metadata)
+        os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+        # Written into a scratch folder beside `path`, then renamed: a failure leaves no
+        # half-written model behind.
+        scratch = f"{path}.partial-{os.getpid()}"
+        shutil.rmtree(scratch, ignore_errors=True)
+        try:
+            _Flavours.save_model(scratch, mlflow_model, python_model, model_bytes, **options)
+            os.replace(scratch, path)
+        finally:
+            shutil.rmtree(scratch, ignore_errors=True)
+        return path
+    name = options.pop("name")
+    return Model.log(
+        name=name,
+        flavor=_Flavours,
+        python_model=python_model,
+        model_bytes=model_bytes,
+        **options,
+    ).model_uri
 
 
 def log_pyfunc_model(
@@ -416,7 +517,7 @@ def _zoo_custom_objects() -> dict:
     zoo model can load the saved one: pickled by reference, they import their modules."""
     return {
         key: value
-        for key, value in tf.keras.saving.get_custom_objects().items()
+        for key, value in keras.saving.get_custom_objects().items()
         if key.startswith("sparkzoo>")
     }
 

@@ -21,6 +21,7 @@ import numpy as np
 import tensorflow as tf
 
 from sparkzoo import fs
+from sparkzoo import keras2 as keras
 from sparkzoo.trainer.arrays import ColumnSpec, batch_to_arrays, fit_to_shapes
 from sparkzoo.trainer.checkpoint import CheckpointStore
 from sparkzoo.trainer.feed import PartitionBuffer, batch_indices
@@ -72,7 +73,7 @@ def load_keras_model(model_bytes: bytes, custom_objects: dict | None = None):
         path = os.path.join(tmp, "model.keras")
         with open(path, "wb") as handle:
             handle.write(model_bytes)
-        return tf.keras.models.load_model(path, custom_objects=custom_objects, compile=False)
+        return keras.models.load_model(path, custom_objects=custom_objects, compile=False)
 
 
 def keras_model_bytes(model) -> bytes:
@@ -82,7 +83,7 @@ def keras_model_bytes(model) -> bytes:
     triple the file); a subclassed model, which cannot be cloned, is saved as it is.
     """
     try:
-        plain = tf.keras.models.clone_model(model)
+        plain = keras.models.clone_model(model)
         plain.set_weights(model.get_weights())
     except (ValueError, TypeError, NotImplementedError):
         plain = model
@@ -128,7 +129,7 @@ def start_rank(
     then its partition read and reported to the driver. Returns (train, validation) rows."""
     configure_threads(plan.threads_per_worker, ring.local_size)
     pin_gpus(ring.local_rank)
-    tf.keras.utils.set_random_seed(plan.seed + ring.rank)
+    keras.utils.set_random_seed(plan.seed + ring.rank)
     if plan.deterministic:
         tf.config.experimental.enable_op_determinism()
     train_buf, val_buf = _read_partition(plan, batches)
@@ -173,14 +174,14 @@ def _read_partition(plan: TrainingPlan, batches) -> tuple[PartitionBuffer, Parti
 
 def _make_optimizer(plan: TrainingPlan, size: int):
     optimizer = (
-        tf.keras.optimizers.get(plan.optimizer)
+        keras.optimizers.get(plan.optimizer)
         if isinstance(plan.optimizer, str)
-        else tf.keras.optimizers.deserialize(plan.optimizer)
+        else keras.optimizers.deserialize(plan.optimizer)
     )
     if plan.gradient_clipnorm:
         config = optimizer.get_config() | {"clipnorm": plan.gradient_clipnorm}
         optimizer = optimizer.__class__.from_config(config)
-    base_lr = float(tf.keras.backend.get_value(optimizer.learning_rate))
+    base_lr = float(keras.backend.get_value(optimizer.learning_rate))
     if plan.scale_lr:  # the linear scaling rule: the global batch grew size-fold
         optimizer.learning_rate = base_lr * size
     return optimizer
@@ -290,11 +291,11 @@ def _tensorboard_callback(run_dir: str):
     """
     target = fs.join(run_dir, "logs")
     if not fs.is_hdfs(target):
-        return tf.keras.callbacks.TensorBoard(
+        return keras.callbacks.TensorBoard(
             fs.local_path(target), write_graph=True, update_freq="epoch", profile_batch=0
         )
 
-    class CopiedTensorBoard(tf.keras.callbacks.TensorBoard):
+    class CopiedTensorBoard(keras.callbacks.TensorBoard):
         def on_train_end(self, logs=None):
             super().on_train_end(logs)  # closes (and so flushes) the event files
             fs.put(self.log_dir, target, overwrite=True)
@@ -308,7 +309,7 @@ def _result(model, history: dict, epochs: int) -> dict:
     return {"model_bytes": keras_model_bytes(model), "history": history, "epochs": epochs}
 
 
-class _EpochEnd(tf.keras.callbacks.Callback):
+class _EpochEnd(keras.callbacks.Callback):
     """Rank 0: report the epoch to the driver, then checkpoint it to the store."""
 
     def __init__(self, client, checkpoints, history, samples_per_epoch, epochs):

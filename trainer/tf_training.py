@@ -20,6 +20,7 @@ from __future__ import annotations
 import numpy as np
 import tensorflow as tf
 
+from sparkzoo import keras2 as keras
 from sparkzoo.trainer.checkpoint import CheckpointStore
 from sparkzoo.trainer.feed import steps_for
 from sparkzoo.trainer.rank_training import (
@@ -142,7 +143,7 @@ def _fit(plan, strategy, ring, client, train_buf, val_buf) -> dict | None:
     if plan.warmup_epochs > 0:
         callbacks.append(
             _warmup_callback(
-                float(tf.keras.backend.get_value(model.optimizer.learning_rate)),
+                float(keras.backend.get_value(model.optimizer.learning_rate)),
                 ring.size,
                 plan.warmup_epochs,
                 steps,
@@ -158,7 +159,7 @@ def _warmup_callback(target_lr: float, size: int, warmup_epochs: float, steps_pe
     """Horovod's learning-rate warm-up: from ``target_lr / size`` to ``target_lr``, linearly
     over ``warmup_epochs`` epochs (Goyal et al.), the same on every worker."""
 
-    class Warmup(tf.keras.callbacks.Callback):
+    class Warmup(keras.callbacks.Callback):
         def __init__(self):
             super().__init__()
             self._epoch = 0

@@ -19,6 +19,6 @@ _EXPORTS: dict[str, str] = {
     "with_learning_rate": "driver",
 }
 
-__getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)
+__getattr__, __dir__ = lazy_exports(__name__, _EXPORTS, dict.fromkeys(_EXPORTS, "tune"))
 
 __all__ = sorted(_EXPORTS)

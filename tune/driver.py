@@ -35,10 +35,10 @@ from typing import Any
 import cloudpickle
 import optuna
 import pandas as pd
-import tensorflow as tf
 from optuna.trial import TrialState
 from pyspark.sql import DataFrame, SparkSession
 
+from sparkzoo import keras2 as keras
 from sparkzoo.spark import slot_count
 from sparkzoo.trainer.estimator import KerasEstimator
 from sparkzoo.trainer.launcher import driver_host
@@ -596,7 +596,7 @@ def _check_estimator_space(estimator: KerasEstimator, space: dict) -> None:
                 f"{MODEL_PARAMS!r}; its Params are {sorted(names)}"
             )
     if any(k.startswith(MODEL_PARAMS + ".") for k in space) and isinstance(
-        estimator.get("model"), tf.keras.Model
+        estimator.get("model"), keras.Model
     ):
         raise ValueError(
             f"space[{MODEL_PARAMS!r}] needs model= to be a builder function that takes keyword "
@@ -627,7 +627,7 @@ def _trial_estimator(
 def with_learning_rate(optimizer: Any, learning_rate: float):
     """The estimator's optimizer (a name, a serialized config or an instance) with another
     learning rate, as a new optimizer."""
-    base = tf.keras.optimizers.get(optimizer)
+    base = keras.optimizers.get(optimizer)
     config = base.get_config() | {"learning_rate": float(learning_rate)}
     return type(base).from_config(config)
 

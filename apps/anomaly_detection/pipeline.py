@@ -36,13 +36,13 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
-import tensorflow as tf
 from matplotlib.figure import Figure
 from pyspark.sql import functions as F
 from sklearn.ensemble import IsolationForest
 from sklearn.metrics import average_precision_score
 
 from sparkzoo import fs
+from sparkzoo import keras2 as keras
 from sparkzoo.datasets.loaders import list_time_series, time_series
 from sparkzoo.datasets.readers import read_nab
 from sparkzoo.datasets.synthetic import inject_anomalies
@@ -286,7 +286,7 @@ def train_detector(
     units = tuple(units)
     estimator = KerasEstimator(
         model=lambda: build_model(model, window, units),
-        optimizer=tf.keras.optimizers.Adam(learning_rate),  # x workers (linear scaling)
+        optimizer=keras.optimizers.Adam(learning_rate),  # x workers (linear scaling)
         loss="mse",
         feature_cols=["features"],
         label_cols=["label"],

@@ -33,7 +33,6 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import tensorflow as tf
 from matplotlib.figure import Figure
 from pyspark.sql import functions as F
 from sklearn.ensemble import HistGradientBoostingClassifier
@@ -41,6 +40,7 @@ from sklearn.linear_model import LogisticRegression
 from sklearn.metrics import average_precision_score, precision_recall_curve, roc_auc_score
 
 from sparkzoo import fs
+from sparkzoo import keras2 as keras
 from sparkzoo.apps.fraud.features import (
     CREDITCARD_INPUT,
     EVENT_TIME,
@@ -131,9 +131,9 @@ def mlp_estimator(
     metric (``auprc``; ``val_auprc`` with a validation set)."""
     return KerasEstimator(
         model=functools.partial(build_mlp, input_dim, hidden=tuple(hidden), dropout=dropout),
-        optimizer=tf.keras.optimizers.Adam(learning_rate),
+        optimizer=keras.optimizers.Adam(learning_rate),
         loss=FocalLoss(gamma=focal_gamma),
-        metrics=[tf.keras.metrics.AUC(curve="PR", name="auprc")],
+        metrics=[keras.metrics.AUC(curve="PR", name="auprc")],
         feature_cols=[FEATURES],
         label_cols=[LABEL],
         sample_weight_col=WEIGHT if weighted else None,

@@ -40,11 +40,11 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pyarrow as pa
-import tensorflow as tf
 from matplotlib.figure import Figure
 from pyspark.sql import functions as F
 
 from sparkzoo import fs
+from sparkzoo import keras2 as keras
 from sparkzoo.apps.image_similarity.inputs import SPLITS, write_mnist_folder
 from sparkzoo.arrow import to_numpy
 from sparkzoo.datasets import images as images_lib
@@ -318,7 +318,7 @@ def fine_tune(
     )
     estimator = KerasEstimator(
         model=build,
-        optimizer=tf.keras.optimizers.Adam(1e-3),
+        optimizer=keras.optimizers.Adam(1e-3),
         loss="sparse_categorical_crossentropy",
         metrics=["accuracy"],
         feature_cols=["x"],

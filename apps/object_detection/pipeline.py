@@ -46,8 +46,8 @@ import cv2
 import numpy as np
 import pandas as pd
 import pyarrow as pa
-import tensorflow as tf
 
+from sparkzoo import keras2 as keras
 from sparkzoo.apps.common import sample
 from sparkzoo.apps.object_detection.inputs import (
     FACE_DETECTORS,
@@ -204,7 +204,7 @@ def load_models(config: PipelineConfig) -> tuple[Any, Any, Any]:
     vectoriser = None
     if config.vector_model:
         net = zoo_model(config.vector_model)
-        vectoriser = tf.keras.Model(net.input, net.get_layer(VECTOR_LAYER).output)
+        vectoriser = keras.Model(net.input, net.get_layer(VECTOR_LAYER).output)
         vectoriser = _engine(vectoriser, config.vector_model, config)
     return detector, coder, vectoriser
 

@@ -35,10 +35,10 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import pandas as pd
 import pyarrow as pa
-import tensorflow as tf
 from matplotlib.figure import Figure
 
 from sparkzoo import fs
+from sparkzoo import keras2 as keras
 from sparkzoo.arrow import to_numpy
 from sparkzoo.datasets.loaders import movielens_100k
 from sparkzoo.datasets.readers import read_movielens_ratings
@@ -308,7 +308,7 @@ def train(
     frame, feature_cols = _feature_frame(model, config, pairs, ids.side)
     estimator = KerasEstimator(
         model=lambda: build_model(model, config),
-        optimizer=tf.keras.optimizers.Adam(1e-3),
+        optimizer=keras.optimizers.Adam(1e-3),
         loss="binary_crossentropy",
         metrics=["accuracy"],
         feature_cols=feature_cols,

@@ -34,12 +34,12 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
-import tensorflow as tf
 from matplotlib.figure import Figure
 from pyspark.sql import functions as F
 from sklearn.metrics import confusion_matrix, f1_score
 
 from sparkzoo import fs, models
+from sparkzoo import keras2 as keras
 from sparkzoo.baselines import tfidf_logistic_regression
 from sparkzoo.datasets.loaders import ROTTEN_TOMATOES_LABELS, rotten_tomatoes
 from sparkzoo.datasets.text import (
@@ -287,7 +287,7 @@ def train_model(
         raise ValueError(f"{rows} training rows cannot feed {workers} workers")
     fitted = KerasEstimator(
         model=lambda: models.get(family, **config),
-        optimizer=tf.keras.optimizers.Adam(learning_rate),
+        optimizer=keras.optimizers.Adam(learning_rate),
         loss="sparse_categorical_crossentropy",
         metrics=["accuracy"],
         feature_cols=[IDS],

@@ -30,7 +30,6 @@ from typing import TYPE_CHECKING, Any
 import cv2
 import numpy as np
 import pandas as pd
-import tensorflow as tf
 from matplotlib.figure import Figure
 from matplotlib.ticker import NullLocator
 from pyspark.sql import Window
@@ -38,6 +37,7 @@ from pyspark.sql import functions as F
 from sklearn.datasets import load_digits
 from sklearn.linear_model import LogisticRegression
 
+from sparkzoo import keras2 as keras
 from sparkzoo import models
 from sparkzoo.datasets.images import ImageSet
 from sparkzoo.datasets.transforms import Resize
@@ -70,14 +70,14 @@ class Source:
     def input_shape(self) -> tuple[int, int, int]:
         return tuple(self.card.input["shape"])
 
-    def build(self) -> tf.keras.Model:
+    def build(self) -> keras.Model:
         """The source model with its trained weights."""
         if self.weights is None:
             return models.get(self.name)
         return load_weights(models.get(self.card.family, **self.card.config), self.weights,
                             self.sha256)  # fmt: skip
 
-    def build_untrained(self) -> tf.keras.Model:
+    def build_untrained(self) -> keras.Model:
         """The same architecture with fresh random weights."""
         return models.get(self.card.family, **self.card.config)
 
@@ -201,10 +201,10 @@ def build_model(method: str, source: Source, num_classes: int, freeze_to: str | 
     if method == "scratch":
         return new_head(source.build_untrained(), num_classes, name="scratch")
     if method == "logistic":
-        return tf.keras.Sequential(
+        return keras.Sequential(
             [
-                tf.keras.Input((math.prod(source.input_shape),), name=PIXELS),
-                tf.keras.layers.Dense(num_classes, activation="softmax", name="predictions"),
+                keras.Input((math.prod(source.input_shape),), name=PIXELS),
+                keras.layers.Dense(num_classes, activation="softmax", name="predictions"),
             ],
             name="logistic",
         )
@@ -267,7 +267,7 @@ def learning_curve(
             start = time.perf_counter()
             fitted = KerasEstimator(
                 model=model,
-                optimizer=tf.keras.optimizers.Adam(learning_rate),
+                optimizer=keras.optimizers.Adam(learning_rate),
                 loss="sparse_categorical_crossentropy",
                 metrics=["accuracy"],
                 feature_cols=[PIXELS],

@@ -28,12 +28,12 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pyarrow as pa
-import tensorflow as tf
 from matplotlib.figure import Figure
 from pyspark.sql import functions as F
 from sklearn.decomposition import PCA
 
 from sparkzoo import fs, models
+from sparkzoo import keras2 as keras
 from sparkzoo.apps.common import sample
 from sparkzoo.arrow import to_numpy
 from sparkzoo.datasets.images import ImageSet
@@ -132,7 +132,7 @@ def fit(
     ``VAEModel.train_step`` computes the negative ELBO). Returns the fitted ``KerasModel``."""
     return KerasEstimator(
         model=lambda: models.get("vae", **config),
-        optimizer=tf.keras.optimizers.Adam(learning_rate),
+        optimizer=keras.optimizers.Adam(learning_rate),
         feature_cols=["pixels"],
         label_cols=[],
         batch_size=batch_size,

@@ -31,6 +31,7 @@ from typing import Any
 import numpy as np
 import tensorflow as tf
 
+from sparkzoo import keras2 as keras
 from sparkzoo.models.detection import anchors as anchor_lib
 from sparkzoo.models.detection.boxes import (
     DEFAULT_VARIANCES,
@@ -83,7 +84,7 @@ def _channels(stride: int, width: float) -> int:
 
 
 def _separable(x: Any, filters: int, stride: int, name: str) -> Any:
-    layers = tf.keras.layers
+    layers = keras.layers
     x = layers.DepthwiseConv2D(
         3, strides=stride, padding="same", use_bias=False, name=f"{name}_dw"
     )(x)
@@ -97,7 +98,7 @@ def _separable(x: Any, filters: int, stride: int, name: str) -> Any:
 def _head(x: Any, outputs: int, name: str, bias: Any = "zeros") -> Any:
     # SSDLite's head: a 3x3 depthwise then a 1x1 projection, here linear throughout (no
     # batch norm: on the small coarse maps its batch statistics are too noisy to predict with).
-    return tf.keras.layers.SeparableConv2D(
+    return keras.layers.SeparableConv2D(
         outputs, 3, padding="same", bias_initializer=bias, name=name
     )(x)
 
@@ -130,7 +131,7 @@ def ssd_lite(
     max_scale: float = 0.6,
     aspect_ratios: tuple[float, ...] = (1.0, 2.0, 0.5),
     name: str = "ssd_lite",
-) -> tf.keras.Model:
+) -> keras.Model:
     """SSD-lite detector: depthwise-separable backbone, SSDLite heads on several feature maps.
 
     Output ``(batch, num_anchors, 4 + num_classes + 1)``: per default anchor 4 box offsets
@@ -149,9 +150,9 @@ def ssd_lite(
         raise ValueError(f"feature_strides must increase and start at >= 4, got {strides}")
     shapes = anchor_lib.feature_shapes(input_shape, strides)
     per_cell = anchor_lib.anchors_per_cell(aspect_ratios)
-    layers = tf.keras.layers
+    layers = keras.layers
 
-    inputs = tf.keras.Input(tuple(input_shape), name="image")
+    inputs = keras.Input(tuple(input_shape), name="image")
     x = layers.Conv2D(
         _channels(2, width), 3, strides=2, padding="same", use_bias=False, name="stem_conv"
     )(inputs)
@@ -180,7 +181,7 @@ def ssd_lite(
             feat,
             per_cell * (num_classes + 1),
             name=f"class_head_s{s}",
-            bias=tf.keras.initializers.Constant(cls_bias.ravel().tolist()),
+            bias=keras.initializers.Constant(cls_bias.ravel().tolist()),
         )
         box_parts.append(layers.Reshape((fh * fw * per_cell, 4), name=f"box_s{s}")(box))
         cls_parts.append(
@@ -189,7 +190,7 @@ def ssd_lite(
     boxes = layers.Concatenate(axis=1, name="box_offsets")(box_parts)
     logits = layers.Concatenate(axis=1, name="class_logits")(cls_parts)
     outputs = layers.Concatenate(axis=-1, name="detections")([boxes, logits])
-    return tf.keras.Model(inputs, outputs, name=name)
+    return keras.Model(inputs, outputs, name=name)
 
 
 def assign_targets(
@@ -252,8 +253,8 @@ def encode_targets(
     )
 
 
-@tf.keras.saving.register_keras_serializable(package="sparkzoo")
-class SSDLoss(tf.keras.losses.Loss):
+@keras.saving.register_keras_serializable(package="sparkzoo")
+class SSDLoss(keras.losses.Loss):
     """SSD's multibox loss over ``(y_true, y_pred)`` of shape (batch, anchors, 4 + C + 1).
 
     Per image: smooth L1 (Huber, delta 1) of the box offsets of positive anchors, plus

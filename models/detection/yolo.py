@@ -36,6 +36,7 @@ from typing import Any
 import numpy as np
 import tensorflow as tf
 
+from sparkzoo import keras2 as keras
 from sparkzoo.models.detection import anchors as anchor_lib
 from sparkzoo.models.detection.boxes import (
     Detections,
@@ -116,7 +117,7 @@ def priors_for(config: dict | None = None) -> dict[str, np.ndarray]:
 
 
 def _conv(x: Any, filters: int, size: int, stride: int, name: str) -> Any:
-    layers = tf.keras.layers
+    layers = keras.layers
     x = layers.Conv2D(
         filters, size, strides=stride, padding="same", use_bias=False, name=f"{name}_conv"
     )(x)
@@ -153,7 +154,7 @@ def yolo(
     feature_strides: tuple[int, ...] = (8, 16),
     anchors: Any = None,
     name: str = "yolo",
-) -> tf.keras.Model:
+) -> keras.Model:
     """YOLO-style detector: Darknet-like backbone, top-down multi-scale heads, anchors per cell.
 
     Output ``(batch, rows, 5 + num_classes)``, one row per anchor per cell per scale (finest
@@ -172,9 +173,9 @@ def yolo(
     anchor_sets = resolve_anchors(strides, anchors)
     per_cell = len(anchor_sets[0])
     shapes = anchor_lib.feature_shapes(input_shape, strides)
-    layers = tf.keras.layers
+    layers = keras.layers
 
-    inputs = tf.keras.Input(tuple(input_shape), name="image")
+    inputs = keras.Input(tuple(input_shape), name="image")
     x = _conv(inputs, _channels(2, width), 3, 2, "stem")
     features = {2: x}
     stride = 2
@@ -207,7 +208,7 @@ def yolo(
         obj = layers.Conv2D(
             per_cell,
             1,
-            bias_initializer=tf.keras.initializers.Constant(obj_bias),
+            bias_initializer=keras.initializers.Constant(obj_bias),
             name=f"s{s}_objectness",
         )(top)
         cls = layers.Conv2D(per_cell * num_classes, 1, name=f"s{s}_class")(top)
@@ -220,7 +221,7 @@ def yolo(
         )
     parts = [outputs_by_stride[s] for s in strides]
     outputs = parts[0] if len(parts) == 1 else layers.Concatenate(axis=1, name="detections")(parts)
-    return tf.keras.Model(inputs, outputs, name=name)
+    return keras.Model(inputs, outputs, name=name)
 
 
 def encode_targets(
@@ -309,8 +310,8 @@ def _decode_boxes_tf(t: Any, priors: dict[str, Any]) -> Any:
     return tf.stack([cy - h / 2, cx - w / 2, cy + h / 2, cx + w / 2], axis=-1)
 
 
-@tf.keras.saving.register_keras_serializable(package="sparkzoo")
-class YOLOLoss(tf.keras.losses.Loss):
+@keras.saving.register_keras_serializable(package="sparkzoo")
+class YOLOLoss(keras.losses.Loss):
     """YOLO loss over ``(y_true, y_pred)`` of shape (batch, rows, 5 + num_classes).
 
     Per image, divided by the number of positive rows: objectness binary cross-entropy on every

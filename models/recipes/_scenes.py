@@ -21,8 +21,8 @@ from typing import Any
 import cv2
 import numpy as np
 import pandas as pd
-import tensorflow as tf
 
+from sparkzoo import keras2 as keras
 from sparkzoo import models
 from sparkzoo.datasets.synthetic import detection_scenes, detection_split
 from sparkzoo.models.detection.boxes import average_precisions, mean_average_precision
@@ -175,7 +175,7 @@ def train_detector(
     epochs = args.epochs or epochs
     estimator = KerasEstimator(
         model=lambda: models.get(family, **config),
-        optimizer=tf.keras.optimizers.Adam(learning_rate),
+        optimizer=keras.optimizers.Adam(learning_rate),
         loss=loss,
         feature_cols=["image"],
         label_cols=["target"],

@@ -13,9 +13,9 @@ from __future__ import annotations
 
 import numpy as np
 import pandas as pd
-import tensorflow as tf
 from sklearn.decomposition import PCA
 
+from sparkzoo import keras2 as keras
 from sparkzoo import models
 from sparkzoo.datasets.loaders import mnist_split
 from sparkzoo.models.deepbit import binary_codes, pca_sign_hash
@@ -108,7 +108,7 @@ def train(spark, args):
     epochs = args.epochs or EPOCHS
     estimator = KerasEstimator(
         model=lambda: models.get(FAMILY, **CONFIG),
-        optimizer=tf.keras.optimizers.Adam(LEARNING_RATE),
+        optimizer=keras.optimizers.Adam(LEARNING_RATE),
         feature_cols=["pixels"],
         label_cols=[],
         batch_size=32,

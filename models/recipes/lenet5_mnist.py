@@ -9,10 +9,10 @@ from __future__ import annotations
 
 import numpy as np
 import pandas as pd
-import tensorflow as tf
 from sklearn.linear_model import LogisticRegression
 from sklearn.svm import SVC
 
+from sparkzoo import keras2 as keras
 from sparkzoo import models
 from sparkzoo.datasets.loaders import mnist_split
 from sparkzoo.models.recipes.common import MNIST_DATA, Trained
@@ -61,7 +61,7 @@ def train(spark, args):
     )
     estimator = KerasEstimator(
         model=lambda: models.get(FAMILY, **CONFIG),
-        optimizer=tf.keras.optimizers.Adam(1e-3),
+        optimizer=keras.optimizers.Adam(1e-3),
         loss="sparse_categorical_crossentropy",
         metrics=["accuracy"],
         feature_cols=["pixels"],

@@ -24,8 +24,8 @@ from __future__ import annotations
 import functools
 
 import numpy as np
-import tensorflow as tf
 
+from sparkzoo import keras2 as keras
 from sparkzoo import models
 from sparkzoo.datasets.loaders import time_series
 from sparkzoo.datasets.windows import Windows, make_windows
@@ -153,7 +153,7 @@ def train(spark, args):
     epochs = args.epochs or EPOCHS
     estimator = KerasEstimator(
         model=lambda: models.get(FAMILY, **CONFIG),
-        optimizer=tf.keras.optimizers.Adam(1.5e-3),  # x workers (linear scaling)
+        optimizer=keras.optimizers.Adam(1.5e-3),  # x workers (linear scaling)
         loss="mse",
         metrics=["mae"],
         feature_cols=["features"],

@@ -21,8 +21,8 @@ from typing import NamedTuple
 
 import numpy as np
 import pandas as pd
-import tensorflow as tf
 
+from sparkzoo import keras2 as keras
 from sparkzoo import models
 from sparkzoo.baselines import als_factors
 from sparkzoo.datasets.loaders import movielens_100k
@@ -197,7 +197,7 @@ def train(spark, args):
     epochs = args.epochs or EPOCHS
     estimator = KerasEstimator(
         model=lambda: models.get(FAMILY, **CONFIG),
-        optimizer=tf.keras.optimizers.Adam(1e-3),  # x workers (linear scaling)
+        optimizer=keras.optimizers.Adam(1e-3),  # x workers (linear scaling)
         loss="binary_crossentropy",
         metrics=["accuracy"],
         feature_cols=["user_id", "item_id"],

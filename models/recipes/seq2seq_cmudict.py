@@ -23,9 +23,9 @@ from typing import NamedTuple
 
 import numpy as np
 import pandas as pd
-import tensorflow as tf
 from sklearn.feature_extraction.text import TfidfVectorizer
 
+from sparkzoo import keras2 as keras
 from sparkzoo import models
 from sparkzoo.datasets.loaders import cmudict_pairs
 from sparkzoo.models.recipes.common import Trained
@@ -190,7 +190,7 @@ def train(spark, args):
     epochs = args.epochs or EPOCHS
     estimator = KerasEstimator(
         model=lambda: models.get(FAMILY, **config),
-        optimizer=tf.keras.optimizers.Adam(2.5e-3),  # x workers (linear scaling)
+        optimizer=keras.optimizers.Adam(2.5e-3),  # x workers (linear scaling)
         loss="sparse_categorical_crossentropy",
         metrics=["accuracy"],
         feature_cols=["source_ids", "decoder_input_ids"],

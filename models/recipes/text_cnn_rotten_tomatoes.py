@@ -20,9 +20,9 @@ from collections.abc import Sequence
 
 import numpy as np
 import pandas as pd
-import tensorflow as tf
 from sklearn.model_selection import train_test_split
 
+from sparkzoo import keras2 as keras
 from sparkzoo import models
 from sparkzoo.baselines import tfidf_logistic_regression
 from sparkzoo.datasets.loaders import rotten_tomatoes
@@ -157,7 +157,7 @@ def train(spark, args):
     epochs = args.epochs or EPOCHS
     estimator = KerasEstimator(
         model=lambda: models.get(FAMILY, **config),
-        optimizer=tf.keras.optimizers.Adam(5e-4),
+        optimizer=keras.optimizers.Adam(5e-4),
         loss="sparse_categorical_crossentropy",
         metrics=["accuracy"],
         feature_cols=["token_ids"],

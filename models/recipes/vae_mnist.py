@@ -12,8 +12,8 @@ same 4,000 training images, its reconstruction error on the same held-out digits
 from __future__ import annotations
 
 import pandas as pd
-import tensorflow as tf
 
+from sparkzoo import keras2 as keras
 from sparkzoo import models
 from sparkzoo.models.recipes.common import MNIST_DATA, Trained
 from sparkzoo.models.recipes.lenet5_mnist import INPUT, PREPROCESSING, held_out_split
@@ -58,7 +58,7 @@ def train(spark, args):
     epochs = args.epochs or EPOCHS
     estimator = KerasEstimator(
         model=lambda: models.get(FAMILY, **CONFIG),
-        optimizer=tf.keras.optimizers.Adam(LEARNING_RATE),
+        optimizer=keras.optimizers.Adam(LEARNING_RATE),
         feature_cols=["pixels"],
         label_cols=[],
         batch_size=BATCH_SIZE,
