@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # Every test tier (unit, spark, hdfs, slow) plus ruff with the classic stack's .venv, then,
 # when .venv-current exists, the current stack's share: the fast tier, every shipped weight
-# against its card, the trainer's spark tests on the tf engine, and one app end to end
-# (object detection on local[2]).
+# against its card, the trainer's spark tests on the tf engine, the wheel installed into a fresh
+# venv (tests/test_wheel.py), and one app end to end (object detection on local[2]).
 # `make test` and .ci/run call this. Extra arguments go to the classic pytest run.
 #   --current-only   skip the classic suite (`make test-current`)
 set -uo pipefail
@@ -42,12 +42,13 @@ if [ -x "$py" ]; then
   run_pytest "current, fast tier" "$py" || status=1
   echo "[test] current stack (.venv-current): shipped weights against their cards, the" \
        "trainer on the tf engine (fit, transform, resume, failures, Spark ML and MLflow" \
-       "contracts), one app end to end"
+       "contracts), the wheel in a fresh venv, one app end to end"
   run_pytest "current, cards + trainer + app" "$py" -m "not hdfs" \
     tests/test_models_pretrained.py \
     tests/test_trainer_spark.py \
     tests/test_trainer_tf_engine.py \
     tests/test_trainer_contracts.py \
+    tests/test_wheel.py \
     tests/test_app_object_detection.py::test_run_writes_features_metrics_and_previews \
     tests/test_app_object_detection.py::test_search_duplicates_and_visualise \
     || status=1

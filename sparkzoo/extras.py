@@ -49,7 +49,7 @@ class Need:
 # supported stack are listed; `cpu`, `gpu`, `all` and `dev` are not checked at import.
 EXTRAS: dict[str, tuple[Need, ...]] = {
     "spark": (Need("pyspark", "pyspark"),),
-    "horovod": (Need("horovod", "horovod"), Need("psutil", "psutil")),
+    "horovod": (Need("horovod", "horovod"),),
     "mlflow": (Need("mlflow-skinny", "mlflow"),),
     "serve": (Need("mlflow", None), Need("httptools", "httptools")),
     "tune": (Need("optuna", "optuna"), Need("matplotlib", "matplotlib")),
@@ -67,7 +67,6 @@ EXTRAS: dict[str, tuple[Need, ...]] = {
         Need("mtcnn", "mtcnn"),
         Need("mlxtend", "mlxtend"),
         Need("matplotlib", "matplotlib"),
-        Need("psutil", "psutil"),
     ),
     "notebooks": (
         Need("nbclient", "nbclient"),

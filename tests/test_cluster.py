@@ -106,7 +106,7 @@ TF_JOB = textwrap.dedent("""
         import json, os
         return [greeting, json.loads(os.environ["TF_CONFIG"])["task"]["index"]]
 
-    print("RUNNER", MirroredStrategyRunner(num_slots=2, spark=spark).run(where, greeting="hi"))
+    print("RUNNER", MirroredStrategyRunner(num_slots=2, use_gpu=False, spark=spark).run(where, greeting="hi"))
 
     train, test = mnist_split()
     x_test = np.stack(test["pixels"]).reshape(-1, 28, 28, 1)

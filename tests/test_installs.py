@@ -6,9 +6,10 @@ from __future__ import annotations
 import pytest
 from packaging.version import Version
 
-from conftest import run_python
 from sparkzoo import extras, info, stack
 from sparkzoo.extras import MissingExtraError, Need
+
+from conftest import run_python
 
 
 def _installed(monkeypatch, **versions: str | None) -> None:

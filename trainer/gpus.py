@@ -19,10 +19,11 @@ from typing import Any
 FROM_SPARK = "SPARKZOO_GPUS_FROM_SPARK"  # set in a rank whose GPUs Spark assigned
 
 
-def task_gpu_addresses(ctx: Any) -> list[str]:
-    """The GPU addresses Spark assigned to the task of ``ctx`` (a ``TaskContext``), or []."""
+def task_gpu_addresses(ctx: Any, resource: str = "gpu") -> list[str]:
+    """The GPU addresses Spark assigned to the task of ``ctx`` (a ``TaskContext``) as its
+    resource named ``resource``, or []."""
     resources = ctx.resources() if ctx is not None else {}
-    return list(resources["gpu"].addresses) if "gpu" in resources else []
+    return list(resources[resource].addresses) if resource in resources else []
 
 
 def task_gpu_env(ctx: Any) -> dict[str, str]:

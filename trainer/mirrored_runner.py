@@ -23,40 +23,48 @@ _GPU_TASK_AMOUNT = "spark.task.resource.gpu.amount"
 class MirroredStrategyRunner:
     """Run ``fn`` in ``num_slots`` Spark barrier tasks, each a TensorFlow worker.
 
-    The contract of spark-tensorflow-distributor (code ports by changing the import):
-    ``TF_CONFIG`` is set in every task, ``fn`` creates its
-    ``tf.distribute.MultiWorkerMirroredStrategy`` itself, and ``run(fn, **kwargs)`` returns
-    rank 0's return value. Each worker runs in a fresh process of its task, so any number of
-    runs can follow one another on one SparkSession; its gRPC server listens on the task's
-    own address only. What the workers print appears on the driver as ``[rank]<stdout>: ...``;
-    an exception in any worker is raised on the driver as
-    :class:`~sparkzoo.trainer.RankFailedError`, with that worker's traceback.
+    The contract of spark-tensorflow-distributor 1.0 (code ports by changing the import):
+    ``TF_CONFIG`` is set in every task and ``run(fn, **kwargs)`` returns rank 0's return value.
+    By default (``use_custom_strategy=False``) the runner makes the
+    ``tf.distribute.MultiWorkerMirroredStrategy`` and calls ``fn`` inside its scope, so plain
+    single-process Keras code (build, compile, ``fit``) trains one model across all workers:
+    its variables are mirrored and its batches are the global batches. With
+    ``use_custom_strategy=True``, ``fn`` makes and enters its own strategy. Each worker runs in
+    a fresh process of its task, so any number of runs can follow one another on one
+    SparkSession; its gRPC server listens on the task's own address only. What the workers
+    print appears on the driver as ``[rank]<stdout>: ...``; an exception in any worker is
+    raised on the driver as :class:`~sparkzoo.trainer.RankFailedError`, with that worker's
+    traceback.
 
     - ``num_slots``: the number of workers (``>= 1``, at most the cluster's task slots; with
-      ``use_gpu``, GPUs: one task per ``spark.task.resource.gpu.amount`` GPUs).
+      ``use_gpu``, GPUs: one task per ``spark.task.resource.<gpu_resource_name>.amount`` GPUs).
     - ``local_mode=True``: ``fn`` runs on the driver alone (in a child process too, without
       ``TF_CONFIG``), for debugging; on CPU ``num_slots`` must then be 1.
-    - ``use_gpu=True``: each worker sees the GPUs Spark assigned to its task (Spark resource
-      ``gpu``); refused at once when Spark schedules no GPUs.
+    - ``use_gpu=True`` (the default, as in spark-tensorflow-distributor): each worker sees the
+      GPUs Spark assigned to its task (Spark resource ``gpu_resource_name``); refused at once,
+      with spark-tensorflow-distributor's own message, when Spark schedules no GPUs. Pass
+      ``use_gpu=False`` for CPU training.
+    - ``spark``: the session to run on (default: the active one, or :func:`init_spark`).
 
-    Example::
+    Example (spark-tensorflow-distributor's README, with ``use_gpu=False`` on a CPU cluster)::
 
-        def train(epochs):
+        def train():
             import tensorflow as tf
-            strategy = tf.distribute.MultiWorkerMirroredStrategy()
-            with strategy.scope():
-                model = ...  # build and compile
-            model.fit(dataset.repeat(), steps_per_epoch=100, epochs=epochs)
+            model = tf.keras.Sequential([...])          # no strategy: the runner's scope
+            model.compile(loss=..., optimizer=tf.keras.optimizers.SGD(0.001))
+            model.fit(dataset, epochs=3, steps_per_epoch=5)  # batches of the global batch size
             return model.get_weights()
 
-        weights = MirroredStrategyRunner(num_slots=2).run(train, epochs=3)
+        weights = MirroredStrategyRunner(num_slots=2, use_gpu=False).run(train)
     """
 
     def __init__(
         self,
         num_slots: int,
         local_mode: bool = False,
-        use_gpu: bool = False,
+        use_gpu: bool = True,
+        gpu_resource_name: str = "gpu",
+        use_custom_strategy: bool = False,
         spark: SparkSession | None = None,
     ):
         if not isinstance(num_slots, int) or num_slots < 1:
@@ -69,32 +77,54 @@ class MirroredStrategyRunner:
                 f"local_mode on CPU runs one worker on the driver; got num_slots={num_slots} "
                 "(use num_slots=1, or local_mode=False to spread the workers over the cluster)"
             )
+        if not isinstance(gpu_resource_name, str) or not gpu_resource_name:
+            raise ValueError(
+                f"gpu_resource_name must be a resource name, got {gpu_resource_name!r}"
+            )
         self.num_slots, self.local_mode, self.use_gpu = num_slots, local_mode, use_gpu
+        self.gpu_resource_name = gpu_resource_name
+        self.use_custom_strategy = bool(use_custom_strategy)
         self._spark = spark
+        if use_gpu and not local_mode:
+            self.num_tasks()  # as spark-tensorflow-distributor: a cluster without GPUs fails now
 
     def _session(self) -> SparkSession:
         if self._spark is None:
-            self._spark = init_spark()
+            from pyspark.sql import SparkSession
+
+            self._spark = SparkSession.getActiveSession() or init_spark()
         return self._spark
 
     def num_tasks(self) -> int:
         """How many Spark tasks (TensorFlow workers) a distributed run uses."""
         if not self.use_gpu:
             return self.num_slots
+        key = f"spark.task.resource.{self.gpu_resource_name}.amount"
         conf = self._session().sparkContext.getConf()
-        amount = conf.get(_GPU_TASK_AMOUNT, None)
-        if amount is None or float(amount) < 1:
+        if not conf.contains(key):
+            # spark-tensorflow-distributor's own message, and what to do on a CPU cluster
             raise ValueError(
-                f"use_gpu=True but Spark schedules no GPUs ({_GPU_TASK_AMOUNT} is "
-                f"{amount or 'not set'}); enable GPU-aware scheduling (spark.executor.resource."
-                "gpu.amount, spark.task.resource.gpu.amount >= 1 and a discovery script) or "
-                "run with use_gpu=False"
+                "Your cluster might not have Spark GPU-aware scheduling enabled, please contact "
+                f"your cluster administrator. The conf `{key}` was not found in the Spark "
+                "configuration. (For CPU training, pass use_gpu=False.)"
             )
-        return -(-self.num_slots // int(float(amount)))
+        amount = int(float(conf.get(key)))
+        if amount < 1:
+            raise ValueError(
+                f"The Spark conf `{key}` has a value of {conf.get(key)} but it should not have "
+                "a value less than 1."
+            )
+        return -(-self.num_slots // amount)
 
     def run(self, fn: Callable[..., Any], **kwargs: Any) -> Any:
+        """Call ``fn(**kwargs)`` on every worker (inside the runner's strategy scope unless
+        ``use_custom_strategy``); returns rank 0's return value (in local mode, ``fn``'s)."""
+        use_custom_strategy = self.use_custom_strategy
+
         def child_fn(batches, info, client):
-            return fn(**kwargs)
+            if use_custom_strategy:
+                return fn(**kwargs)
+            return run_in_strategy_scope(fn, kwargs)
 
         if self.local_mode:
             return self._run_on_driver(child_fn)
@@ -104,6 +134,7 @@ class MirroredStrategyRunner:
             child_fn,
             on_message=print_output,
             use_gpu=self.use_gpu,
+            gpu_resource=self.gpu_resource_name,
         )
 
     def _run_on_driver(self, child_fn) -> Any:
@@ -132,11 +163,32 @@ class MirroredStrategyRunner:
 
     def _driver_gpus(self) -> list[str]:
         resources = self._session().sparkContext.resources
-        addresses = list(resources["gpu"].addresses) if "gpu" in resources else []
+        name = self.gpu_resource_name
+        addresses = list(resources[name].addresses) if name in resources else []
         if len(addresses) < self.num_slots:
             raise ValueError(
                 f"use_gpu=True in local_mode asks for {self.num_slots} GPUs but the driver has "
-                f"{len(addresses)} (Spark resource 'gpu', spark.driver.resource.gpu.amount); "
+                f"{len(addresses)} (Spark resource {name!r}, spark.driver.resource.{name}.amount); "
                 "run with use_gpu=False"
             )
         return addresses
+
+
+def run_in_strategy_scope(fn: Callable[..., Any], kwargs: dict[str, Any]) -> Any:
+    """``fn(**kwargs)`` inside a new ``MultiWorkerMirroredStrategy``'s scope: the workers of
+    ``TF_CONFIG`` (or this process alone, without it) train one model. A ``fn`` that makes
+    its own strategy is told to say ``use_custom_strategy=True``."""
+    import tensorflow as tf
+
+    strategy = tf.distribute.MultiWorkerMirroredStrategy()
+    try:
+        with strategy.scope():
+            return fn(**kwargs)
+    except (RuntimeError, ValueError) as exc:
+        if "Mixing different tf.distribute.Strategy objects" in str(exc):
+            raise RuntimeError(
+                f"{getattr(fn, '__name__', fn)} makes its own tf.distribute strategy inside the "
+                "runner's: construct MirroredStrategyRunner(..., use_custom_strategy=True) "
+                f"({exc})"
+            ) from exc
+        raise

@@ -398,6 +398,7 @@ def _store(
         return path
     name = options.pop("name")
     return Model.log(
+        artifact_path=None,  # MLflow 3 still requires the deprecated argument; `name` counts
         name=name,
         flavor=_Flavours,
         python_model=python_model,

@@ -78,14 +78,15 @@ def run_tf_ranks(
     df: DataFrame | None = None,
     on_message: Callable[[Message], None] | None = None,
     use_gpu: bool = False,
+    gpu_resource: str = "gpu",
 ) -> Any:
     """Run ``child_fn`` as ``num_ranks`` TensorFlow workers and return rank 0's result.
 
     Each worker's process has ``TF_CONFIG`` set: ``child_fn`` creates the
     ``tf.distribute.MultiWorkerMirroredStrategy`` itself. With ``df``, it receives the Arrow
     batches of its own partition of ``df.repartition(num_ranks)``; without, none. With
-    ``use_gpu`` each worker sees the GPUs Spark assigned to its task (resource ``gpu``),
-    otherwise none. ``on_message`` sees every message, on the driver, as it arrives.
+    ``use_gpu`` each worker sees the GPUs Spark assigned to its task (the resource named
+    ``gpu_resource``), otherwise none. ``on_message`` sees every message, on the driver, as it arrives.
     """
     check_slots(spark, num_ranks, what="TensorFlow workers")
     # Pickled here, unpickled in the child only: the Spark task passes the bytes on and never
@@ -94,14 +95,21 @@ def run_tf_ranks(
     return run_barrier_stage(
         spark,
         num_ranks,
-        lambda relay_address: _tf_barrier_task(job, relay_address, use_gpu),
+        lambda relay_address: _tf_barrier_task(
+            job, relay_address, gpu_resource if use_gpu else None
+        ),
         df,
         on_message,
         peer_errors=TF_PEER_ERRORS,
     )
 
 
-def _tf_barrier_task(child_fn: bytes, relay_address: tuple[str, int, str], use_gpu: bool):
+def _tf_barrier_task(
+    child_fn: bytes, relay_address: tuple[str, int, str], gpu_resource: str | None
+):
+    """The barrier task of one worker; ``gpu_resource``: the Spark resource whose addresses
+    its TensorFlow may see (None: no GPU)."""
+
     def run(batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
         task_start = time.time()  # the driver splits its start-up at it (wall clock)
         ctx = BarrierTaskContext.get()
@@ -124,8 +132,8 @@ def _tf_barrier_task(child_fn: bytes, relay_address: tuple[str, int, str], use_g
                 )
                 env = {
                     "TF_CONFIG": json.dumps(info.tf_config),
-                    "CUDA_VISIBLE_DEVICES": _task_gpus(ctx) if use_gpu else "",
-                    FROM_SPARK: "1" if use_gpu else None,
+                    "CUDA_VISIBLE_DEVICES": _task_gpus(ctx, gpu_resource) if gpu_resource else "",
+                    FROM_SPARK: "1" if gpu_resource else None,
                 }
                 try:
                     env |= bind_env(info.hostname, info.port, bind_library())
@@ -164,13 +172,13 @@ def write_partition(batches: Iterator[pa.RecordBatch], path: str) -> int:
     return rows
 
 
-def _task_gpus(ctx) -> str:
-    addresses = task_gpu_addresses(ctx)
+def _task_gpus(ctx, resource: str) -> str:
+    addresses = task_gpu_addresses(ctx, resource)
     if not addresses:
         raise RuntimeError(
-            "use_gpu=True but Spark assigned this task no 'gpu' resource; set "
-            "spark.executor.resource.gpu.amount and spark.task.resource.gpu.amount (with a "
-            "discovery script) or run with use_gpu=False"
+            f"use_gpu=True but Spark assigned this task no {resource!r} resource; set "
+            f"spark.executor.resource.{resource}.amount and spark.task.resource.{resource}.amount "
+            "(with a discovery script) or run with use_gpu=False"
         )
     return ",".join(addresses)
 

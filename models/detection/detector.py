@@ -30,14 +30,19 @@ import importlib.metadata
 from collections.abc import Callable, Sequence
 from typing import Any
 
-import cv2
 import numpy as np
 
-from sparkzoo import models
+from sparkzoo import extras, models
 from sparkzoo.models.detection.boxes import Detections, clip_boxes
 from sparkzoo.models.registry import ModelCard, apply_preprocessing, register_packaged
 
 Preprocessing = dict | Callable[[np.ndarray], np.ndarray] | None
+
+
+def _cv2():
+    """OpenCV (the [apps] extra), for image resizing and the Haar detectors: loaded where a
+    detector runs, so the zoo's other models load without it."""
+    return extras.import_module("cv2", "apps", "resizing images for a detector")
 
 
 def as_image_list(images: Any) -> list[np.ndarray]:
@@ -199,6 +204,7 @@ class KerasDetector(Detector):
     def prepare(self, images: list[np.ndarray]) -> np.ndarray:
         """Resize uint8 RGB images to the model input and preprocess: a float32 batch."""
         height, width, channels = self.config["input_shape"]
+        cv2 = _cv2()
         batch = []
         for image in images:
             shrink = image.shape[0] > height or image.shape[1] > width
@@ -259,6 +265,7 @@ class HaarCascadeDetector(Detector):
 
     def _load(self) -> Any:
         if self._classifier is None:
+            cv2 = _cv2()
             path = cv2.data.haarcascades + self.cascade
             classifier = cv2.CascadeClassifier(path)
             if classifier.empty():
@@ -271,7 +278,7 @@ class HaarCascadeDetector(Detector):
         out = []
         for image in images:
             height, width = image.shape[:2]
-            grey = cv2.cvtColor(image, cv2.COLOR_RGB2GRAY)
+            grey = _cv2().cvtColor(image, _cv2().COLOR_RGB2GRAY)
             side = max(1, int(self.min_size * min(height, width)))
             rects, _, weights = classifier.detectMultiScale3(
                 grey,
