@@ -114,6 +114,8 @@ LAZY_IMPORTS: dict[str, str] = {
     "code load when the subcommand runs, not for `sparkzoo --help`",
     "sparkzoo/keras2.py:module": "package boundary: TensorFlow loads with the first Keras "
     "attribute used, not with `import sparkzoo.keras2`",
+    "trainer/mirrored_runner.py:run_in_strategy_scope": "child process: TensorFlow loads in "
+    "the worker's own process, not on the driver that builds the runner",
     "trainer/estimator.py:KerasEstimator._start_tracking": "optional dependency: MLflow (the "
     "[mlflow] extra) loads only when a run is tracked",
     "trainer/pyfunc.py:_add_tensorflow_flavour": "optional dependency: importing "

@@ -52,6 +52,7 @@ def test_every_param_has_typed_accessors_in_spark_naming():
         ("feature_cols", "pixels", TypeError),
         ("label_cols", ["y", "y"], ValueError),
         ("validation", 1.5, ValueError),
+        ("validation", "", ValueError),
         ("nan_policy", "skip", ValueError),
         ("shuffle", "sometimes", TypeError),
         ("model", 42, TypeError),
@@ -385,7 +386,11 @@ def test_mlflows_three_loaders_read_one_logged_run(data, tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
     fitted = _estimator(
-        epochs=1, log_to_mlflow=True, run_name="three-loaders", output_cols=["scores"]
+        epochs=1,
+        log_to_mlflow=True,
+        run_name="three-loaders",
+        output_cols=["scores"],
+        prediction_col="prediction",
     ).fit(data)
     sample = data.limit(50).toPandas()
     expected = _scored(fitted, data.sparkSession.createDataFrame(sample))

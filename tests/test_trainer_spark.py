@@ -357,6 +357,32 @@ def test_validation_dataframe(spark):
     assert len(fitted.history["val_loss"]) == 2
 
 
+def test_validation_names_a_column_whose_true_rows_are_held_out(spark):
+    # Horovod's contract: validation="is_val". The marked rows carry flipped labels: held out,
+    # the model is wrong on all of them; trained on, they would have confused it.
+    frame = _blobs(600, seed=3)
+    frame["is_val"] = (np.arange(len(frame)) % 4 == 0).astype(int)
+    frame.loc[frame["is_val"] == 1, "label"] = 1 - frame.loc[frame["is_val"] == 1, "label"]
+    df = spark.createDataFrame(frame)
+    fitted = _estimator(validation="is_val", epochs=3).fit(df)
+    assert fitted.history["accuracy"][-1] > 0.9
+    assert fitted.history["val_accuracy"][-1] < 0.1
+    flags = df.withColumn("flag", df["is_val"] == 1).drop("is_val")
+    again = _estimator(validation="flag", epochs=1).fit(flags)  # a boolean column
+    assert again.history["val_accuracy"][-1] < 0.2
+
+
+@pytest.mark.parametrize(
+    ("column", "match"),
+    [("nope", "names no column"), ("x0", "holds"), ("name", "is string")],
+)
+def test_a_bad_validation_column_is_named(spark, column, match):
+    frame = _blobs(40)
+    frame["name"] = "a"
+    with pytest.raises(ValueError, match=match):
+        _estimator(validation=column).fit(spark.createDataFrame(frame))
+
+
 def test_save_and_load_give_the_same_predictions(blobs, tmp_path):
     fitted = _estimator(epochs=1).fit(blobs)
     path = str(tmp_path / "model")
@@ -489,6 +515,24 @@ def test_failure_after_the_last_retry_names_the_rank_and_cleans_up(
     while (left := _rank_processes(before)) and time.monotonic() < deadline:
         time.sleep(0.5)
     assert not left, left
+
+
+@pytest.mark.parametrize("engine", ENGINES)
+def test_a_compiled_models_own_optimizer_trains_on_every_rank(blobs, engine):
+    from sparkzoo import keras2 as keras
+
+    model = build_mlp()
+    # a learning rate of 0: if the ranks trained with anything else ("adam"), weights would move
+    model.compile(
+        optimizer=keras.optimizers.SGD(learning_rate=0.0), loss="sparse_categorical_crossentropy"
+    )
+    before = model.get_weights()
+    fitted = KerasEstimator(
+        model=model, feature_cols=["features"], label_cols=["label"], batch_size=64, epochs=1,
+        num_workers=2, engine=engine, log_to_mlflow=False, tensorboard=False, verbose=0,
+    ).fit(blobs)  # fmt: skip
+    for a, b in zip(before, fitted.keras_model().get_weights(), strict=True):
+        np.testing.assert_array_equal(a, b)
 
 
 # ---- MLflow -----------------------------------------------------------------------------------

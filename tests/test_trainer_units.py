@@ -394,3 +394,51 @@ def test_opencv_modes_name_their_element_type_and_channels():
     assert mode_dtype(-1) is None  # Spark's image source: a file it could not decode
     with pytest.raises(ValueError, match="OpenCV has no image type of int64"):
         opencv_mode(np.int64, 3)
+
+
+# ---- a compiled model keeps its compile (Orca's and Keras' users pass one) ----------------------
+def _compiled_mlp(optimizer):
+    from sparkzoo import keras2 as keras
+
+    model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(2, activation="softmax")])
+    model.compile(
+        optimizer=optimizer,
+        loss="sparse_categorical_crossentropy",
+        metrics=["accuracy"],
+        loss_weights=[0.5],
+    )
+    return model
+
+
+def test_a_compiled_model_trains_with_its_own_loss_optimizer_and_metrics():
+    from sparkzoo import keras2 as keras
+    from sparkzoo.trainer import KerasEstimator
+
+    model = _compiled_mlp(keras.optimizers.Adam(0.01))
+    settings = KerasEstimator(model=model)._compile_settings(model)
+    assert settings["loss"] == "sparse_categorical_crossentropy"
+    assert isinstance(settings["optimizer"], keras.optimizers.Adam)
+    assert float(settings["optimizer"].learning_rate) == pytest.approx(0.01)  # not "adam"'s 1e-3
+    assert settings["metrics"] == ["accuracy"]
+    assert settings["loss_weights"] == [0.5]
+
+
+def test_params_set_over_a_compiled_model_win_with_a_warning_naming_them():
+    from sparkzoo import keras2 as keras
+    from sparkzoo.trainer import KerasEstimator
+
+    model = _compiled_mlp(keras.optimizers.Adam(0.01))
+    estimator = KerasEstimator(model=model, loss="mse", optimizer="sgd")
+    with pytest.warns(UserWarning, match=r"loss, optimizer replace .*Adam\(learning_rate=0.01\)"):
+        settings = estimator._compile_settings(model)
+    assert settings["loss"] == "mse" and settings["optimizer"] == "sgd"
+    assert settings["metrics"] == ["accuracy"]  # not set: the model's own
+
+
+def test_an_uncompiled_model_takes_the_params_defaults():
+    from sparkzoo import keras2 as keras
+    from sparkzoo.trainer import KerasEstimator
+
+    model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(2)])
+    settings = KerasEstimator(model=model, loss="mse")._compile_settings(model)
+    assert settings == {"loss": "mse", "optimizer": "adam", "metrics": [], "loss_weights": None}

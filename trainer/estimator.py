@@ -15,6 +15,7 @@ from pyspark.ml import Estimator
 from pyspark.ml.util import MLReadable, MLWritable
 from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
+from pyspark.sql.types import BooleanType, NumericType
 
 from sparkzoo import extras, fs
 from sparkzoo import keras2 as keras
@@ -134,7 +135,10 @@ class _EstimatorParams(NamedParamErrors):
         optional(at_least(1)),
     )
     validation = typed_param(
-        "validation", "fraction of rows held out for validation, or a DataFrame", validation_value
+        "validation",
+        "fraction of rows held out for validation, the name of a boolean or 0/1 column whose "
+        "true rows are held out, or a DataFrame",
+        validation_value,
     )
     callbacks = typed_param("callbacks", "Keras callbacks run on every rank", to_list)
     shuffle = typed_param("shuffle", "shuffle each rank's rows every epoch", to_bool)
@@ -601,6 +605,10 @@ class KerasEstimator(Estimator, _EstimatorParams, MLReadable, MLWritable):
             train = dataset.select(*columns).withColumn(_VALIDATION_COLUMN, F.lit(False))
             val = validation.select(*columns).withColumn(_VALIDATION_COLUMN, F.lit(True))
             return train.unionByName(val), _VALIDATION_COLUMN
+        if isinstance(validation, str):  # a column marking the validation rows
+            return dataset.withColumn(
+                _VALIDATION_COLUMN, _validation_flag(dataset, validation)
+            ), _VALIDATION_COLUMN
         return dataset.withColumn(
             _VALIDATION_COLUMN, F.rand(self.get("seed")) < float(validation)
         ), _VALIDATION_COLUMN
@@ -788,6 +796,29 @@ def format_epoch(message: Message) -> str:
     return (
         f"epoch {message['epoch']}/{message['epochs']}  {metrics}  "
         f"{message['samples_per_s']:,.0f} samples/s  ({message['seconds']:.1f} s)"
+    )
+
+
+def _validation_flag(dataset: DataFrame, column: str):
+    """The boolean column of ``validation=column``: a boolean column as it is, a numeric one's
+    rows equal to 1 (its values must be 0 or 1); nulls train."""
+    if column not in dataset.columns:
+        raise ValueError(
+            f"validation={column!r} names no column of the DataFrame (its columns: "
+            f"{dataset.columns}); give a fraction, a boolean or 0/1 column, or a DataFrame"
+        )
+    kind = dataset.schema[column].dataType
+    if isinstance(kind, BooleanType):
+        return F.coalesce(F.col(column), F.lit(False))
+    if isinstance(kind, NumericType):
+        bad = dataset.where(~F.col(column).isin(0, 1)).select(column).limit(1).collect()
+        if bad:
+            raise ValueError(
+                f"validation column {column!r} holds {bad[0][0]!r}; it must be boolean or 0/1"
+            )
+        return F.coalesce(F.col(column) == 1, F.lit(False))
+    raise ValueError(
+        f"validation column {column!r} is {kind.simpleString()}; it must be boolean or 0/1"
     )
 
 

@@ -4,18 +4,16 @@ from __future__ import annotations
 
 import tempfile
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import cloudpickle
+from pyspark.sql import SparkSession
 
 from sparkzoo.spark import init_spark
 from sparkzoo.trainer.launcher import RankFailedError
 from sparkzoo.trainer.relay import MessageRelay, RelayClient, print_output
 from sparkzoo.trainer.tf_launcher import WorkerFailedError, run_child, run_tf_ranks
 from sparkzoo.trainer.tf_ring import WorkerInfo
-
-if TYPE_CHECKING:
-    from pyspark.sql import SparkSession
 
 _GPU_TASK_AMOUNT = "spark.task.resource.gpu.amount"
 
@@ -90,8 +88,6 @@ class MirroredStrategyRunner:
 
     def _session(self) -> SparkSession:
         if self._spark is None:
-            from pyspark.sql import SparkSession
-
             self._spark = SparkSession.getActiveSession() or init_spark()
         return self._spark
 

@@ -202,10 +202,23 @@ def store_path(value) -> str | None:
 
 
 def validation_value(value):
-    """None, a fraction in (0, 1), or a DataFrame of validation rows."""
+    """None, a fraction in (0, 1), the name of a boolean or 0/1 column whose true rows are held
+    out (Horovod's contract), or a DataFrame of validation rows."""
     if value is None or (hasattr(value, "schema") and hasattr(value, "sparkSession")):
         return value
-    fraction = to_float(value)
+    if isinstance(value, str):
+        try:
+            fraction = float(value)
+        except ValueError:
+            if not value.strip():
+                raise ValueError(
+                    "must be a fraction, a column name or a DataFrame, got ''"
+                ) from None
+            return value  # a column name, checked against the DataFrame at fit
+    else:
+        fraction = to_float(value)
     if not 0.0 < fraction < 1.0:
-        raise ValueError(f"must be a fraction in (0, 1) or a DataFrame, got {value!r}")
+        raise ValueError(
+            f"must be a fraction in (0, 1), a column name or a DataFrame, got {value!r}"
+        )
     return fraction
