@@ -371,7 +371,8 @@ pdf = pd.DataFrame({"features": list(x)})
 pyfunc = mlflow.pyfunc.load_model(uri).predict(pdf)
 spark = SparkSession.builder.master("local[1]").config("spark.ui.enabled", "false").getOrCreate()
 udf = mlflow.pyfunc.spark_udf(spark, uri, env_manager="local")
-scored = spark.createDataFrame(pdf).withColumn("out", udf("features")).select("out.*").toPandas()
+rows = spark.createDataFrame(pd.DataFrame({"features": [r.tolist() for r in x]}))
+scored = rows.withColumn("out", udf("features")).select("out.*").toPandas()
 spark.stop()
 print(json.dumps({
     "keras_module": type(keras_model).__module__,

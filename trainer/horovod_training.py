@@ -26,6 +26,7 @@ from sparkzoo.trainer.rank_training import (
     _make_optimizer,
     _result,
     build_model,
+    compile_arguments,
     fit_and_report,
     start_rank,
 )
@@ -146,9 +147,7 @@ def _fit(plan, ring, client, train_buf, val_buf) -> dict | None:
         optimizer=distributed_optimizer(
             optimizer, plan.backward_passes_per_step, plan.gradient_compression
         ),
-        loss=plan.loss,
-        loss_weights=plan.loss_weights,
-        metrics=list(plan.metrics),
+        **compile_arguments(plan),
     )
 
     checkpoints = CheckpointStore(plan.run_dir)

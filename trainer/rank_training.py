@@ -172,6 +172,29 @@ def _read_partition(plan: TrainingPlan, batches) -> tuple[PartitionBuffer, Parti
     return train, val
 
 
+def keras_objects(value: Any, module: Any) -> Any:
+    """``value`` with each serialized Keras object in it (a dict with a ``class_name``, as a
+    compiled model's ``get_compile_config()`` gives a metric or loss object) made an object of
+    ``module`` again (``keras.metrics``, ``keras.losses``): ``compile`` would take a dict for
+    one entry per model output."""
+    if isinstance(value, dict) and "class_name" in value:
+        return module.get(value)
+    if isinstance(value, list):
+        return [keras_objects(v, module) for v in value]
+    if isinstance(value, dict):
+        return {k: keras_objects(v, module) for k, v in value.items()}
+    return value
+
+
+def compile_arguments(plan: TrainingPlan) -> dict[str, Any]:
+    """What every rank passes to ``model.compile`` besides the optimizer."""
+    return {
+        "loss": keras_objects(plan.loss, keras.losses),
+        "loss_weights": plan.loss_weights,
+        "metrics": keras_objects(list(plan.metrics), keras.metrics),
+    }
+
+
 def _make_optimizer(plan: TrainingPlan, size: int):
     optimizer = (
         keras.optimizers.get(plan.optimizer)

@@ -29,6 +29,7 @@ from sparkzoo.trainer.rank_training import (
     _make_optimizer,
     _result,
     build_model,
+    compile_arguments,
     fit_and_report,
     start_rank,
 )
@@ -101,12 +102,7 @@ def _fit(plan, strategy, ring, client, train_buf, val_buf) -> dict | None:
     with strategy.scope():
         model = build_model(plan.model_source, plan.custom_objects)
         optimizer = _make_optimizer(plan, ring.size)
-        model.compile(
-            optimizer=optimizer,
-            loss=plan.loss,
-            loss_weights=plan.loss_weights,
-            metrics=list(plan.metrics),
-        )
+        model.compile(optimizer=optimizer, **compile_arguments(plan))
         model.optimizer.build(model.trainable_variables)
 
     checkpoints = CheckpointStore(plan.run_dir)
