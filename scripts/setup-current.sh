@@ -55,23 +55,13 @@ case "$java_major" in
   *) die "Java ${java_major:-of unknown version} found; Spark 4 needs Java 17 or 21." ;;
 esac
 
-# sparkzoo itself, editable, without dependencies (the lock has them all); again only when
-# pyproject.toml changed since it was last installed.
-editable() {
-  local want have
-  want="$(sha256sum pyproject.toml | cut -d' ' -f1)"
-  have="$(cat "$venv/.sparkzoo-pyproject" 2>/dev/null || true)"
-  [ "$want" = "$have" ] && return 0
-  say "installing sparkzoo (editable, no dependencies: the lock has them all)"
-  "$venv/bin/python" -m pip --disable-pip-version-check install -q --no-deps --no-build-isolation -e . \
-    || die "installing sparkzoo itself failed (see above)"
-  echo "$want" > "$venv/.sparkzoo-pyproject"
-}
+# shared with the other set-up script: editable()
+source scripts/venv.sh
 
 # ---- fast path: nothing changed since the last good run --------------------------------
 lock=requirements/current.lock
 [ -f "$lock" ] || die "$lock is missing: run 'make lock' to generate it from pyproject.toml"
-want_stamp="$(cat "$lock" requirements/data.lock scripts/setup-current.sh | sha256sum | cut -d' ' -f1) gpu=${SPARKZOO_GPU:-0}"
+want_stamp="$(cat "$lock" requirements/data.lock scripts/venv.sh scripts/setup-current.sh | sha256sum | cut -d' ' -f1) gpu=${SPARKZOO_GPU:-0}"
 if [ -z "${SPARKZOO_FORCE:-}" ] && [ -f "$stamp" ] && [ "$(cat "$stamp")" = "$want_stamp" ] \
    && [ -x "$venv/bin/sparkzoo" ]; then
   say ".venv-current is up to date (delete $venv/.sparkzoo-setup or set SPARKZOO_FORCE=1 to redo it)"

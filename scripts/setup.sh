@@ -57,23 +57,13 @@ done
 command -v cmake >/dev/null 2>&1 \
   || die "cmake not found: Horovod's build needs it (Debian: apt-get install cmake; avoid the cmake 4.x wheel, Gloo rejects it)."
 
-# sparkzoo itself, editable, without dependencies (the lock has them all); again only when
-# pyproject.toml changed since it was last installed.
-editable() {
-  local want have
-  want="$(sha256sum pyproject.toml | cut -d' ' -f1)"
-  have="$(cat "$venv/.sparkzoo-pyproject" 2>/dev/null || true)"
-  [ "$want" = "$have" ] && return 0
-  say "installing sparkzoo (editable, no dependencies: the lock has them all)"
-  "$venv/bin/python" -m pip --disable-pip-version-check install -q --no-deps --no-build-isolation -e . \
-    || die "installing sparkzoo itself failed (see above)"
-  echo "$want" > "$venv/.sparkzoo-pyproject"
-}
+# shared with the other set-up script: editable()
+source scripts/venv.sh
 
 # ---- fast path: nothing changed since the last good run --------------------------------
 lock=requirements/classic.lock
 [ -f "$lock" ] || die "$lock is missing: run 'make lock' to generate it from pyproject.toml"
-want_stamp="$(cat "$lock" requirements/data.lock scripts/setup.sh | sha256sum | cut -d' ' -f1) gpu=${SPARKZOO_GPU:-0}"
+want_stamp="$(cat "$lock" requirements/data.lock scripts/venv.sh scripts/setup.sh | sha256sum | cut -d' ' -f1) gpu=${SPARKZOO_GPU:-0}"
 if [ -z "${SPARKZOO_FORCE:-}" ] && [ -f "$stamp" ] && [ "$(cat "$stamp")" = "$want_stamp" ] \
    && [ -x "$venv/bin/sparkzoo" ] && [ -x "$venv/bin/horovodrun" ]; then
   say ".venv is up to date (delete $venv/.sparkzoo-setup or set SPARKZOO_FORCE=1 to redo it)"

@@ -535,6 +535,34 @@ def test_a_compiled_models_own_optimizer_trains_on_every_rank(blobs, engine):
         np.testing.assert_array_equal(a, b)
 
 
+def test_checkpoint_callback_keeps_the_best_epochs_weights(spark, tmp_path):
+    from sparkzoo import keras2 as keras
+    from sparkzoo.trainer.evaluation import evaluate
+
+    train, val = (spark.createDataFrame(_blobs(400, seed)) for seed in (4, 5))
+    # "best" by the largest val_loss: the first epoch's weights, not the last ones
+    worst = keras.callbacks.ModelCheckpoint(
+        str(tmp_path / "best.h5"), monitor="val_loss", mode="max", save_best_only=True
+    )
+    fitted = _estimator(validation=val, epochs=4, checkpoint_callback=worst).fit(train)
+    losses = fitted.history["val_loss"]
+    assert max(losses) - losses[-1] > 0.05  # training moved: the choice matters
+    model = fitted.keras_model()
+    model.compile(loss="sparse_categorical_crossentropy")
+    kept = evaluate(model, val, ["features"], ["label"])["loss"]
+    assert abs(kept - max(losses)) < abs(kept - losses[-1])
+    assert kept == pytest.approx(max(losses), rel=0.1)
+
+
+def test_checkpoint_callback_must_keep_the_best_only():
+    from sparkzoo import keras2 as keras
+
+    with pytest.raises(ValueError, match="save_best_only=True"):
+        _estimator(checkpoint_callback=keras.callbacks.ModelCheckpoint("m.h5"))
+    with pytest.raises(TypeError, match="ModelCheckpoint"):
+        _estimator(checkpoint_callback="best")
+
+
 # ---- MLflow -----------------------------------------------------------------------------------
 @pytest.mark.slow
 def test_mlflow_run_has_params_epoch_metrics_and_the_model(blobs, tmp_path):

@@ -27,6 +27,8 @@ from sparkzoo.trainer.params import (
     NamedParamErrors,
     anything,
     at_least,
+    best_checkpoint_value,
+    best_of,
     column_names,
     gradient_compression,
     model_source,
@@ -141,6 +143,12 @@ class _EstimatorParams(NamedParamErrors):
         validation_value,
     )
     callbacks = typed_param("callbacks", "Keras callbacks run on every rank", to_list)
+    checkpoint_callback = typed_param(
+        "checkpoint_callback",
+        "a Keras ModelCheckpoint (or Horovod's BestModelCheckpoint) with save_best_only: the "
+        "returned model holds the weights of the best epoch by its monitor",
+        best_checkpoint_value,
+    )
     shuffle = typed_param("shuffle", "shuffle each rank's rows every epoch", to_bool)
     store = typed_param(
         "store",
@@ -250,8 +258,6 @@ HOROVOD_ONLY_PARAMS = {
     "label_shapes": "label columns are reshaped to the model's output shapes by themselves",
     "compress_sparse_cols": "sparse vectors are made dense as each rank reads them",
     "mp_start_method": "ranks are Spark barrier tasks; there are no extra processes to start",
-    "checkpoint_callback": "rank 0 checkpoints every epoch to <store>/<run_name>/checkpoints/ "
-    "and a fit with the same store and run_name resumes",
     "use_gpu": "each rank uses the GPU TensorFlow finds in its task",
     "run_id_prefix": "use run_name",
 }
@@ -362,6 +368,7 @@ class KerasEstimator(Estimator, _EstimatorParams, MLReadable, MLWritable):
         num_workers=None,
         validation=None,
         callbacks=[],
+        checkpoint_callback=None,
         shuffle=True,
         store=None,
         run_name=None,
@@ -537,6 +544,7 @@ class KerasEstimator(Estimator, _EstimatorParams, MLReadable, MLWritable):
                 gradient_compression=get("gradient_compression"),
                 gradient_clipnorm=get("gradient_clipnorm"),
                 callbacks=list(get("callbacks")),
+                best=best_of(get("checkpoint_callback")),
                 memory_budget_bytes=get("memory_budget_mb") * 2**20,
                 threads_per_worker=get("threads_per_worker"),
                 custom_objects=get("custom_objects"),

@@ -13,6 +13,7 @@ import os
 from collections.abc import Callable
 from typing import Any
 
+import numpy as np
 from pyspark.ml.param import Param, Params, TypeConverters
 
 Converter = Callable[[Any], Any]
@@ -161,6 +162,31 @@ def to_list(value) -> list:
     if isinstance(value, (str, bytes, dict)):
         raise TypeError(f"expected a list, got {type(value).__name__} {value!r}")
     return TypeConverters.toList(value)
+
+
+def best_checkpoint_value(value):
+    """None, or a Keras ``ModelCheckpoint`` with ``save_best_only=True`` (Horovod's
+    ``BestModelCheckpoint`` is one): which epoch's weights the fitted model keeps."""
+    if value is None:
+        return None
+    if not (hasattr(value, "monitor") and hasattr(value, "monitor_op")):
+        raise TypeError(
+            f"expected a keras.callbacks.ModelCheckpoint, got {type(value).__name__} {value!r}"
+        )
+    if not getattr(value, "save_best_only", False):
+        raise ValueError(
+            "checkpoint_callback decides which epoch's weights the fitted model keeps: give a "
+            "ModelCheckpoint with save_best_only=True (rank 0 checkpoints every epoch anyway)"
+        )
+    return value
+
+
+def best_of(callback) -> tuple[str, str] | None:
+    """``(monitor, "min" or "max")`` of a checkpoint callback, or None."""
+    if callback is None:
+        return None
+    bigger = callback.monitor_op in (np.greater, np.greater_equal)
+    return str(callback.monitor), "max" if bigger else "min"
 
 
 def to_dict(value) -> dict:

@@ -62,6 +62,8 @@ class TrainingPlan:
     gradient_compression: str | None = None  # "fp16": gradients allreduced as 16-bit floats
     gradient_clipnorm: float | None = None
     callbacks: list = field(default_factory=list)
+    # (monitor, "min"/"max"): the fitted model keeps the best epoch's weights by it
+    best: tuple[str, str] | None = None
     memory_budget_bytes: int = 1 << 30
     threads_per_worker: int | None = None
     custom_objects: dict = field(default_factory=dict)
@@ -235,16 +237,44 @@ def fit_and_report(
                 client, checkpoints, history, steps * plan.batch_size * ring.size, plan.epochs
             )
         )
+    best = _BestWeights(*plan.best) if plan.best and ring.rank == 0 else None
     model.fit(
         train,
         steps_per_epoch=steps,
         epochs=plan.epochs,
         initial_epoch=start_epoch,
-        callbacks=callbacks,
+        callbacks=[*callbacks, best] if best else callbacks,
         verbose=0,
         **validation,
     )
+    if best and best.weights is not None:
+        model.set_weights(best.weights)
     return _result(model, history, plan.epochs) if ring.rank == 0 else None
+
+
+class _BestWeights(keras.callbacks.Callback):
+    """Rank 0: a copy of the weights of the best epoch so far by ``monitor`` (``mode`` "min"
+    or "max"), as a ``ModelCheckpoint(save_best_only=True)`` would keep them."""
+
+    def __init__(self, monitor: str, mode: str):
+        super().__init__()
+        self.monitor, self.mode = monitor, mode
+        self.best: float | None = None
+        self.weights: list | None = None
+
+    def on_epoch_end(self, epoch, logs=None):
+        logs = logs or {}
+        if self.monitor not in logs:
+            raise ValueError(
+                f"checkpoint_callback monitors {self.monitor!r}, which the epoch's metrics do "
+                f"not hold ({sorted(logs)}); val_ metrics need validation="
+            )
+        value = float(logs[self.monitor])
+        better = self.best is None or (
+            value < self.best if self.mode == "min" else value > self.best
+        )
+        if better:
+            self.best, self.weights = value, self.model.get_weights()
 
 
 def _dataset(plan: TrainingPlan, arrays: list[np.ndarray], batch_size: int, shuffle: bool, rank):
