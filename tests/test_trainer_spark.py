@@ -546,12 +546,12 @@ def test_checkpoint_callback_keeps_the_best_epochs_weights(spark, tmp_path):
     )
     fitted = _estimator(validation=val, epochs=4, checkpoint_callback=worst).fit(train)
     losses = fitted.history["val_loss"]
-    assert max(losses) - losses[-1] > 0.05  # training moved: the choice matters
+    assert max(losses) > 3 * losses[-1]  # training moved: the choice matters
     model = fitted.keras_model()
     model.compile(loss="sparse_categorical_crossentropy")
     kept = evaluate(model, val, ["features"], ["label"])["loss"]
     assert abs(kept - max(losses)) < abs(kept - losses[-1])
-    assert kept == pytest.approx(max(losses), rel=0.1)
+    assert kept == pytest.approx(max(losses), rel=0.25)
 
 
 def test_checkpoint_callback_must_keep_the_best_only():

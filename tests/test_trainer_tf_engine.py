@@ -557,3 +557,54 @@ def test_tf_train_rank_resumes_every_rank_from_rank_zeros_checkpoint(spark, tmp_
     assert [m["epoch"] for m in messages if m["kind"] == "epoch"] == [1, 2]
     assert len(result["history"]["loss"]) == 2
     _assert_identical_weights(tmp_path, result)  # rank 1 started from rank 0's checkpoint too
+
+
+# ---- the ranks' collective sequences never diverge ------------------------------------------------
+def build_bn_mlp():
+    """An MLP with BatchNormalization: its moving statistics are synchronised on read, so
+    reading them under MultiWorkerMirroredStrategy is a collective every worker must join."""
+    from sparkzoo import keras2 as keras
+
+    keras.utils.set_random_seed(0)
+    return keras.Sequential(
+        [
+            keras.Input((4,)),
+            keras.layers.Dense(8),
+            keras.layers.BatchNormalization(),
+            keras.layers.Activation("relu"),
+            keras.layers.Dense(2, activation="softmax"),
+        ]
+    )
+
+
+@pytest.mark.spark
+def test_rank_zeros_epoch_reads_keep_the_ranks_collectives_in_step(spark, tmp_path):
+    # Rank 0 alone read the weights for its checkpoint (and the result): with synchronised-
+    # on-read variables that was a collective only it joined, and the next step's collectives
+    # no longer matched ("Shape mismatch in the collective instance ... expected shape [] but
+    # another member ... expected shape [8]"). Every rank now reads them together.
+    from test_trainer_spark import _blobs
+
+    from sparkzoo import keras2 as keras
+    from sparkzoo.trainer import KerasEstimator
+
+    df = spark.createDataFrame(_blobs(600))
+    best = keras.callbacks.ModelCheckpoint(
+        str(tmp_path / "best.h5"), monitor="val_loss", save_best_only=True
+    )
+    fitted = KerasEstimator(
+        model=build_bn_mlp, optimizer="adam", loss="sparse_categorical_crossentropy",
+        feature_cols=["features"], label_cols=["label"], batch_size=32, epochs=3,
+        num_workers=2, engine="tf", validation=0.2, checkpoint_callback=best,
+        callbacks=[KeepWeights(str(tmp_path))], max_retries=0, log_to_mlflow=False,
+        tensorboard=False, verbose=0,
+    ).fit(df)  # fmt: skip
+    assert len(fitted.history["loss"]) == 3
+    ranks = [np.load(tmp_path / f"rank{r}.npz") for r in (0, 1)]
+    for name in ranks[0].files:
+        np.testing.assert_array_equal(ranks[0][name], ranks[1][name])
+    losses = fitted.history["val_loss"]
+    if int(np.argmin(losses)) == len(losses) - 1:  # the best epoch is the last: same weights
+        kept = fitted.keras_model().get_weights()
+        for i, value in enumerate(kept):
+            np.testing.assert_array_equal(value, ranks[0][f"arr_{i}"])

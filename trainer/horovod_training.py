@@ -168,7 +168,8 @@ def _fit(plan, ring, client, train_buf, val_buf) -> dict | None:
     start_epoch = hvd_tf.broadcast_object(start_epoch, root_rank=0, name="sparkzoo.start_epoch")
     if start_epoch >= plan.epochs:
         client.send("resumed", epoch=start_epoch, finished=True)
-        return _result(model, history, start_epoch) if ring.rank == 0 else None
+        weights = model.get_weights()  # on every rank: a collective read under the strategy
+        return _result(model, history, start_epoch, weights) if ring.rank == 0 else None
     if start_epoch:
         client.send("resumed", epoch=start_epoch, finished=False)
 

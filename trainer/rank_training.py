@@ -78,17 +78,23 @@ def load_keras_model(model_bytes: bytes, custom_objects: dict | None = None):
         return keras.models.load_model(path, custom_objects=custom_objects, compile=False)
 
 
-def keras_model_bytes(model) -> bytes:
+def keras_model_bytes(model, weights: list | None = None) -> bytes:
     """The bytes of ``model`` saved as a ``.keras`` file, without optimizer state where possible.
 
     Functional and Sequential models are cloned uncompiled first (the optimizer's slots would
     triple the file); a subclassed model, which cannot be cloned, is saved as it is.
+    ``weights``: the values to save (default: the model's own, read now). Under
+    MultiWorkerMirroredStrategy reading some variables (BatchNormalization's moving statistics,
+    synchronised on read) is a collective every worker must join, so a rank that saves alone
+    passes the weights all ranks read together (:class:`_Snapshot`).
     """
     try:
         plain = keras.models.clone_model(model)
-        plain.set_weights(model.get_weights())
+        plain.set_weights(model.get_weights() if weights is None else weights)
     except (ValueError, TypeError, NotImplementedError):
         plain = model
+        if weights is not None:
+            plain.set_weights(weights)
     with tempfile.TemporaryDirectory() as tmp:
         path = os.path.join(tmp, "model.keras")
         plain.save(path)
@@ -228,37 +234,61 @@ def fit_and_report(
     """The end of a rank's training that no engine changes: the user's callbacks, rank 0's
     TensorBoard and epoch reports (with checkpoints), ``model.fit``; rank 0 returns the trained
     model and history."""
-    callbacks = [*callbacks, *plan.callbacks]
+    # Every rank reads the weights at each epoch's end, together (see keras_model_bytes);
+    # rank 0's checkpoint, the best epoch and the result use these copies.
+    snapshot = _Snapshot()
+    callbacks = [*callbacks, *plan.callbacks, snapshot]
+    best = _BestWeights(*plan.best, snapshot) if plan.best else None
+    if best:
+        callbacks.append(best)
     if ring.rank == 0 and plan.tensorboard:
         callbacks.append(_tensorboard_callback(plan.run_dir))
     if ring.rank == 0:
         callbacks.append(
             _epoch_end_callback(
-                client, checkpoints, history, steps * plan.batch_size * ring.size, plan.epochs
+                client,
+                checkpoints,
+                history,
+                steps * plan.batch_size * ring.size,
+                plan.epochs,
+                snapshot,
             )
         )
-    best = _BestWeights(*plan.best) if plan.best and ring.rank == 0 else None
     model.fit(
         train,
         steps_per_epoch=steps,
         epochs=plan.epochs,
         initial_epoch=start_epoch,
-        callbacks=[*callbacks, best] if best else callbacks,
+        callbacks=callbacks,
         verbose=0,
         **validation,
     )
-    if best and best.weights is not None:
-        model.set_weights(best.weights)
-    return _result(model, history, plan.epochs) if ring.rank == 0 else None
+    weights = best.weights if best and best.weights is not None else snapshot.weights
+    return _result(model, history, plan.epochs, weights) if ring.rank == 0 else None
+
+
+class _Snapshot(keras.callbacks.Callback):
+    """Every rank: the model's weights and optimizer variables as of the last epoch's end,
+    read by all ranks at the same point of their collective sequence."""
+
+    def __init__(self):
+        super().__init__()
+        self.weights: list | None = None
+        self.slots: list | None = None
+
+    def on_epoch_end(self, epoch, logs=None):
+        self.weights = self.model.get_weights()
+        self.slots = [v.numpy() for v in self.model.optimizer.variables]
 
 
 class _BestWeights(keras.callbacks.Callback):
-    """Rank 0: a copy of the weights of the best epoch so far by ``monitor`` (``mode`` "min"
-    or "max"), as a ``ModelCheckpoint(save_best_only=True)`` would keep them."""
+    """Every rank: the weights of the best epoch so far by ``monitor`` (``mode`` "min" or
+    "max"), as a ``ModelCheckpoint(save_best_only=True)`` would keep them; taken from the
+    epoch's :class:`_Snapshot` (the ranks' logs agree, so they choose alike)."""
 
-    def __init__(self, monitor: str, mode: str):
+    def __init__(self, monitor: str, mode: str, snapshot: _Snapshot):
         super().__init__()
-        self.monitor, self.mode = monitor, mode
+        self.monitor, self.mode, self.snapshot = monitor, mode, snapshot
         self.best: float | None = None
         self.weights: list | None = None
 
@@ -274,7 +304,7 @@ class _BestWeights(keras.callbacks.Callback):
             value < self.best if self.mode == "min" else value > self.best
         )
         if better:
-            self.best, self.weights = value, self.model.get_weights()
+            self.best, self.weights = value, self.snapshot.weights
 
 
 def _dataset(plan: TrainingPlan, arrays: list[np.ndarray], batch_size: int, shuffle: bool, rank):
@@ -358,17 +388,18 @@ def _tensorboard_callback(run_dir: str):
     return CopiedTensorBoard(local, write_graph=True, update_freq="epoch", profile_batch=0)
 
 
-def _result(model, history: dict, epochs: int) -> dict:
-    return {"model_bytes": keras_model_bytes(model), "history": history, "epochs": epochs}
+def _result(model, history: dict, epochs: int, weights: list) -> dict:
+    """Rank 0's result: the model with ``weights`` (read by every rank together)."""
+    return {"model_bytes": keras_model_bytes(model, weights), "history": history, "epochs": epochs}
 
 
 class _EpochEnd(keras.callbacks.Callback):
     """Rank 0: report the epoch to the driver, then checkpoint it to the store."""
 
-    def __init__(self, client, checkpoints, history, samples_per_epoch, epochs):
+    def __init__(self, client, checkpoints, history, samples_per_epoch, epochs, snapshot):
         super().__init__()
         self.client, self.checkpoints, self.history = client, checkpoints, history
-        self.samples, self.epochs = samples_per_epoch, epochs
+        self.samples, self.epochs, self.snapshot = samples_per_epoch, epochs, snapshot
         self._start = 0.0
         self._started = False
 
@@ -385,12 +416,7 @@ class _EpochEnd(keras.callbacks.Callback):
         metrics = {k: float(v) for k, v in (logs or {}).items()}
         for key, value in metrics.items():
             self.history.setdefault(key, []).append(value)
-        self.checkpoints.save(
-            epoch + 1,
-            self.model.get_weights(),
-            [v.numpy() for v in self.model.optimizer.variables],
-            self.history,
-        )
+        self.checkpoints.save(epoch + 1, self.snapshot.weights, self.snapshot.slots, self.history)
         self.client.send(
             "epoch",
             epoch=epoch + 1,

@@ -131,7 +131,8 @@ def _fit(plan, strategy, ring, client, train_buf, val_buf) -> dict | None:
         history = saved.history if saved else {}
     if start_epoch >= plan.epochs:
         client.send("resumed", epoch=start_epoch, finished=True)
-        return _result(model, history, start_epoch) if ring.rank == 0 else None
+        weights = model.get_weights()  # on every rank: a collective read under the strategy
+        return _result(model, history, start_epoch, weights) if ring.rank == 0 else None
     if start_epoch:
         client.send("resumed", epoch=start_epoch, finished=False)
 
