@@ -76,6 +76,10 @@ _EXPORTS: dict[str, str] = {
 }
 
 
-__getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)
+# The loaders and generators read with OpenCV, scikit-learn, scikit-image and the packages that
+# ship the data: the [apps] extra, named when it is missing.
+_NEEDS = {name: "apps" for name, module in _EXPORTS.items() if module in ("loaders", "synthetic")}
+
+__getattr__, __dir__ = lazy_exports(__name__, _EXPORTS, _NEEDS)
 
 __all__ = sorted(_EXPORTS)

@@ -107,11 +107,9 @@ def init_orca_context(
     if mode in ("spark-submit", "bigdl-submit"):
         spark = existing or SparkSession.builder.getOrCreate()
     elif mode == "local":
+        settings = {"spark.driver.memory": memory, **conf}
         spark = existing or init_spark(
-            master or f"local[{cores}]",
-            app_name="sparkzoo-orca",
-            **{"spark.driver.memory": memory},
-            **conf,
+            master or f"local[{cores}]", app_name="sparkzoo-orca", **settings
         )
     else:
         if not master:
