@@ -47,7 +47,11 @@ from sparkzoo.trainer.params import (
     with_accessors,
 )
 from sparkzoo.trainer.persistence import EstimatorReader, EstimatorWriter
-from sparkzoo.trainer.rank_training import TrainingPlan, keras_model_bytes
+from sparkzoo.trainer.rank_training import (
+    TrainingPlan,
+    keras_model_bytes,
+    model_compile_settings,
+)
 from sparkzoo.trainer.relay import Message, print_output
 from sparkzoo.trainer.tf_launcher import run_tf_ranks
 from sparkzoo.trainer.tf_training import train_rank as tf_train_rank
@@ -638,7 +642,7 @@ class KerasEstimator(Estimator, _EstimatorParams, MLReadable, MLWritable):
         else the Param's default. A Param set over a compiled model's own value wins, with a
         warning naming what it replaced."""
         names = ("loss", "optimizer", "metrics", "loss_weights")
-        own = _model_compile_settings(model)
+        own = model_compile_settings(model)
         settings, replaced = {}, []
         for name in names:
             if self.isSet(name):
@@ -828,24 +832,6 @@ def _validation_flag(dataset: DataFrame, column: str):
     raise ValueError(
         f"validation column {column!r} is {kind.simpleString()}; it must be boolean or 0/1"
     )
-
-
-def _model_compile_settings(model: Any) -> dict[str, Any]:
-    """What ``model.compile`` was given (serialized, so it travels to the ranks), or {} for a
-    model that was never compiled."""
-    if not getattr(model, "_is_compiled", False) or model.optimizer is None:
-        return {}
-    try:
-        config = model.get_compile_config() or {}
-    except Exception:  # an argument Keras cannot serialize: take the objects themselves
-        config = {}
-    user_metrics = getattr(getattr(model, "compiled_metrics", None), "_user_metrics", None)
-    return {
-        "loss": config.get("loss", model.loss),
-        "optimizer": model.optimizer,
-        "metrics": config.get("metrics", user_metrics) or [],
-        "loss_weights": config.get("loss_weights"),
-    }
 
 
 def _describe(settings: dict[str, Any], names: list[str]) -> str:

@@ -25,7 +25,12 @@ from pyspark.sql.types import BinaryType, StructField, StructType
 from sparkzoo import keras2 as keras
 from sparkzoo.trainer.arrays import batch_to_arrays, fit_to_shapes
 from sparkzoo.trainer.columns import prepare_columns
-from sparkzoo.trainer.rank_training import keras_model_bytes, keras_objects, load_keras_model
+from sparkzoo.trainer.rank_training import (
+    keras_model_bytes,
+    keras_objects,
+    load_keras_model,
+    model_compile_settings,
+)
 
 _STATES = StructType([StructField("states", BinaryType())])
 
@@ -46,7 +51,8 @@ def evaluate(
     if batch_size < 1:
         raise ValueError(f"batch_size must be >= 1, got {batch_size}")
     data = prepare_columns(df, list(feature_cols), list(label_cols))
-    compile_args = _compile_args(model)
+    compile_args = model_compile_settings(model)
+    compile_args.pop("optimizer")  # the optimizer never steps here
     payload = df.sparkSession.sparkContext.broadcast(
         cloudpickle.dumps((keras_model_bytes(model), compile_args, custom_objects or {}))
     )
@@ -85,16 +91,6 @@ def evaluate(
         for variable, value in zip(metric.variables, values, strict=True):
             variable.assign(value)
     return {m.name: float(np.asarray(m.result())) for m in net.metrics}
-
-
-def _compile_args(model: Any) -> dict[str, Any]:
-    config = model.get_compile_config() or {}
-    return {
-        "loss": config.get("loss", model.loss),
-        "metrics": config.get("metrics") or [],
-        "loss_weights": config.get("loss_weights"),
-        "weighted_metrics": config.get("weighted_metrics"),
-    }
 
 
 def _compiled(model_bytes: bytes, compile_args: dict, custom_objects: dict) -> Any:

@@ -194,6 +194,25 @@ def keras_objects(value: Any, module: Any) -> Any:
     return value
 
 
+def model_compile_settings(model: Any) -> dict[str, Any]:
+    """What ``model.compile`` was given (serialized, so it travels to the ranks), or {} for a
+    model that was never compiled."""
+    if not getattr(model, "_is_compiled", False) or model.optimizer is None:
+        return {}
+    try:
+        config = model.get_compile_config() or {}
+    except Exception:  # an argument Keras cannot serialize: take the objects themselves
+        config = {}
+    user_metrics = getattr(getattr(model, "compiled_metrics", None), "_user_metrics", None)
+    return {
+        "loss": config.get("loss", model.loss),
+        "optimizer": model.optimizer,
+        "metrics": config.get("metrics", user_metrics) or [],
+        "loss_weights": config.get("loss_weights"),
+        "weighted_metrics": config.get("weighted_metrics"),
+    }
+
+
 def compile_arguments(plan: TrainingPlan) -> dict[str, Any]:
     """What every rank passes to ``model.compile`` besides the optimizer."""
     return {
